@@ -1,0 +1,157 @@
+//! `POST /v1/auth/validate` (admin only) and `GET /v1/auth/introspect` (either key).
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::auth::{AdminAuth, AnyAuth, Caller};
+use crate::domain::Permission;
+use crate::error::ApiResult;
+use crate::http::extract::JsonBody;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    key_secret: String,
+}
+
+#[derive(Serialize)]
+pub struct ValidateBody {
+    valid: bool,
+    tenant_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<Vec<Permission>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope_filter: Option<Vec<String>>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+/// Invalid keys are a 200 with `valid=false` and a reason, as the spec prescribes.
+pub async fn validate(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    JsonBody(req): JsonBody<ValidateRequest>,
+) -> ApiResult<Json<ValidateBody>> {
+    let body = match state.catalogue.validate_key(&req.key_secret).await? {
+        Ok(key) => ValidateBody {
+            valid: true,
+            tenant_id: key.tenant_id.to_string(),
+            key_id: Some(key.key_id),
+            permissions: Some(key.permissions),
+            scope_filter: Some(key.scope_filter),
+            expires_at: Some(key.expires_at),
+            reason: None,
+        },
+        Err((reason, tenant_id)) => ValidateBody {
+            valid: false,
+            tenant_id,
+            key_id: None,
+            permissions: None,
+            scope_filter: None,
+            expires_at: None,
+            reason: Some(reason),
+        },
+    };
+    Ok(Json(body))
+}
+
+#[derive(Serialize, Default)]
+pub struct Capabilities {
+    view_overview: bool,
+    view_budgets: bool,
+    view_events: bool,
+    view_webhooks: bool,
+    view_audit: bool,
+    view_tenants: bool,
+    view_api_keys: bool,
+    view_policies: bool,
+    view_reservations: bool,
+    manage_budgets: bool,
+    manage_policies: bool,
+    manage_webhooks: bool,
+    manage_tenants: bool,
+    manage_api_keys: bool,
+    manage_reservations: bool,
+}
+
+impl Capabilities {
+    fn all() -> Self {
+        Self {
+            view_overview: true,
+            view_budgets: true,
+            view_events: true,
+            view_webhooks: true,
+            view_audit: true,
+            view_tenants: true,
+            view_api_keys: true,
+            view_policies: true,
+            view_reservations: true,
+            manage_budgets: true,
+            manage_policies: true,
+            manage_webhooks: true,
+            manage_tenants: true,
+            manage_api_keys: true,
+            manage_reservations: true,
+        }
+    }
+
+    /// The spec's frozen table: a capability is true iff the key holds any listed
+    /// permission; tenant keys never see tenants, keys, audit or the overview.
+    fn of(perms: &[Permission]) -> Self {
+        use Permission as P;
+        let any = |list: &[Permission]| list.iter().any(|p| perms.contains(p));
+        let reservations = [P::ReservationsCreate, P::ReservationsCommit, P::ReservationsRelease, P::ReservationsExtend];
+        Self {
+            view_budgets: any(&[P::BudgetsRead, P::AdminRead, P::AdminBudgetsRead]),
+            view_policies: any(&[P::PoliciesRead, P::AdminRead, P::AdminPoliciesRead]),
+            view_webhooks: any(&[P::WebhooksRead, P::AdminRead, P::AdminWebhooksRead]),
+            view_events: any(&[P::EventsRead, P::AdminRead, P::AdminEventsRead]),
+            view_reservations: any(&reservations) || any(&[P::ReservationsList, P::AdminRead]),
+            manage_budgets: any(&[P::BudgetsWrite, P::AdminWrite, P::AdminBudgetsWrite]),
+            manage_policies: any(&[P::PoliciesWrite, P::AdminWrite, P::AdminPoliciesWrite]),
+            manage_webhooks: any(&[P::WebhooksWrite, P::AdminWrite, P::AdminWebhooksWrite]),
+            manage_reservations: any(&reservations) || any(&[P::AdminWrite]),
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct IntrospectBody {
+    authenticated: bool,
+    auth_type: &'static str,
+    permissions: Vec<String>,
+    capabilities: Capabilities,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope_filter: Option<Vec<String>>,
+}
+
+pub async fn introspect(AnyAuth(caller): AnyAuth) -> Json<IntrospectBody> {
+    Json(match caller {
+        Caller::Admin => IntrospectBody {
+            authenticated: true,
+            auth_type: "admin",
+            permissions: vec!["*".into()],
+            capabilities: Capabilities::all(),
+            tenant_id: None,
+            scope_filter: None,
+        },
+        Caller::Tenant(t) => IntrospectBody {
+            authenticated: true,
+            auth_type: "tenant",
+            permissions: t.key.permissions.iter().map(|p| p.as_str().to_string()).collect(),
+            capabilities: Capabilities::of(&t.key.permissions),
+            tenant_id: Some(t.key.tenant_id.to_string()),
+            scope_filter: (!t.key.scope_filter.is_empty()).then(|| t.key.scope_filter.clone()),
+        },
+    })
+}

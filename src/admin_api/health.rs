@@ -1,0 +1,35 @@
+//! `GET /livez` (the process answers) and `GET /readyz` (Redis and Postgres answer in time).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// Readiness gives each store this long to answer; a slower store is reported down.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub async fn livez() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let redis = tokio::time::timeout(PROBE_TIMEOUT, state.catalogue.redis.ping()).await;
+    let pg = tokio::time::timeout(PROBE_TIMEOUT, state.catalogue.pg.ping()).await;
+    let verdict = |r: Result<Result<(), crate::store::StoreError>, _>| match r {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "down",
+        Err(_) => "timeout",
+    };
+    let (redis, postgres) = (verdict(redis), verdict(pg));
+    let ready = redis == "ok" && postgres == "ok";
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "checks": { "redis": redis, "postgres": postgres },
+    });
+    (status, Json(body))
+}

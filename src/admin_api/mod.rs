@@ -1,0 +1,31 @@
+//! The admin plane (port 7979): tenants, API keys, auth validation and introspection,
+//! the audit log, health and metrics. Handlers are thin: extract, validate the wire
+//! values, call `catalogue`, map the reply.
+
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
+pub mod health;
+pub mod pagination;
+pub mod tenants;
+
+use axum::Router;
+use axum::routing::{get, patch, post};
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::telemetry::render))
+        .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
+        .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
+        .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/admin/api-keys/{key_id}", patch(api_keys::update).delete(api_keys::revoke))
+        .route("/v1/auth/validate", post(auth::validate))
+        .route("/v1/auth/introspect", get(auth::introspect))
+        .route("/v1/admin/audit/logs", get(audit::list))
+        .route("/v1/x-tollgate/audit/verify", get(audit::verify));
+    crate::http::finish(routes).with_state(state)
+}

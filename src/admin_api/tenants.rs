@@ -1,0 +1,269 @@
+//! `/v1/admin/tenants`: wire types and thin handlers over `catalogue::tenants`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
+use crate::auth::AdminAuth;
+use crate::catalogue::audit::Actor;
+use crate::catalogue::now;
+use crate::catalogue::tenants::TenantPatch;
+use crate::domain::tenant::{self as t, CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier};
+use crate::error::{ApiError, ApiResult};
+use crate::http::context::RequestCtx;
+use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::state::AppState;
+use crate::store::pg::page::SortColumn;
+use crate::store::pg::tenants::Filter;
+
+pub const NAME_LEN_MAX: usize = 256;
+/// Metadata bounds: the spec's 32 entries, and lengths that keep a tenant row small.
+pub const METADATA_ENTRIES_MAX: usize = 32;
+pub const METADATA_KEY_LEN_MAX: usize = 128;
+pub const METADATA_VALUE_LEN_MAX: usize = 1024;
+/// More extensions than this per reservation serves no purpose and is refused.
+pub const MAX_EXTENSIONS_MAX: i64 = 10_000;
+
+#[derive(Serialize)]
+pub struct TenantBody {
+    tenant_id: TenantId,
+    name: String,
+    status: TenantStatus,
+    tier: Tier,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_tenant_id: Option<String>,
+    default_commit_overage_policy: CommitOveragePolicy,
+    default_reservation_ttl_ms: i64,
+    max_reservation_ttl_ms: i64,
+    max_reservation_extensions: i64,
+    reservation_expiry_policy: ExpiryPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    suspended_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    closed_at: Option<OffsetDateTime>,
+}
+
+impl From<Tenant> for TenantBody {
+    fn from(t: Tenant) -> Self {
+        Self {
+            tenant_id: t.tenant_id,
+            name: t.name,
+            status: t.status,
+            tier: t.tier,
+            parent_tenant_id: t.parent_tenant_id,
+            default_commit_overage_policy: t.default_commit_overage_policy,
+            default_reservation_ttl_ms: t.default_reservation_ttl_ms,
+            max_reservation_ttl_ms: t.max_reservation_ttl_ms,
+            max_reservation_extensions: t.max_reservation_extensions,
+            reservation_expiry_policy: t.reservation_expiry_policy,
+            metadata: t.metadata,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            suspended_at: t.suspended_at,
+            closed_at: t.closed_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    tenant_id: TenantId,
+    name: String,
+    tier: Option<Tier>,
+    parent_tenant_id: Option<String>,
+    metadata: Option<BTreeMap<String, String>>,
+    default_commit_overage_policy: Option<CommitOveragePolicy>,
+    default_reservation_ttl_ms: Option<i64>,
+    max_reservation_ttl_ms: Option<i64>,
+    max_reservation_extensions: Option<i64>,
+    reservation_expiry_policy: Option<ExpiryPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    name: Option<String>,
+    status: Option<TenantStatus>,
+    tier: Option<Tier>,
+    metadata: Option<BTreeMap<String, String>>,
+    default_commit_overage_policy: Option<CommitOveragePolicy>,
+    default_reservation_ttl_ms: Option<i64>,
+    max_reservation_ttl_ms: Option<i64>,
+    max_reservation_extensions: Option<i64>,
+}
+
+pub fn check_name(field: &str, name: &str, len_max: usize) -> ApiResult<()> {
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid_field(field, "must not be empty"));
+    }
+    if name.chars().count() > len_max {
+        return Err(ApiError::invalid_field(field, format!("must be at most {len_max} characters")));
+    }
+    Ok(())
+}
+
+fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
+    if m.len() > METADATA_ENTRIES_MAX {
+        return Err(ApiError::invalid_field("metadata", format!("must have at most {METADATA_ENTRIES_MAX} entries")));
+    }
+    for (k, v) in m {
+        if k.is_empty() || k.len() > METADATA_KEY_LEN_MAX || v.len() > METADATA_VALUE_LEN_MAX {
+            return Err(ApiError::invalid_field(
+                &format!("metadata.{k}"),
+                format!("keys must be 1..{METADATA_KEY_LEN_MAX} bytes and values at most {METADATA_VALUE_LEN_MAX}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_range(field: &str, value: Option<i64>, min: i64, max: i64) -> ApiResult<()> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(ApiError::invalid_field(field, format!("must be between {min} and {max}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_settings(default_ttl: Option<i64>, max_ttl: Option<i64>, extensions: Option<i64>) -> ApiResult<()> {
+    check_range("default_reservation_ttl_ms", default_ttl, t::RESERVATION_TTL_MS_MIN, t::RESERVATION_TTL_MS_MAX)?;
+    check_range("max_reservation_ttl_ms", max_ttl, t::RESERVATION_TTL_MS_MIN, t::RESERVATION_TTL_MS_MAX)?;
+    check_range("max_reservation_extensions", extensions, 0, MAX_EXTENSIONS_MAX)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    JsonBody(req): JsonBody<CreateTenantRequest>,
+) -> ApiResult<(StatusCode, Json<TenantBody>)> {
+    check_name("name", &req.name, NAME_LEN_MAX)?;
+    if let Some(parent) = &req.parent_tenant_id {
+        TenantId::parse(parent).map_err(|e| ApiError::invalid_field("parent_tenant_id", e))?;
+    }
+    if let Some(m) = &req.metadata {
+        check_metadata(m)?;
+    }
+    check_settings(req.default_reservation_ttl_ms, req.max_reservation_ttl_ms, req.max_reservation_extensions)?;
+    let at = now();
+    let tenant = Tenant {
+        tenant_id: req.tenant_id,
+        name: req.name,
+        status: TenantStatus::Active,
+        tier: req.tier.unwrap_or(Tier::Free),
+        parent_tenant_id: req.parent_tenant_id,
+        default_commit_overage_policy: req
+            .default_commit_overage_policy
+            .unwrap_or(CommitOveragePolicy::AllowIfAvailable),
+        default_reservation_ttl_ms: req.default_reservation_ttl_ms.unwrap_or(t::DEFAULT_RESERVATION_TTL_MS),
+        max_reservation_ttl_ms: req.max_reservation_ttl_ms.unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS),
+        max_reservation_extensions: req
+            .max_reservation_extensions
+            .unwrap_or(t::DEFAULT_MAX_RESERVATION_EXTENSIONS),
+        reservation_expiry_policy: req.reservation_expiry_policy.unwrap_or(ExpiryPolicy::AutoRelease),
+        metadata: req.metadata,
+        created_at: at,
+        updated_at: at,
+        suspended_at: None,
+        closed_at: None,
+    };
+    let (stored, created) = state.catalogue.create_tenant(&Actor::admin(ctx), tenant).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(stored.into())))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<TenantBody>> {
+    Ok(Json(state.catalogue.get_tenant(&id).await?.into()))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<UpdateTenantRequest>,
+) -> ApiResult<Json<TenantBody>> {
+    if let Some(name) = &req.name {
+        check_name("name", name, NAME_LEN_MAX)?;
+    }
+    if let Some(m) = &req.metadata {
+        check_metadata(m)?;
+    }
+    check_settings(req.default_reservation_ttl_ms, req.max_reservation_ttl_ms, req.max_reservation_extensions)?;
+    let patch = TenantPatch {
+        name: req.name,
+        status: req.status,
+        tier: req.tier,
+        metadata: req.metadata,
+        default_commit_overage_policy: req.default_commit_overage_policy,
+        default_reservation_ttl_ms: req.default_reservation_ttl_ms,
+        max_reservation_ttl_ms: req.max_reservation_ttl_ms,
+        max_reservation_extensions: req.max_reservation_extensions,
+    };
+    Ok(Json(state.catalogue.update_tenant(&Actor::admin(ctx), &id, patch).await?.into()))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    parent_tenant_id: Option<String>,
+    search: Option<String>,
+    #[serde(flatten)]
+    page: ListParams,
+}
+
+#[derive(Serialize)]
+pub struct ListBody {
+    tenants: Vec<TenantBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+const fn text(expr: &'static str) -> SortColumn {
+    SortColumn { expr, cast: "text", id_expr: "tenant_id", id_cast: "text" }
+}
+
+const SORTS: &[(&str, SortColumn)] = &[
+    ("tenant_id", text("tenant_id")),
+    ("name", text("name")),
+    ("status", text("status")),
+    ("created_at", SortColumn { expr: "created_at", cast: "timestamptz", id_expr: "tenant_id", id_cast: "text" }),
+];
+
+pub async fn list(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<ListBody>> {
+    let statuses: Vec<&str> = TenantStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let filter = Filter {
+        status: enum_param("status", q.status.as_deref(), TenantStatus::parse, &statuses)?,
+        parent_tenant_id: q.parent_tenant_id.filter(|s| !s.is_empty()),
+        search: search_param(q.search.as_deref())?,
+    };
+    let (spec, sort_key) = page_spec(&q.page, SORTS, "created_at")?;
+    let page = state.catalogue.list_tenants(&filter, &spec).await?;
+    Ok(Json(ListBody {
+        has_more: page.next.is_some(),
+        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        tenants: page.items.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,166 @@
+//! Wiring: connects the stores, runs migrations, builds the shared state, binds the
+//! listeners, spawns the workers, and shuts all of it down in order on SIGINT/SIGTERM
+//! (stop accepting, finish in-flight requests, stop workers, close pools).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::auth::cache::KeyCache;
+use crate::auth::secret::{self, AdminKey, KeyHasher};
+use crate::catalogue::Catalogue;
+use crate::config::{MISSING_ADMIN_KEY, ServeConfig};
+use crate::state::AppState;
+use crate::store::pg::{PgStore, secrets};
+use crate::store::redis::{Keys, RedisStore};
+
+/// How long workers get to finish after the listeners have drained.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the metrics exporter does its housekeeping.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    runtime: Option<(TcpListener, axum::Router)>,
+    admin: Option<(TcpListener, axum::Router)>,
+    state: AppState,
+    shutdown: CancellationToken,
+    workers: Vec<JoinHandle<()>>,
+}
+
+async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHasher> {
+    if let Some(s) = &config.key_hash_secret {
+        return Ok(KeyHasher::new(s.expose_secret().as_bytes()));
+    }
+    let fresh = secret::random_bytes_32().context("reading the OS random source")?;
+    let stored = secrets::get_or_create(pg.pool(), "api_key_hash", &fresh).await?;
+    Ok(KeyHasher::new(&stored))
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        crate::telemetry::init_metrics();
+        let admin_key = config.admin_api_key.as_ref().map(|k| AdminKey::new(k.expose_secret()));
+        if config.plane.admin() && admin_key.is_none() {
+            anyhow::bail!(MISSING_ADMIN_KEY);
+        }
+        let pg = PgStore::connect(&config.store.database_url, config.store.pg_max_connections)
+            .await
+            .context("connecting to Postgres (DATABASE_URL)")?;
+        pg.migrate().await.context("applying database migrations")?;
+        let keys = Keys::new(&config.redis_prefix).map_err(anyhow::Error::msg)?;
+        let redis = RedisStore::connect(&config.redis_url, &config.redis_cluster_nodes, keys)
+            .await
+            .context("connecting to Redis (REDIS_URL)")?;
+        let hasher = key_hasher(&config, &pg).await?;
+        let catalogue = Catalogue { pg: pg.clone(), redis, hasher: hasher.clone() };
+        let auth = Arc::new(Authenticator::new(admin_key, hasher, KeyCache::new(pg.clone())));
+        let state = AppState { catalogue, auth };
+        if config.plane.admin() {
+            let mirrored = state.catalogue.reseed_mirror().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
+        }
+        let shutdown = CancellationToken::new();
+        let workers = vec![
+            tokio::spawn(crate::workers::auth_listener::run(pg, state.auth.clone(), shutdown.clone())),
+            tokio::spawn(metrics_upkeep(shutdown.clone())),
+        ];
+        let runtime = if config.plane.runtime() {
+            let listener = TcpListener::bind(config.runtime_addr)
+                .await
+                .with_context(|| format!("binding the runtime plane to {}", config.runtime_addr))?;
+            Some((listener, crate::runtime_api::router(state.clone())))
+        } else {
+            None
+        };
+        let admin = if config.plane.admin() {
+            let listener = TcpListener::bind(config.admin_addr)
+                .await
+                .with_context(|| format!("binding the admin plane to {}", config.admin_addr))?;
+            Some((listener, crate::admin_api::router(state.clone())))
+        } else {
+            None
+        };
+        Ok(Self { runtime, admin, state, shutdown, workers })
+    }
+
+    pub fn runtime_addr(&self) -> Option<SocketAddr> {
+        self.runtime.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Cancelling this token stops the application as a signal would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let mut servers = Vec::new();
+        for (plane, listener) in [("runtime", self.runtime), ("admin", self.admin)] {
+            if let Some((listener, router)) = listener {
+                tracing::info!(plane, addr = %listener.local_addr()?, "listening");
+                let stop = self.shutdown.clone();
+                servers.push(tokio::spawn(async move {
+                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+                }));
+            }
+        }
+        for server in servers {
+            server.await.context("server task")?.context("serving")?;
+        }
+        self.shutdown.cancel();
+        for worker in self.workers {
+            let _ = tokio::time::timeout(WORKER_STOP_TIMEOUT, worker).await;
+        }
+        self.state.catalogue.pg.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn metrics_upkeep(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => crate::telemetry::run_upkeep(),
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received; draining");
+    token.cancel();
+}

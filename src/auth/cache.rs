@@ -1,0 +1,142 @@
+//! The runtime's view of API keys: key digest → tenant, permissions, status, filled from
+//! Postgres on a miss so a warm runtime path never queries Postgres.
+//!
+//! Freshness: every entry expires after [`POSITIVE_TTL`]; revocations, key edits and tenant
+//! status changes are announced with Postgres NOTIFY and evicted by `workers::auth_listener`
+//! on every instance within about a second; expiry is checked against `expires_at` on every
+//! use, so it needs no announcement.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use time::OffsetDateTime;
+
+use super::secret::KeyDigest;
+use crate::domain::Permission;
+use crate::domain::api_key::KeyStatus;
+use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::store::StoreResult;
+use crate::store::pg::PgStore;
+use crate::store::pg::api_keys;
+
+/// How long a found key is trusted without re-reading it (a backstop for lost notifications).
+pub const POSITIVE_TTL: Duration = Duration::from_secs(30);
+/// How long an unknown digest is remembered, so a flood of bad keys does not reach Postgres.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept at most; beyond it stale entries are dropped, then everything.
+pub const ENTRIES_MAX: usize = 100_000;
+
+/// What the runtime needs to know about the key that made a request.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub tenant_id: TenantId,
+    pub permissions: Vec<Permission>,
+    pub scope_filter: Vec<String>,
+    pub stored_status: KeyStatus,
+    pub expires_at: OffsetDateTime,
+    pub tenant_status: TenantStatus,
+}
+
+impl KeyInfo {
+    pub fn status_at(&self, now: OffsetDateTime) -> KeyStatus {
+        match self.stored_status {
+            KeyStatus::Active if now >= self.expires_at => KeyStatus::Expired,
+            s => s,
+        }
+    }
+}
+
+struct Entry {
+    info: Option<Arc<KeyInfo>>,
+    fetched: Instant,
+}
+
+impl Entry {
+    fn fresh(&self) -> bool {
+        let ttl = if self.info.is_some() { POSITIVE_TTL } else { NEGATIVE_TTL };
+        self.fetched.elapsed() < ttl
+    }
+}
+
+pub struct KeyCache {
+    entries: DashMap<KeyDigest, Entry>,
+    /// Bumped by every eviction. A lookup that raced an eviction (read Postgres before the
+    /// change committed, finished after the notification) must not cache what it read.
+    generation: AtomicU64,
+    pg: PgStore,
+}
+
+/// Whether a lookup was served from memory (for the hit/miss metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Hit,
+    Miss,
+}
+
+impl KeyCache {
+    pub fn new(pg: PgStore) -> Self {
+        Self { entries: DashMap::new(), generation: AtomicU64::new(0), pg }
+    }
+
+    pub async fn get(&self, digest: &KeyDigest) -> StoreResult<(Option<Arc<KeyInfo>>, Lookup)> {
+        if let Some(entry) = self.entries.get(digest)
+            && entry.fresh()
+        {
+            return Ok((entry.info.clone(), Lookup::Hit));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = api_keys::find_by_digest(self.pg.pool(), digest).await?;
+        let info = found.map(|k| {
+            Arc::new(KeyInfo {
+                key_id: k.key.key_id,
+                tenant_id: k.key.tenant_id,
+                permissions: k.key.permissions,
+                scope_filter: k.key.scope_filter,
+                stored_status: k.key.stored_status,
+                expires_at: k.key.expires_at,
+                tenant_status: k.tenant_status,
+            })
+        });
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.make_room();
+            self.entries.insert(*digest, Entry { info: info.clone(), fetched: Instant::now() });
+        }
+        Ok((info, Lookup::Miss))
+    }
+
+    fn make_room(&self) {
+        if self.entries.len() < ENTRIES_MAX {
+            return;
+        }
+        self.entries.retain(|_, e| e.fresh());
+        if self.entries.len() >= ENTRIES_MAX {
+            self.entries.clear();
+        }
+    }
+
+    pub fn evict_key(&self, digest: &KeyDigest) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.remove(digest);
+    }
+
+    pub fn evict_tenant(&self, tenant: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.retain(|_, e| e.info.as_ref().is_none_or(|i| i.tenant_id.as_str() != tenant));
+    }
+
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

@@ -1,0 +1,168 @@
+//! Who is calling: the admin key (`X-Admin-API-Key`, compared in constant time) or a
+//! tenant API key (`X-Cycles-API-Key`, looked up by keyed digest through the cache).
+//! Produces a [`Caller`]; permission checks are per route via [`TenantCaller::require`].
+
+pub mod cache;
+pub mod secret;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use time::OffsetDateTime;
+
+use crate::domain::Permission;
+use crate::domain::api_key::KeyStatus;
+use crate::domain::permission::grants;
+use crate::domain::tenant::TenantStatus;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use cache::{KeyCache, KeyInfo, Lookup};
+use secret::{AdminKey, KeyHasher};
+
+pub const ADMIN_KEY_HEADER: &str = "x-admin-api-key";
+pub const TENANT_KEY_HEADER: &str = "x-cycles-api-key";
+
+pub struct Authenticator {
+    /// `None` on a runtime-only instance started without an admin key.
+    admin_key: Option<AdminKey>,
+    hasher: KeyHasher,
+    cache: KeyCache,
+}
+
+/// A request made with a tenant API key that is valid now.
+#[derive(Debug, Clone)]
+pub struct TenantCaller {
+    pub key: Arc<KeyInfo>,
+}
+
+impl TenantCaller {
+    /// 403 unless the key holds `perm` (or a wildcard that satisfies it).
+    pub fn require(&self, perm: Permission, code: ErrorCode) -> ApiResult<()> {
+        if grants(&self.key.permissions, perm) {
+            Ok(())
+        } else {
+            Err(ApiError::new(code, format!("API key lacks required permission: {perm}")))
+        }
+    }
+
+    pub fn tenant_suspended(&self) -> bool {
+        self.key.tenant_status == TenantStatus::Suspended
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Admin,
+    Tenant(TenantCaller),
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or_default())
+}
+
+impl Authenticator {
+    pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: KeyCache) -> Self {
+        Self { admin_key, hasher, cache }
+    }
+
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    pub fn cache(&self) -> &KeyCache {
+        &self.cache
+    }
+
+    /// Whether the headers carry the admin key; 401 if they carry a wrong one.
+    pub fn admin(&self, headers: &HeaderMap) -> ApiResult<Option<()>> {
+        let Some(presented) = header(headers, ADMIN_KEY_HEADER) else { return Ok(None) };
+        match &self.admin_key {
+            Some(key) if key.matches(presented) => Ok(Some(())),
+            _ => Err(ApiError::unauthorized("invalid X-Admin-API-Key")),
+        }
+    }
+
+    pub fn require_admin(&self, headers: &HeaderMap) -> ApiResult<()> {
+        self.admin(headers)?.ok_or_else(|| ApiError::unauthorized("missing X-Admin-API-Key header"))
+    }
+
+    /// Authenticates a tenant key: 401 when missing, unknown, revoked, expired, or its tenant
+    /// is closed. A suspended tenant's keys stay valid (routes decide what they may do).
+    pub async fn tenant(&self, headers: &HeaderMap) -> ApiResult<Option<TenantCaller>> {
+        let Some(presented) = header(headers, TENANT_KEY_HEADER) else { return Ok(None) };
+        if presented.is_empty() || presented.len() > secret::KEY_SECRET_LEN_MAX {
+            return Err(ApiError::unauthorized("invalid API key"));
+        }
+        let digest = self.hasher.digest(presented);
+        let (info, lookup) = self.cache.get(&digest).await?;
+        crate::telemetry::auth_cache_lookup(lookup == Lookup::Hit);
+        let info = info.ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        match info.status_at(OffsetDateTime::now_utc()) {
+            KeyStatus::Active => {}
+            KeyStatus::Revoked => return Err(ApiError::unauthorized("API key is revoked")),
+            KeyStatus::Expired => return Err(ApiError::unauthorized("API key is expired")),
+        }
+        if info.tenant_status == TenantStatus::Closed {
+            return Err(ApiError::unauthorized("API key belongs to a closed tenant"));
+        }
+        Ok(Some(TenantCaller { key: info }))
+    }
+
+    pub async fn require_tenant(&self, headers: &HeaderMap) -> ApiResult<TenantCaller> {
+        self.tenant(headers).await?.ok_or_else(|| ApiError::unauthorized("missing X-Cycles-API-Key header"))
+    }
+
+    /// Either key; the admin key wins when both are sent.
+    pub async fn any(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        if self.admin(headers)?.is_some() {
+            return Ok(Caller::Admin);
+        }
+        match self.tenant(headers).await? {
+            Some(t) => Ok(Caller::Tenant(t)),
+            None => Err(ApiError::unauthorized("missing X-Cycles-API-Key or X-Admin-API-Key header")),
+        }
+    }
+}
+
+/// Extractor: the request carries the valid admin key.
+pub struct AdminAuth;
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminAuth
+where
+    Arc<Authenticator>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Arc::<Authenticator>::from_ref(state).require_admin(&parts.headers).map(|()| AdminAuth)
+    }
+}
+
+/// Extractor: the admin key or a valid tenant key.
+pub struct AnyAuth(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for AnyAuth
+where
+    Arc<Authenticator>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Arc::<Authenticator>::from_ref(state).any(&parts.headers).await.map(AnyAuth)
+    }
+}
+
+/// Extractor: a valid tenant key.
+pub struct TenantAuth(pub TenantCaller);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantAuth
+where
+    Arc<Authenticator>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Arc::<Authenticator>::from_ref(state).require_tenant(&parts.headers).await.map(TenantAuth)
+    }
+}

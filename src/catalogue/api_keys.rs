@@ -1,0 +1,190 @@
+//! API keys: mint (the secret leaves exactly once, in the create response), patch, revoke.
+//! Every change to a key is announced on the auth channel so every instance's cache drops it.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::audit::Actor;
+use super::{Catalogue, now};
+use crate::auth::secret;
+use crate::domain::Permission;
+use crate::domain::api_key::{ApiKey, KeyStatus};
+use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::store::pg::{self, PgTx, api_keys, audit, tenants};
+
+/// A key to mint, already validated.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<Permission>,
+    pub scope_filter: Vec<String>,
+    pub expires_at: OffsetDateTime,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub permissions: Option<Vec<Permission>>,
+    pub scope_filter: Option<Vec<String>>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub metadata: Option<Value>,
+}
+
+fn key_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("API key {id} not found"))
+}
+
+/// Locks the owning tenant's row and refuses mutations of a CLOSED tenant's objects (409,
+/// CASCADE Rule 2). Holding the lock means a concurrent close waits for this change.
+async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> ApiResult<()> {
+    let t = tenants::get_for_update(tx, tenant)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("tenant {tenant} not found")))?;
+    if t.status == TenantStatus::Closed {
+        return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {tenant} is closed")));
+    }
+    Ok(())
+}
+
+impl Catalogue {
+    /// Mints a key; returns the record and the secret, which is stored nowhere.
+    pub async fn create_key(&self, actor: &Actor, new: NewKey) -> ApiResult<(ApiKey, String)> {
+        let created_at = now();
+        if new.expires_at <= created_at {
+            return Err(ApiError::invalid_field("expires_at", "must be in the future"));
+        }
+        let minted = secret::mint_key().map_err(ApiError::internal)?;
+        let key = ApiKey {
+            key_id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: new.tenant_id,
+            key_prefix: minted.prefix,
+            name: new.name,
+            description: new.description,
+            permissions: new.permissions,
+            scope_filter: new.scope_filter,
+            stored_status: KeyStatus::Active,
+            metadata: new.metadata,
+            created_at,
+            last_used_at: None,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        let digest = self.hasher.digest(&minted.secret);
+        let mut tx = self.pg.begin().await?;
+        lock_open_tenant(&mut tx, key.tenant_id.as_str()).await?;
+        api_keys::insert(&mut tx, &key, &digest).await?;
+        let entry = actor.entry("createApiKey", key.tenant_id.as_str(), ("api_key", &key.key_id), 201, json!({}));
+        audit::append(&mut tx, &entry).await?;
+        pg::commit(tx).await?;
+        Ok((key, minted.secret))
+    }
+
+    pub async fn update_key(&self, actor: &Actor, key_id: &str, patch: KeyPatch) -> ApiResult<ApiKey> {
+        let mut tx = self.pg.begin().await?;
+        let (current, digest) =
+            api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
+        lock_open_tenant(&mut tx, current.tenant_id.as_str()).await?;
+        let at = now();
+        match current.status_at(at) {
+            KeyStatus::Active => {}
+            KeyStatus::Revoked => {
+                return Err(ApiError::new(ErrorCode::KeyRevoked, "key is revoked and cannot be modified"));
+            }
+            KeyStatus::Expired => {
+                return Err(ApiError::new(ErrorCode::KeyExpired, "key is expired and cannot be modified"));
+            }
+        }
+        if patch.expires_at.is_some_and(|e| e <= at) {
+            return Err(ApiError::invalid_field("expires_at", "must be in the future"));
+        }
+        let mut key = current.clone();
+        let mut changed = Vec::new();
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = patch.$field.clone() {
+                    if key.$field != v {
+                        changed.push(stringify!($field));
+                    }
+                    key.$field = v;
+                }
+            };
+            (opt $field:ident) => {
+                if let Some(v) = patch.$field.clone() {
+                    if key.$field.as_ref() != Some(&v) {
+                        changed.push(stringify!($field));
+                    }
+                    key.$field = Some(v);
+                }
+            };
+        }
+        set!(name);
+        set!(opt description);
+        set!(permissions);
+        set!(scope_filter);
+        set!(expires_at);
+        set!(opt metadata);
+        if key != current {
+            api_keys::update(&mut tx, &key).await?;
+        }
+        let tenant = key.tenant_id.as_str();
+        let entry = actor.entry("updateApiKey", tenant, ("api_key", key_id), 200, json!({ "changed_fields": changed }));
+        audit::append(&mut tx, &entry).await?;
+        pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(&digest))).await?;
+        pg::commit(tx).await?;
+        Ok(key)
+    }
+
+    pub async fn revoke_key(&self, actor: &Actor, key_id: &str, reason: Option<String>) -> ApiResult<ApiKey> {
+        let mut tx = self.pg.begin().await?;
+        let (mut key, digest) =
+            api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
+        lock_open_tenant(&mut tx, key.tenant_id.as_str()).await?;
+        if key.stored_status == KeyStatus::Revoked {
+            return Err(ApiError::new(ErrorCode::KeyRevoked, format!("API key {key_id} is already revoked")));
+        }
+        key.stored_status = KeyStatus::Revoked;
+        key.revoked_at = Some(now());
+        key.revoked_reason = reason.clone();
+        api_keys::update(&mut tx, &key).await?;
+        let tenant = key.tenant_id.as_str();
+        let entry = actor.entry("revokeApiKey", tenant, ("api_key", key_id), 200, json!({ "reason": reason }));
+        audit::append(&mut tx, &entry).await?;
+        pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(&digest))).await?;
+        pg::commit(tx).await?;
+        Ok(key)
+    }
+
+    pub async fn list_keys(
+        &self,
+        filter: &api_keys::Filter,
+        page: &pg::page::PageSpec,
+    ) -> ApiResult<pg::page::Page<ApiKey>> {
+        Ok(api_keys::list(self.pg.pool(), filter, page).await?)
+    }
+
+    /// The `validateApiKey` checks in the spec's order; `Err(reason)` names the first failure.
+    pub async fn validate_key(&self, presented: &str) -> ApiResult<Result<ApiKey, (&'static str, String)>> {
+        if presented.is_empty() || presented.len() > secret::KEY_SECRET_LEN_MAX {
+            return Ok(Err(("INVALID_KEY", String::new())));
+        }
+        let digest = self.hasher.digest(presented);
+        let Some(found) = api_keys::find_by_digest(self.pg.pool(), &digest).await? else {
+            return Ok(Err(("KEY_NOT_FOUND", String::new())));
+        };
+        let tenant = found.key.tenant_id.to_string();
+        let reason = match (found.key.status_at(now()), found.tenant_status) {
+            (KeyStatus::Revoked, _) => "KEY_REVOKED",
+            (KeyStatus::Expired, _) => "KEY_EXPIRED",
+            (_, TenantStatus::Suspended) => "TENANT_SUSPENDED",
+            (_, TenantStatus::Closed) => "TENANT_CLOSED",
+            (KeyStatus::Active, TenantStatus::Active) => return Ok(Ok(found.key)),
+        };
+        Ok(Err((reason, tenant)))
+    }
+}

@@ -1,0 +1,26 @@
+//! The admin catalogue's rules: tenant lifecycle and close cascade, API-key minting and
+//! revocation, and the audit entry each mutation writes in its own transaction. Handlers
+//! call in here with validated domain values; this module calls `store` and knows no HTTP.
+
+pub mod api_keys;
+pub mod audit;
+pub mod tenants;
+
+use crate::auth::secret::KeyHasher;
+use crate::store::pg::PgStore;
+use crate::store::redis::RedisStore;
+
+#[derive(Clone)]
+pub struct Catalogue {
+    pub pg: PgStore,
+    pub redis: RedisStore,
+    pub hasher: KeyHasher,
+}
+
+/// Now, truncated to the microsecond precision Postgres stores, so what a response shows
+/// equals what a later read returns (and what the audit hash covers).
+pub fn now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    let micros = now.nanosecond() / 1_000 * 1_000;
+    now.replace_nanosecond(micros).unwrap_or(now)
+}

@@ -1,0 +1,245 @@
+//! Tenant lifecycle: create (idempotent on `tenant_id`), patch with the ACTIVE ↔ SUSPENDED →
+//! CLOSED rules, and the close cascade.
+//!
+//! Close follows DESIGN.md: the Redis status mirror flips to CLOSED first (from then on the
+//! ledger scripts refuse the tenant), then one Postgres transaction closes the tenant and
+//! revokes its keys, with one audit entry per mutated object. Re-closing a CLOSED tenant
+//! re-drives the cascade and touches only what is still open, so it writes no duplicates.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::audit::Actor;
+use super::{Catalogue, now};
+use crate::domain::tenant::{
+    CommitOveragePolicy, Tenant, TenantStatus, Tier,
+};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::store::pg::{self, api_keys, audit, tenants};
+
+/// The fields a PATCH may change; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub status: Option<TenantStatus>,
+    pub tier: Option<Tier>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub default_commit_overage_policy: Option<CommitOveragePolicy>,
+    pub default_reservation_ttl_ms: Option<i64>,
+    pub max_reservation_ttl_ms: Option<i64>,
+    pub max_reservation_extensions: Option<i64>,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::TenantNotFound, format!("tenant {id} not found"))
+}
+
+/// The default TTL may not exceed the maximum TTL.
+pub fn check_ttls(default_ms: i64, max_ms: i64) -> ApiResult<()> {
+    if default_ms > max_ms {
+        return Err(ApiError::invalid_field(
+            "default_reservation_ttl_ms",
+            format!("must not exceed max_reservation_ttl_ms ({max_ms})"),
+        ));
+    }
+    Ok(())
+}
+
+impl Catalogue {
+    /// Creates `t`; returns the stored tenant and whether this call created it. A second
+    /// create with the same id and name returns the existing tenant; another name is 409.
+    pub async fn create_tenant(&self, actor: &Actor, t: Tenant) -> ApiResult<(Tenant, bool)> {
+        check_ttls(t.default_reservation_ttl_ms, t.max_reservation_ttl_ms)?;
+        let mut tx = self.pg.begin().await?;
+        let created = tenants::insert(&mut tx, &t).await?;
+        let stored = if created {
+            let id = t.tenant_id.as_str();
+            let entry = actor.entry("createTenant", id, ("tenant", id), 201, json!({}));
+            audit::append(&mut tx, &entry).await?;
+            pg::commit(tx).await?;
+            t
+        } else {
+            drop(tx);
+            let existing = tenants::get(self.pg.pool(), t.tenant_id.as_str())
+                .await?
+                .ok_or_else(|| ApiError::internal("tenant vanished during create"))?;
+            if existing.name != t.name {
+                return Err(ApiError::new(
+                    ErrorCode::DuplicateResource,
+                    format!("tenant {} exists with a different name", t.tenant_id),
+                ));
+            }
+            existing
+        };
+        self.redis.mirror_tenant(&stored).await?;
+        Ok((stored, created))
+    }
+
+    pub async fn get_tenant(&self, id: &str) -> ApiResult<Tenant> {
+        tenants::get(self.pg.pool(), id).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub async fn update_tenant(&self, actor: &Actor, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
+        if patch.status == Some(TenantStatus::Closed) {
+            let current = self.get_tenant(id).await?;
+            if let Some(changed) = changed_fields(&current, &patch).into_iter().find(|f| *f != "status") {
+                return Err(ApiError::invalid_field(&changed, "cannot be changed in the request that closes the tenant"));
+            }
+            // The ledger must refuse the tenant before anything else changes.
+            self.redis.mirror_status(id, TenantStatus::Closed.as_str()).await?;
+            let closed = self.close_tenant(actor, id).await?;
+            self.redis.mirror_tenant(&closed).await?;
+            return Ok(closed);
+        }
+        let mut tx = self.pg.begin().await?;
+        let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
+        if current.status == TenantStatus::Closed {
+            if patch.status.is_some_and(|s| s != TenantStatus::Closed) {
+                return Err(ApiError::invalid_field("status", "cannot transition from CLOSED; closing is irreversible"));
+            }
+            return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {id} is closed")));
+        }
+        let changed = changed_fields(&current, &patch);
+        let updated = apply(current.clone(), &patch);
+        check_ttls(updated.default_reservation_ttl_ms, updated.max_reservation_ttl_ms)?;
+        if updated != current {
+            tenants::update(&mut tx, &updated).await?;
+        }
+        let entry = actor.entry("updateTenant", id, ("tenant", id), 200, json!({ "changed_fields": changed }));
+        audit::append(&mut tx, &entry).await?;
+        if updated.status != current.status {
+            pg::notify_auth(&mut tx, &format!("tenant:{id}")).await?;
+        }
+        pg::commit(tx).await?;
+        self.redis.mirror_tenant(&updated).await?;
+        Ok(updated)
+    }
+
+    /// Closes the tenant and revokes its keys in one transaction. Idempotent: on a tenant
+    /// already CLOSED it only finishes children still open, and audits only those.
+    async fn close_tenant(&self, actor: &Actor, id: &str) -> ApiResult<Tenant> {
+        let mut tx = self.pg.begin().await?;
+        let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
+        let at = now();
+        let fresh_close = current.status != TenantStatus::Closed;
+        let correlation_id = format!("tenant_close_cascade:{id}:{}", actor.ctx.request_id);
+        let mut closed = current.clone();
+        if fresh_close {
+            closed.status = TenantStatus::Closed;
+            closed.closed_at = Some(at);
+            closed.updated_at = at;
+            tenants::update(&mut tx, &closed).await?;
+            let entry = actor.entry(
+                "updateTenant",
+                id,
+                ("tenant", id),
+                200,
+                json!({ "changed_fields": ["status"], "correlation_id": correlation_id }),
+            );
+            audit::append(&mut tx, &entry).await?;
+        }
+        let revoked = api_keys::revoke_all_of_tenant(&mut tx, id, at, "tenant_closed").await?;
+        for (key_id, digest) in &revoked {
+            let entry = actor.entry(
+                "tenant_close_cascade",
+                id,
+                ("api_key", key_id),
+                200,
+                json!({
+                    "event_kind": "api_key.revoked_via_tenant_cascade",
+                    "cascade": "tenant_close",
+                    "correlation_id": correlation_id,
+                }),
+            );
+            audit::append(&mut tx, &entry).await?;
+            pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(digest))).await?;
+        }
+        pg::notify_auth(&mut tx, &format!("tenant:{id}")).await?;
+        pg::commit(tx).await?;
+        Ok(closed)
+    }
+
+    pub async fn list_tenants(
+        &self,
+        filter: &tenants::Filter,
+        page: &pg::page::PageSpec,
+    ) -> ApiResult<pg::page::Page<Tenant>> {
+        Ok(tenants::list(self.pg.pool(), filter, page).await?)
+    }
+
+    /// Copies every tenant's status and settings into Redis (at start, so a mirror lost with
+    /// a Redis restart is rebuilt before the runtime serves).
+    pub async fn reseed_mirror(&self) -> ApiResult<usize> {
+        let all = tenants::statuses(self.pg.pool()).await?;
+        for (id, _) in &all {
+            if let Some(t) = tenants::get(self.pg.pool(), id).await? {
+                self.redis.mirror_tenant(&t).await?;
+            }
+        }
+        Ok(all.len())
+    }
+}
+
+/// Names of the fields `patch` would change on `t`, in schema order.
+fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, differs: bool| {
+        if differs {
+            out.push(name.to_string());
+        }
+    };
+    check("name", patch.name.as_ref().is_some_and(|v| *v != t.name));
+    check("status", patch.status.is_some_and(|v| v != t.status));
+    check("tier", patch.tier.is_some_and(|v| v != t.tier));
+    check("metadata", patch.metadata.as_ref().is_some_and(|v| Some(v) != t.metadata.as_ref()));
+    check(
+        "default_commit_overage_policy",
+        patch.default_commit_overage_policy.is_some_and(|v| v != t.default_commit_overage_policy),
+    );
+    check(
+        "default_reservation_ttl_ms",
+        patch.default_reservation_ttl_ms.is_some_and(|v| v != t.default_reservation_ttl_ms),
+    );
+    check("max_reservation_ttl_ms", patch.max_reservation_ttl_ms.is_some_and(|v| v != t.max_reservation_ttl_ms));
+    check(
+        "max_reservation_extensions",
+        patch.max_reservation_extensions.is_some_and(|v| v != t.max_reservation_extensions),
+    );
+    out
+}
+
+fn apply(mut t: Tenant, patch: &TenantPatch) -> Tenant {
+    let before = t.clone();
+    if let Some(v) = &patch.name {
+        t.name = v.clone();
+    }
+    if let Some(v) = patch.tier {
+        t.tier = v;
+    }
+    if let Some(v) = &patch.metadata {
+        t.metadata = Some(v.clone());
+    }
+    if let Some(v) = patch.default_commit_overage_policy {
+        t.default_commit_overage_policy = v;
+    }
+    if let Some(v) = patch.default_reservation_ttl_ms {
+        t.default_reservation_ttl_ms = v;
+    }
+    if let Some(v) = patch.max_reservation_ttl_ms {
+        t.max_reservation_ttl_ms = v;
+    }
+    if let Some(v) = patch.max_reservation_extensions {
+        t.max_reservation_extensions = v;
+    }
+    if let Some(status) = patch.status
+        && status != t.status
+    {
+        t.status = status;
+        t.suspended_at = (status == TenantStatus::Suspended).then(now);
+    }
+    if t != before {
+        t.updated_at = now();
+    }
+    t
+}

@@ -1,0 +1,118 @@
+//! Command line and environment: one clap definition documents every option, its
+//! environment variable and its default (`tollgate serve --help`). Secrets are redacted
+//! from `Debug` output.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "Budget reservation and admission engine (Cycles protocol)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the runtime plane, the admin plane, or both.
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(StoreConfig),
+    /// Audit-log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the audit hash chain; exit 1 and name the first broken link if any row was
+    /// altered or deleted.
+    Verify(StoreConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Plane {
+    Runtime,
+    Admin,
+    All,
+}
+
+impl Plane {
+    pub fn runtime(self) -> bool {
+        matches!(self, Plane::Runtime | Plane::All)
+    }
+
+    pub fn admin(self) -> bool {
+        matches!(self, Plane::Admin | Plane::All)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Where the stores are.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Postgres URL of the catalogue database (tenants, keys, audit).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/tollgate")]
+    pub database_url: String,
+
+    /// Postgres connections per instance at most (instances × this must fit the server).
+    #[arg(long, env = "TOLLGATE_PG_MAX_CONNECTIONS", default_value_t = 10)]
+    pub pg_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Which plane(s) this instance serves.
+    #[arg(long, env = "TOLLGATE_PLANE", value_enum, default_value_t = Plane::All)]
+    pub plane: Plane,
+
+    /// Listen address of the runtime plane (Cycles runtime API).
+    #[arg(long, env = "TOLLGATE_RUNTIME_ADDR", default_value = "127.0.0.1:7878")]
+    pub runtime_addr: SocketAddr,
+
+    /// Listen address of the admin plane (governance API, health, metrics).
+    #[arg(long, env = "TOLLGATE_ADMIN_ADDR", default_value = "127.0.0.1:7979")]
+    pub admin_addr: SocketAddr,
+
+    /// Redis URL of the ledger (single instance).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Comma-separated Redis Cluster node URLs; when set, REDIS_URL is ignored.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
+
+    /// Prefix of every Redis key (lets several deployments share one Redis).
+    #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tg")]
+    pub redis_prefix: String,
+
+    /// The admin key callers present in X-Admin-API-Key. Required by the admin plane.
+    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<SecretString>,
+
+    /// Secret that keys the HMAC under which API keys are stored. When unset, a random one
+    /// is generated once and kept in Postgres (shared by every instance).
+    #[arg(long, env = "TOLLGATE_KEY_HASH_SECRET", hide_env_values = true)]
+    pub key_hash_secret: Option<SecretString>,
+
+    /// Log format.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub store: StoreConfig,
+}
+
+/// The message the admin plane refuses to start with when it has no admin key.
+pub const MISSING_ADMIN_KEY: &str = "ADMIN_API_KEY is not set: the admin plane needs an admin key. \
+    Set it in the environment (export ADMIN_API_KEY=<a long random secret>) or pass --admin-api-key, \
+    or serve only the runtime plane with --plane runtime.";

@@ -1,0 +1,10 @@
+//! Pure types of the catalogue and the ledger: identifiers validated once, enums with the
+//! spec's spellings, and the rules that need no store. Nothing here does IO.
+
+pub mod api_key;
+pub mod audit;
+pub mod permission;
+pub mod tenant;
+
+pub use permission::Permission;
+pub use tenant::{CommitOveragePolicy, TenantId, TenantStatus, Tier};

@@ -1,0 +1,52 @@
+//! `tollgate`: parse the command line, start logging, run the chosen command.
+
+use clap::Parser;
+use tollgate::config::{AuditCommand, Cli, Command, LogFormat};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let json_logs = match &cli.command {
+        Command::Serve(c) => c.log_format == LogFormat::Json,
+        _ => false,
+    };
+    tollgate::telemetry::init_logging(json_logs);
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("tollgate: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        Command::Serve(config) => {
+            let app = tollgate::app::Application::build(config).await?;
+            tokio::spawn(tollgate::app::cancel_on_signal(app.shutdown_token()));
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate(store) => {
+            let pg = tollgate::store::pg::PgStore::connect(&store.database_url, 2).await?;
+            pg.migrate().await?;
+            println!("migrations applied");
+        }
+        Command::Audit { command: AuditCommand::Verify(store) } => {
+            let pg = tollgate::store::pg::PgStore::connect(&store.database_url, 2).await?;
+            let report = tollgate::store::pg::audit::verify(pg.pool()).await?;
+            match report.broken {
+                None => println!("audit chain intact: {} entries verified", report.entries),
+                Some(b) => {
+                    let id = b.log_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "audit chain BROKEN at entry {} (log_id {id}): {} ({} entries verified before it)",
+                        b.seq, b.reason, report.entries
+                    );
+                    return Ok(std::process::ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,47 @@
+//! The only modules that speak to a driver. `pg` holds the catalogue (tenants, keys, audit);
+//! `redis` holds the ledger and the tenant-status mirror. Callers see [`StoreError`], never a
+//! driver error: an outage is `Unavailable` (the API answers 503 + `Retry-After`), anything
+//! else is `Internal`.
+
+pub mod pg;
+pub mod redis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{store} unavailable: {cause}")]
+    Unavailable { store: &'static str, cause: String },
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => {
+                StoreError::Unavailable { store: "postgres", cause: err.to_string() }
+            }
+            _ => StoreError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<::redis::RedisError> for StoreError {
+    fn from(err: ::redis::RedisError) -> Self {
+        if err.is_io_error()
+            || err.is_timeout()
+            || err.is_connection_dropped()
+            || err.is_connection_refusal()
+            || err.is_cluster_error()
+        {
+            StoreError::Unavailable { store: "redis", cause: err.to_string() }
+        } else {
+            StoreError::Internal(err.to_string())
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! SQL for `tenants`.
+
+use std::collections::BTreeMap;
+
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+
+use super::page::{After, Page, PageSpec, after_of, finish};
+use super::{PgTx, like_pattern};
+use crate::domain::tenant::{
+    CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier,
+};
+use crate::store::{StoreError, StoreResult};
+
+const COLUMNS: &str = "tenant_id, name, status, tier, parent_tenant_id, default_commit_overage_policy, \
+    default_reservation_ttl_ms, max_reservation_ttl_ms, max_reservation_extensions, \
+    reservation_expiry_policy, metadata, created_at, updated_at, suspended_at, closed_at";
+
+#[derive(FromRow)]
+struct Row {
+    tenant_id: String,
+    name: String,
+    status: String,
+    tier: String,
+    parent_tenant_id: Option<String>,
+    default_commit_overage_policy: String,
+    default_reservation_ttl_ms: i64,
+    max_reservation_ttl_ms: i64,
+    max_reservation_extensions: i64,
+    reservation_expiry_policy: String,
+    metadata: Option<sqlx::types::Json<BTreeMap<String, String>>>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    suspended_at: Option<OffsetDateTime>,
+    closed_at: Option<OffsetDateTime>,
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("tenants row has an unknown {what} {value:?}"))
+}
+
+impl TryFrom<Row> for Tenant {
+    type Error = StoreError;
+
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        Ok(Tenant {
+            tenant_id: TenantId::parse(&r.tenant_id).map_err(|_| corrupt("tenant_id", &r.tenant_id))?,
+            name: r.name,
+            status: TenantStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?,
+            tier: Tier::parse(&r.tier).ok_or_else(|| corrupt("tier", &r.tier))?,
+            parent_tenant_id: r.parent_tenant_id,
+            default_commit_overage_policy: CommitOveragePolicy::parse(&r.default_commit_overage_policy)
+                .ok_or_else(|| corrupt("overage policy", &r.default_commit_overage_policy))?,
+            default_reservation_ttl_ms: r.default_reservation_ttl_ms,
+            max_reservation_ttl_ms: r.max_reservation_ttl_ms,
+            max_reservation_extensions: r.max_reservation_extensions,
+            reservation_expiry_policy: ExpiryPolicy::parse(&r.reservation_expiry_policy)
+                .ok_or_else(|| corrupt("expiry policy", &r.reservation_expiry_policy))?,
+            metadata: r.metadata.map(|m| m.0),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            suspended_at: r.suspended_at,
+            closed_at: r.closed_at,
+        })
+    }
+}
+
+/// Inserts a new tenant; `Ok(false)` when the id exists already (nothing written).
+pub async fn insert(tx: &mut PgTx, t: &Tenant) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO tenants (tenant_id, name, status, tier, parent_tenant_id, \
+         default_commit_overage_policy, default_reservation_ttl_ms, max_reservation_ttl_ms, \
+         max_reservation_extensions, reservation_expiry_policy, metadata, created_at, updated_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(t.tenant_id.as_str())
+    .bind(&t.name)
+    .bind(t.status.as_str())
+    .bind(t.tier.as_str())
+    .bind(&t.parent_tenant_id)
+    .bind(t.default_commit_overage_policy.as_str())
+    .bind(t.default_reservation_ttl_ms)
+    .bind(t.max_reservation_ttl_ms)
+    .bind(t.max_reservation_extensions)
+    .bind(t.reservation_expiry_policy.as_str())
+    .bind(t.metadata.as_ref().map(sqlx::types::Json))
+    .bind(t.created_at)
+    .bind(t.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Reads a tenant and locks its row until the transaction ends.
+pub async fn get_for_update(tx: &mut PgTx, id: &str) -> StoreResult<Option<Tenant>> {
+    let sql = format!("SELECT {COLUMNS} FROM tenants WHERE tenant_id = $1 FOR UPDATE");
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **tx).await?;
+    row.map(Tenant::try_from).transpose()
+}
+
+pub async fn get(pool: &sqlx::PgPool, id: &str) -> StoreResult<Option<Tenant>> {
+    let sql = format!("SELECT {COLUMNS} FROM tenants WHERE tenant_id = $1");
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?;
+    row.map(Tenant::try_from).transpose()
+}
+
+/// Writes every mutable column of `t` back.
+pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE tenants SET name=$2, status=$3, tier=$4, default_commit_overage_policy=$5, \
+         default_reservation_ttl_ms=$6, max_reservation_ttl_ms=$7, max_reservation_extensions=$8, \
+         metadata=$9, updated_at=$10, suspended_at=$11, closed_at=$12 WHERE tenant_id=$1",
+    )
+    .bind(t.tenant_id.as_str())
+    .bind(&t.name)
+    .bind(t.status.as_str())
+    .bind(t.tier.as_str())
+    .bind(t.default_commit_overage_policy.as_str())
+    .bind(t.default_reservation_ttl_ms)
+    .bind(t.max_reservation_ttl_ms)
+    .bind(t.max_reservation_extensions)
+    .bind(t.metadata.as_ref().map(sqlx::types::Json))
+    .bind(t.updated_at)
+    .bind(t.suspended_at)
+    .bind(t.closed_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub status: Option<TenantStatus>,
+    pub parent_tenant_id: Option<String>,
+    pub search: Option<String>,
+}
+
+pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Tenant>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM tenants WHERE TRUE", page.cursor_columns()));
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(parent) = &filter.parent_tenant_id {
+        qb.push(" AND parent_tenant_id = ").push_bind(parent.clone());
+    }
+    if let Some(search) = &filter.search {
+        let pattern = like_pattern(search);
+        qb.push(" AND (tenant_id ILIKE ").push_bind(pattern.clone());
+        qb.push(" OR name ILIKE ").push_bind(pattern).push(")");
+    }
+    page.push_after(&mut qb);
+    page.push_order_limit(&mut qb);
+    let rows: Vec<(Row, After)> = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((Row::from_row(&r)?, after_of(&r)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let rows = rows
+        .into_iter()
+        .map(|(row, after)| Ok((Tenant::try_from(row)?, after)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(finish(rows, page.limit))
+}
+
+/// Every tenant's id and status, for re-seeding the Redis status mirror at start.
+pub async fn statuses(pool: &sqlx::PgPool) -> StoreResult<Vec<(String, String)>> {
+    Ok(sqlx::query_as("SELECT tenant_id, status FROM tenants").fetch_all(pool).await?)
+}

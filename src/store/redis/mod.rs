@@ -1,0 +1,95 @@
+//! Redis: one multiplexed connection (standalone) or one cluster connection, shared by all
+//! tasks, plus the tenant-status mirror. Ledger scripts arrive with the ledger.
+
+pub mod keys;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+
+pub use keys::Keys;
+
+use crate::domain::tenant::Tenant;
+use crate::store::StoreResult;
+
+/// Per-command response timeout: a healthy script answers in well under a millisecond.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+}
+
+impl RedisStore {
+    /// Connects to one Redis at `url`, or to a cluster when `cluster_nodes` is non-empty.
+    pub async fn connect(url: &str, cluster_nodes: &[String], keys: Keys) -> anyhow::Result<Self> {
+        let conn = if cluster_nodes.is_empty() {
+            let client = redis::Client::open(url)?;
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_connection_timeout(Some(CONNECT_TIMEOUT));
+            Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.to_vec())
+                .response_timeout(RESPONSE_TIMEOUT)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .build()?;
+            Conn::Cluster(client.get_async_connection().await?)
+        };
+        Ok(Self { conn, keys })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Runs one command on the shared connection.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        Ok(match &self.conn {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await?,
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+        })
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    /// Writes the tenant's status and runtime settings into its mirror hash.
+    pub async fn mirror_tenant(&self, t: &Tenant) -> StoreResult<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys.tenant(t.tenant_id.as_str()))
+            .arg("status")
+            .arg(t.status.as_str())
+            .arg("tier")
+            .arg(t.tier.as_str())
+            .arg("default_commit_overage_policy")
+            .arg(t.default_commit_overage_policy.as_str())
+            .arg("default_reservation_ttl_ms")
+            .arg(t.default_reservation_ttl_ms)
+            .arg("max_reservation_ttl_ms")
+            .arg(t.max_reservation_ttl_ms)
+            .arg("max_reservation_extensions")
+            .arg(t.max_reservation_extensions);
+        let _: i64 = self.query(&cmd).await?;
+        Ok(())
+    }
+
+    /// Sets only the mirrored status (a close flips it before anything else happens).
+    pub async fn mirror_status(&self, tenant: &str, status: &str) -> StoreResult<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.keys.tenant(tenant)).arg("status").arg(status);
+        let _: i64 = self.query(&cmd).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Background loops owned by the application; each stops when the shutdown token fires.
+
+pub mod auth_listener;
