@@ -46,7 +46,10 @@ async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHas
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         crate::telemetry::init_metrics();
-        let admin_key = config.admin_api_key.as_ref().map(|k| AdminKey::new(k.expose_secret()));
+        let admin_key = config
+            .admin_api_key
+            .as_ref()
+            .map(|k| AdminKey::new(k.expose_secret()));
         if config.plane.admin() && admin_key.is_none() {
             anyhow::bail!(MISSING_ADMIN_KEY);
         }
@@ -59,16 +62,32 @@ impl Application {
             .await
             .context("connecting to Redis (REDIS_URL)")?;
         let hasher = key_hasher(&config, &pg).await?;
-        let catalogue = Catalogue { pg: pg.clone(), redis, hasher: hasher.clone() };
-        let auth = Arc::new(Authenticator::new(admin_key, hasher, KeyCache::new(pg.clone())));
+        let catalogue = Catalogue {
+            pg: pg.clone(),
+            redis,
+            hasher: hasher.clone(),
+        };
+        let auth = Arc::new(Authenticator::new(
+            admin_key,
+            hasher,
+            KeyCache::new(pg.clone()),
+        ));
         let state = AppState { catalogue, auth };
         if config.plane.admin() {
-            let mirrored = state.catalogue.reseed_mirror().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mirrored = state
+                .catalogue
+                .reseed_mirror()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
         }
         let shutdown = CancellationToken::new();
         let workers = vec![
-            tokio::spawn(crate::workers::auth_listener::run(pg, state.auth.clone(), shutdown.clone())),
+            tokio::spawn(crate::workers::auth_listener::run(
+                pg,
+                state.auth.clone(),
+                shutdown.clone(),
+            )),
             tokio::spawn(metrics_upkeep(shutdown.clone())),
         ];
         let runtime = if config.plane.runtime() {
@@ -87,7 +106,13 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { runtime, admin, state, shutdown, workers })
+        Ok(Self {
+            runtime,
+            admin,
+            state,
+            shutdown,
+            workers,
+        })
     }
 
     pub fn runtime_addr(&self) -> Option<SocketAddr> {
@@ -114,7 +139,9 @@ impl Application {
                 tracing::info!(plane, addr = %listener.local_addr()?, "listening");
                 let stop = self.shutdown.clone();
                 servers.push(tokio::spawn(async move {
-                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
                 }));
             }
         }

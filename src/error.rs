@@ -56,12 +56,19 @@ impl ErrorCode {
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | InsufficientPermissions | TenantSuspended => StatusCode::FORBIDDEN,
             NotFound | TenantNotFound | BudgetNotFound => StatusCode::NOT_FOUND,
-            BudgetExceeded | BudgetFrozen | BudgetClosed | ReservationFinalized
-            | IdempotencyMismatch | OverdraftLimitExceeded | DebtOutstanding
-            | MaxExtensionsExceeded | TenantClosed | DuplicateResource | CountMismatch
-            | KeyRevoked | KeyExpired => {
-                StatusCode::CONFLICT
-            }
+            BudgetExceeded
+            | BudgetFrozen
+            | BudgetClosed
+            | ReservationFinalized
+            | IdempotencyMismatch
+            | OverdraftLimitExceeded
+            | DebtOutstanding
+            | MaxExtensionsExceeded
+            | TenantClosed
+            | DuplicateResource
+            | CountMismatch
+            | KeyRevoked
+            | KeyExpired => StatusCode::CONFLICT,
             ReservationExpired => StatusCode::GONE,
             LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,7 +128,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None, headers: Vec::new(), status: None }
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+            headers: Vec::new(),
+            status: None,
+        }
     }
 
     /// 400 `INVALID_REQUEST` whose message starts with the offending field.
@@ -155,8 +168,14 @@ impl ApiError {
     /// A store that cannot be reached or timed out: 503 with `Retry-After`.
     pub fn unavailable(store: &str, cause: impl std::fmt::Display) -> Self {
         tracing::warn!(store, error = %cause, "store unavailable");
-        Self::new(ErrorCode::Unavailable, format!("{store} is temporarily unavailable; retry"))
-            .with_header(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S))
+        Self::new(
+            ErrorCode::Unavailable,
+            format!("{store} is temporarily unavailable; retry"),
+        )
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
+        )
     }
 
     pub fn with_details(mut self, details: Value) -> Self {

@@ -20,7 +20,10 @@ pub fn init_metrics() {
             // Another recorder is installed (only possible in tests); keep a detached one.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         };
-        metrics::describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
+        metrics::describe_counter!(
+            AUTH_CACHE_LOOKUPS,
+            "API-key cache lookups on the request path, by result (hit or miss)."
+        );
         for result in ["hit", "miss"] {
             metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => result).increment(0);
         }
@@ -29,7 +32,8 @@ pub fn init_metrics() {
 }
 
 pub fn auth_cache_lookup(hit: bool) {
-    metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => if hit { "hit" } else { "miss" }).increment(1);
+    metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
 }
 
 /// Housekeeping the exporter needs periodically (histogram buckets roll over).
@@ -40,7 +44,10 @@ pub fn run_upkeep() {
 }
 
 pub async fn render() -> impl IntoResponse {
-    let body = HANDLE.get().map(PrometheusHandle::render).unwrap_or_default();
+    let body = HANDLE
+        .get()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
@@ -48,6 +55,12 @@ pub async fn render() -> impl IntoResponse {
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

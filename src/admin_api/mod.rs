@@ -19,10 +19,22 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::telemetry::render))
-        .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
-        .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
-        .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/v1/admin/api-keys/{key_id}", patch(api_keys::update).delete(api_keys::revoke))
+        .route(
+            "/v1/admin/tenants",
+            post(tenants::create).get(tenants::list),
+        )
+        .route(
+            "/v1/admin/tenants/{tenant_id}",
+            get(tenants::get).patch(tenants::update),
+        )
+        .route(
+            "/v1/admin/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route(
+            "/v1/admin/api-keys/{key_id}",
+            patch(api_keys::update).delete(api_keys::revoke),
+        )
         .route("/v1/auth/validate", post(auth::validate))
         .route("/v1/auth/introspect", get(auth::introspect))
         .route("/v1/admin/audit/logs", get(audit::list))

@@ -42,7 +42,10 @@ impl TenantCaller {
         if grants(&self.key.permissions, perm) {
             Ok(())
         } else {
-            Err(ApiError::new(code, format!("API key lacks required permission: {perm}")))
+            Err(ApiError::new(
+                code,
+                format!("API key lacks required permission: {perm}"),
+            ))
         }
     }
 
@@ -63,7 +66,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Authenticator {
     pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: KeyCache) -> Self {
-        Self { admin_key, hasher, cache }
+        Self {
+            admin_key,
+            hasher,
+            cache,
+        }
     }
 
     pub fn hasher(&self) -> &KeyHasher {
@@ -76,7 +83,9 @@ impl Authenticator {
 
     /// Whether the headers carry the admin key; 401 if they carry a wrong one.
     pub fn admin(&self, headers: &HeaderMap) -> ApiResult<Option<()>> {
-        let Some(presented) = header(headers, ADMIN_KEY_HEADER) else { return Ok(None) };
+        let Some(presented) = header(headers, ADMIN_KEY_HEADER) else {
+            return Ok(None);
+        };
         match &self.admin_key {
             Some(key) if key.matches(presented) => Ok(Some(())),
             _ => Err(ApiError::unauthorized("invalid X-Admin-API-Key")),
@@ -84,13 +93,16 @@ impl Authenticator {
     }
 
     pub fn require_admin(&self, headers: &HeaderMap) -> ApiResult<()> {
-        self.admin(headers)?.ok_or_else(|| ApiError::unauthorized("missing X-Admin-API-Key header"))
+        self.admin(headers)?
+            .ok_or_else(|| ApiError::unauthorized("missing X-Admin-API-Key header"))
     }
 
     /// Authenticates a tenant key: 401 when missing, unknown, revoked, expired, or its tenant
     /// is closed. A suspended tenant's keys stay valid (routes decide what they may do).
     pub async fn tenant(&self, headers: &HeaderMap) -> ApiResult<Option<TenantCaller>> {
-        let Some(presented) = header(headers, TENANT_KEY_HEADER) else { return Ok(None) };
+        let Some(presented) = header(headers, TENANT_KEY_HEADER) else {
+            return Ok(None);
+        };
         if presented.is_empty() || presented.len() > secret::KEY_SECRET_LEN_MAX {
             return Err(ApiError::unauthorized("invalid API key"));
         }
@@ -110,7 +122,9 @@ impl Authenticator {
     }
 
     pub async fn require_tenant(&self, headers: &HeaderMap) -> ApiResult<TenantCaller> {
-        self.tenant(headers).await?.ok_or_else(|| ApiError::unauthorized("missing X-Cycles-API-Key header"))
+        self.tenant(headers)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("missing X-Cycles-API-Key header"))
     }
 
     /// Either key; the admin key wins when both are sent.
@@ -120,7 +134,9 @@ impl Authenticator {
         }
         match self.tenant(headers).await? {
             Some(t) => Ok(Caller::Tenant(t)),
-            None => Err(ApiError::unauthorized("missing X-Cycles-API-Key or X-Admin-API-Key header")),
+            None => Err(ApiError::unauthorized(
+                "missing X-Cycles-API-Key or X-Admin-API-Key header",
+            )),
         }
     }
 }
@@ -135,7 +151,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state).require_admin(&parts.headers).map(|()| AdminAuth)
+        Arc::<Authenticator>::from_ref(state)
+            .require_admin(&parts.headers)
+            .map(|()| AdminAuth)
     }
 }
 
@@ -149,7 +167,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state).any(&parts.headers).await.map(AnyAuth)
+        Arc::<Authenticator>::from_ref(state)
+            .any(&parts.headers)
+            .await
+            .map(AnyAuth)
     }
 }
 
@@ -163,6 +184,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state).require_tenant(&parts.headers).await.map(TenantAuth)
+        Arc::<Authenticator>::from_ref(state)
+            .require_tenant(&parts.headers)
+            .await
+            .map(TenantAuth)
     }
 }

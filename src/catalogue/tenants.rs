@@ -12,9 +12,7 @@ use serde_json::json;
 
 use super::audit::Actor;
 use super::{Catalogue, now};
-use crate::domain::tenant::{
-    CommitOveragePolicy, Tenant, TenantStatus, Tier,
-};
+use crate::domain::tenant::{CommitOveragePolicy, Tenant, TenantStatus, Tier};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::pg::{self, api_keys, audit, tenants};
 
@@ -77,36 +75,68 @@ impl Catalogue {
     }
 
     pub async fn get_tenant(&self, id: &str) -> ApiResult<Tenant> {
-        tenants::get(self.pg.pool(), id).await?.ok_or_else(|| not_found(id))
+        tenants::get(self.pg.pool(), id)
+            .await?
+            .ok_or_else(|| not_found(id))
     }
 
-    pub async fn update_tenant(&self, actor: &Actor, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
+    pub async fn update_tenant(
+        &self,
+        actor: &Actor,
+        id: &str,
+        patch: TenantPatch,
+    ) -> ApiResult<Tenant> {
         if patch.status == Some(TenantStatus::Closed) {
             let current = self.get_tenant(id).await?;
-            if let Some(changed) = changed_fields(&current, &patch).into_iter().find(|f| *f != "status") {
-                return Err(ApiError::invalid_field(&changed, "cannot be changed in the request that closes the tenant"));
+            if let Some(changed) = changed_fields(&current, &patch)
+                .into_iter()
+                .find(|f| *f != "status")
+            {
+                return Err(ApiError::invalid_field(
+                    &changed,
+                    "cannot be changed in the request that closes the tenant",
+                ));
             }
             // The ledger must refuse the tenant before anything else changes.
-            self.redis.mirror_status(id, TenantStatus::Closed.as_str()).await?;
+            self.redis
+                .mirror_status(id, TenantStatus::Closed.as_str())
+                .await?;
             let closed = self.close_tenant(actor, id).await?;
             self.redis.mirror_tenant(&closed).await?;
             return Ok(closed);
         }
         let mut tx = self.pg.begin().await?;
-        let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
+        let current = tenants::get_for_update(&mut tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         if current.status == TenantStatus::Closed {
             if patch.status.is_some_and(|s| s != TenantStatus::Closed) {
-                return Err(ApiError::invalid_field("status", "cannot transition from CLOSED; closing is irreversible"));
+                return Err(ApiError::invalid_field(
+                    "status",
+                    "cannot transition from CLOSED; closing is irreversible",
+                ));
             }
-            return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {id} is closed")));
+            return Err(ApiError::new(
+                ErrorCode::TenantClosed,
+                format!("tenant {id} is closed"),
+            ));
         }
         let changed = changed_fields(&current, &patch);
         let updated = apply(current.clone(), &patch);
-        check_ttls(updated.default_reservation_ttl_ms, updated.max_reservation_ttl_ms)?;
+        check_ttls(
+            updated.default_reservation_ttl_ms,
+            updated.max_reservation_ttl_ms,
+        )?;
         if updated != current {
             tenants::update(&mut tx, &updated).await?;
         }
-        let entry = actor.entry("updateTenant", id, ("tenant", id), 200, json!({ "changed_fields": changed }));
+        let entry = actor.entry(
+            "updateTenant",
+            id,
+            ("tenant", id),
+            200,
+            json!({ "changed_fields": changed }),
+        );
         audit::append(&mut tx, &entry).await?;
         if updated.status != current.status {
             pg::notify_auth(&mut tx, &format!("tenant:{id}")).await?;
@@ -120,7 +150,9 @@ impl Catalogue {
     /// already CLOSED it only finishes children still open, and audits only those.
     async fn close_tenant(&self, actor: &Actor, id: &str) -> ApiResult<Tenant> {
         let mut tx = self.pg.begin().await?;
-        let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
+        let current = tenants::get_for_update(&mut tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let at = now();
         let fresh_close = current.status != TenantStatus::Closed;
         let correlation_id = format!("tenant_close_cascade:{id}:{}", actor.ctx.request_id);
@@ -192,19 +224,36 @@ fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
     check("name", patch.name.as_ref().is_some_and(|v| *v != t.name));
     check("status", patch.status.is_some_and(|v| v != t.status));
     check("tier", patch.tier.is_some_and(|v| v != t.tier));
-    check("metadata", patch.metadata.as_ref().is_some_and(|v| Some(v) != t.metadata.as_ref()));
+    check(
+        "metadata",
+        patch
+            .metadata
+            .as_ref()
+            .is_some_and(|v| Some(v) != t.metadata.as_ref()),
+    );
     check(
         "default_commit_overage_policy",
-        patch.default_commit_overage_policy.is_some_and(|v| v != t.default_commit_overage_policy),
+        patch
+            .default_commit_overage_policy
+            .is_some_and(|v| v != t.default_commit_overage_policy),
     );
     check(
         "default_reservation_ttl_ms",
-        patch.default_reservation_ttl_ms.is_some_and(|v| v != t.default_reservation_ttl_ms),
+        patch
+            .default_reservation_ttl_ms
+            .is_some_and(|v| v != t.default_reservation_ttl_ms),
     );
-    check("max_reservation_ttl_ms", patch.max_reservation_ttl_ms.is_some_and(|v| v != t.max_reservation_ttl_ms));
+    check(
+        "max_reservation_ttl_ms",
+        patch
+            .max_reservation_ttl_ms
+            .is_some_and(|v| v != t.max_reservation_ttl_ms),
+    );
     check(
         "max_reservation_extensions",
-        patch.max_reservation_extensions.is_some_and(|v| v != t.max_reservation_extensions),
+        patch
+            .max_reservation_extensions
+            .is_some_and(|v| v != t.max_reservation_extensions),
     );
     out
 }

@@ -17,7 +17,10 @@ impl TenantId {
                 "must be {TENANT_ID_LEN_MIN} to {TENANT_ID_LEN_MAX} characters long"
             ));
         }
-        if !raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err("must match ^[a-z0-9-]+$".into());
         }
         Ok(Self(raw.to_string()))

@@ -24,8 +24,11 @@ pub async fn not_found() -> ApiError {
 
 /// 405 with a JSON body for a known path called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, "method not allowed on this route")
-        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "method not allowed on this route",
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Wraps a plane's routes with the layers every response needs, outermost first:
@@ -67,7 +70,12 @@ async fn json_for_bare_errors(response: Response) -> Response {
     };
     let (parts, _) = response.into_parts();
     let id = |name: &header::HeaderName| {
-        parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
     };
     let (request_id, trace_id) = (id(&context::X_REQUEST_ID), id(&context::X_CYCLES_TRACE_ID));
     let mut fresh = ApiError::new(code, status.canonical_reason().unwrap_or("error"))
@@ -79,7 +87,9 @@ async fn json_for_bare_errors(response: Response) -> Response {
         }
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        fresh.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        fresh
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     fresh
 }

@@ -14,7 +14,9 @@ impl Keys {
         if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.len() > 64 {
             return Err("the Redis key prefix must be 1..64 characters without braces".into());
         }
-        Ok(Self { prefix: prefix.to_string() })
+        Ok(Self {
+            prefix: prefix.to_string(),
+        })
     }
 
     pub fn prefix(&self) -> &str {
