@@ -17,8 +17,10 @@ use crate::auth::cache::KeyCache;
 use crate::auth::secret::{self, AdminKey, KeyHasher};
 use crate::catalogue::Catalogue;
 use crate::config::{MISSING_ADMIN_KEY, ServeConfig};
+use crate::ledger::Ledger;
 use crate::state::AppState;
 use crate::store::pg::{PgStore, secrets};
+use crate::store::redis::scripts::Scripts;
 use crate::store::redis::{Keys, RedisStore};
 
 /// How long workers get to finish after the listeners have drained.
@@ -61,18 +63,29 @@ impl Application {
         let redis = RedisStore::connect(&config.redis_url, &config.redis_cluster_nodes, keys)
             .await
             .context("connecting to Redis (REDIS_URL)")?;
+        let scripts = Arc::new(Scripts::new());
+        scripts
+            .load(&redis)
+            .await
+            .context("loading the ledger scripts into Redis")?;
+        let ledger = Ledger::new(redis.clone(), scripts);
         let hasher = key_hasher(&config, &pg).await?;
         let catalogue = Catalogue {
             pg: pg.clone(),
             redis,
             hasher: hasher.clone(),
+            ledger: ledger.clone(),
         };
         let auth = Arc::new(Authenticator::new(
             admin_key,
             hasher,
             KeyCache::new(pg.clone()),
         ));
-        let state = AppState { catalogue, auth };
+        let state = AppState {
+            catalogue,
+            ledger,
+            auth,
+        };
         if config.plane.admin() {
             let mirrored = state
                 .catalogue
@@ -82,7 +95,7 @@ impl Application {
             tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
         }
         let shutdown = CancellationToken::new();
-        let workers = vec![
+        let mut workers = vec![
             tokio::spawn(crate::workers::auth_listener::run(
                 pg,
                 state.auth.clone(),
@@ -90,6 +103,14 @@ impl Application {
             )),
             tokio::spawn(metrics_upkeep(shutdown.clone())),
         ];
+        if config.plane.runtime() {
+            let (pg, ledger) = (state.catalogue.pg.clone(), state.ledger.clone());
+            workers.push(tokio::spawn(crate::workers::expiry::run(
+                pg,
+                ledger,
+                shutdown.clone(),
+            )));
+        }
         let runtime = if config.plane.runtime() {
             let listener = TcpListener::bind(config.runtime_addr)
                 .await

@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod ledger;
 pub mod runtime_api;
 pub mod state;
 pub mod store;

@@ -1,4 +1,5 @@
-//! What every handler shares: the catalogue (Postgres + Redis) and the authenticator.
+//! What every handler shares: the catalogue (Postgres), the ledger (Redis) and the
+//! authenticator.
 
 use std::sync::Arc;
 
@@ -6,10 +7,12 @@ use axum::extract::FromRef;
 
 use crate::auth::Authenticator;
 use crate::catalogue::Catalogue;
+use crate::ledger::Ledger;
 
 #[derive(Clone)]
 pub struct AppState {
     pub catalogue: Catalogue,
+    pub ledger: Ledger,
     pub auth: Arc<Authenticator>,
 }
 

@@ -9,16 +9,30 @@ use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const AUTH_CACHE_LOOKUPS: &str = "cycles_auth_cache_lookups_total";
+pub const SCRIPT_DURATION: &str = "cycles_redis_script_duration_seconds";
+pub const EXPIRED: &str = "cycles_reservations_expired_total";
+pub const EXPIRY_BACKLOG: &str = "cycles_expiry_backlog";
+
+/// Histogram buckets (seconds) for store and request latencies: 50 µs to 2.5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder (once) and describes every metric.
 pub fn init_metrics() {
     HANDLE.get_or_init(|| {
-        let handle = match PrometheusBuilder::new().install_recorder() {
+        let builder = || {
+            PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+        };
+        let handle = match builder().install_recorder() {
             Ok(h) => h,
             // Another recorder is installed (only possible in tests); keep a detached one.
-            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            Err(_) => builder().build_recorder().handle(),
         };
         metrics::describe_counter!(
             AUTH_CACHE_LOOKUPS,
@@ -34,6 +48,15 @@ pub fn init_metrics() {
 pub fn auth_cache_lookup(hit: bool) {
     metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => if hit { "hit" } else { "miss" })
         .increment(1);
+}
+
+pub fn script_latency(script: &'static str, elapsed: std::time::Duration) {
+    metrics::histogram!(SCRIPT_DURATION, "script" => script).record(elapsed.as_secs_f64());
+}
+
+pub fn expiry_sweep(expired: u64, backlog: u64) {
+    metrics::counter!(EXPIRED).increment(expired);
+    metrics::gauge!(EXPIRY_BACKLOG).set(backlog as f64);
 }
 
 /// Housekeeping the exporter needs periodically (histogram buckets roll over).

@@ -1,10 +1,11 @@
-//! The admin plane (port 7979): tenants, API keys, auth validation and introspection,
+//! The admin plane (port 7979): tenants, API keys, budgets, auth validation and introspection,
 //! the audit log, health and metrics. Handlers are thin: extract, validate the wire
 //! values, call `catalogue`, map the reply.
 
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod budgets;
 pub mod health;
 pub mod pagination;
 pub mod tenants;
@@ -35,6 +36,16 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/api-keys/{key_id}",
             patch(api_keys::update).delete(api_keys::revoke),
         )
+        .route(
+            "/v1/admin/budgets",
+            post(budgets::create)
+                .get(budgets::list)
+                .patch(budgets::update),
+        )
+        .route("/v1/admin/budgets/lookup", get(budgets::lookup))
+        .route("/v1/admin/budgets/fund", post(budgets::fund))
+        .route("/v1/admin/budgets/freeze", post(budgets::freeze))
+        .route("/v1/admin/budgets/unfreeze", post(budgets::unfreeze))
         .route("/v1/auth/validate", post(auth::validate))
         .route("/v1/auth/introspect", get(auth::introspect))
         .route("/v1/admin/audit/logs", get(audit::list))

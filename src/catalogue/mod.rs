@@ -7,6 +7,7 @@ pub mod audit;
 pub mod tenants;
 
 use crate::auth::secret::KeyHasher;
+use crate::ledger::Ledger;
 use crate::store::pg::PgStore;
 use crate::store::redis::RedisStore;
 
@@ -15,6 +16,8 @@ pub struct Catalogue {
     pub pg: PgStore,
     pub redis: RedisStore,
     pub hasher: KeyHasher,
+    /// The tenant close cascade releases reservations and closes budgets in the ledger.
+    pub ledger: Ledger,
 }
 
 /// Now, truncated to the microsecond precision Postgres stores, so what a response shows

@@ -3,8 +3,10 @@
 //!
 //! Close follows DESIGN.md: the Redis status mirror flips to CLOSED first (from then on the
 //! ledger scripts refuse the tenant), then one Postgres transaction closes the tenant and
-//! revokes its keys, with one audit entry per mutated object. Re-closing a CLOSED tenant
-//! re-drives the cascade and touches only what is still open, so it writes no duplicates.
+//! revokes its keys, with one audit entry per mutated object, then the ledger releases every
+//! ACTIVE reservation (each exactly once) and closes every budget, emitting the cascade
+//! events to the outbox. Re-closing a CLOSED tenant re-drives the cascade and touches only
+//! what is still open, so it writes no duplicates.
 
 use std::collections::BTreeMap;
 

@@ -1,10 +1,41 @@
-//! The runtime plane (port 7878): the Cycles runtime API. Every response carries the
+//! The runtime plane (port 7878): the Cycles runtime API. Handlers are thin: authenticate,
+//! validate the wire values, call the ledger once, map the reply. Every response carries the
 //! correlation headers; unknown routes answer the spec's JSON 404.
 
+pub mod balances;
+pub mod common;
+pub mod events;
+pub mod reads;
+pub mod reservations;
+pub mod settle;
+pub mod wire;
+
 use axum::Router;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    crate::http::finish(Router::new()).with_state(state)
+    let routes = Router::new()
+        .route("/v1/decide", post(reservations::decide))
+        .route(
+            "/v1/reservations",
+            post(reservations::create).get(reads::list),
+        )
+        .route("/v1/reservations/{reservation_id}", get(reads::get))
+        .route(
+            "/v1/reservations/{reservation_id}/commit",
+            post(settle::commit),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/release",
+            post(settle::release),
+        )
+        .route(
+            "/v1/reservations/{reservation_id}/extend",
+            post(settle::extend),
+        )
+        .route("/v1/balances", get(balances::list))
+        .route("/v1/events", post(events::create));
+    crate::http::finish(routes).with_state(state)
 }

@@ -181,6 +181,24 @@ pub async fn list(
     Ok(finish(rows, page.limit))
 }
 
+/// Every tenant id, in id order (cross-tenant admin listings, the expiry sweeper).
+pub async fn ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Ids of the tenants whose reservations may need expiring (not CLOSED: a close releases them).
+pub async fn open_ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT tenant_id FROM tenants WHERE status <> 'CLOSED' ORDER BY tenant_id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Every tenant's id and status, for re-seeding the Redis status mirror at start.
 pub async fn statuses(pool: &sqlx::PgPool) -> StoreResult<Vec<(String, String)>> {
     Ok(sqlx::query_as("SELECT tenant_id, status FROM tenants")

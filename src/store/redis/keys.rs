@@ -33,6 +33,50 @@ impl Keys {
     pub fn tenant(&self, tenant: &str) -> String {
         format!("{}:tenant", self.tenant_tag(tenant))
     }
+
+    /// HASH of every budget of the tenant, fields `<scope>|<unit>|<field>`; one key per
+    /// tenant, so scripts can name it in KEYS without knowing which budgets they will touch.
+    pub fn ledger(&self, tenant: &str) -> String {
+        format!("{}:ledger", self.tenant_tag(tenant))
+    }
+
+    /// ZSET (all scores 0) of `<scope>|<unit>`: the tenant's budgets in lexical order.
+    pub fn budget_index(&self, tenant: &str) -> String {
+        format!("{}:budgets", self.tenant_tag(tenant))
+    }
+
+    /// HASH of one reservation.
+    pub fn reservation(&self, tenant: &str, reservation_id: &str) -> String {
+        format!("{}:r:{reservation_id}", self.tenant_tag(tenant))
+    }
+
+    /// ZSET of ACTIVE reservation ids scored by `expires_at_ms + grace_ms` (the sweeper's).
+    pub fn active(&self, tenant: &str) -> String {
+        format!("{}:active", self.tenant_tag(tenant))
+    }
+
+    /// ZSET of every reservation id scored by `created_at_ms` (listing).
+    pub fn created(&self, tenant: &str) -> String {
+        format!("{}:created", self.tenant_tag(tenant))
+    }
+
+    /// STREAM: the tenant's event outbox, appended by the scripts that make the changes.
+    pub fn outbox(&self, tenant: &str) -> String {
+        format!("{}:outbox", self.tenant_tag(tenant))
+    }
+
+    /// Idempotency record of a tenant-wide operation (`reserve`, `decide`, `event`, `fund`).
+    pub fn idem(&self, tenant: &str, op: &str, key: &str) -> String {
+        format!("{}:idem:{op}:{key}", self.tenant_tag(tenant))
+    }
+
+    /// Idempotency record of an operation on one reservation (`commit`, `release`, `extend`).
+    pub fn idem_on(&self, tenant: &str, op: &str, reservation_id: &str, key: &str) -> String {
+        format!(
+            "{}:idem:{op}:{reservation_id}:{key}",
+            self.tenant_tag(tenant)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -48,7 +92,19 @@ mod tests {
     #[test]
     fn every_tenant_key_carries_the_tenant_hash_tag() {
         let keys = Keys::new("tg").unwrap();
-        assert_eq!(hash_tag(&keys.tenant("acme")), "t:acme");
+        for key in [
+            keys.tenant("acme"),
+            keys.ledger("acme"),
+            keys.budget_index("acme"),
+            keys.reservation("acme", "rsv_acme_1"),
+            keys.active("acme"),
+            keys.created("acme"),
+            keys.outbox("acme"),
+            keys.idem("acme", "reserve", "{t:other}"),
+            keys.idem_on("acme", "commit", "rsv_acme_1", "k"),
+        ] {
+            assert_eq!(hash_tag(&key), "t:acme", "{key}");
+        }
     }
 
     #[test]

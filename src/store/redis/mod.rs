@@ -2,6 +2,7 @@
 //! tasks, plus the tenant-status mirror. Ledger scripts arrive with the ledger.
 
 pub mod keys;
+pub mod scripts;
 
 use std::time::Duration;
 
@@ -57,6 +58,37 @@ impl RedisStore {
         Ok(match &self.conn {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await?,
             Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+        })
+    }
+
+    /// Runs a script by SHA (reloading it on NOSCRIPT): one round trip.
+    pub async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> StoreResult<T> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        Ok(match &self.conn {
+            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await?,
+            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await?,
+        })
+    }
+
+    /// Sends several commands that touch one tenant's keys in one round trip.
+    pub async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> StoreResult<T> {
+        Ok(match &self.conn {
+            Conn::Single(c) => pipe.query_async(&mut c.clone()).await?,
+            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
         })
     }
 

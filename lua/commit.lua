@@ -1,0 +1,74 @@
+-- commit.lua: settle a reservation with its actual cost, under the reservation's overage
+-- policy. Serves POST /v1/reservations/{id}/commit.
+--
+-- KEYS[1] tenant mirror   KEYS[2] ledger hash   KEYS[3] idempotency record (per reservation)
+-- KEYS[4] reservation     KEYS[5] active-by-deadline zset   KEYS[6] outbox stream
+-- ARGV[1] request hash    ARGV[2] actual unit   ARGV[3] actual amount (decimal int64)
+-- ARGV[4] commit metadata json ('' = none)      ARGV[5] reservation id
+-- ARGV[6] request id      ARGV[7] trace id      ARGV[8] retention ms of a finalized reservation
+--
+-- Returns JSON (numbers as strings): a stored result plus {replay, now}; or {e, m, ...} in
+-- precedence order IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR (corrupt tenant),
+-- TENANT_CLOSED, RESERVATION_EXPIRED (status), RESERVATION_FINALIZED, UNIT_MISMATCH,
+-- RESERVATION_EXPIRED (past expires_at + grace), BUDGET_EXCEEDED (REJECT),
+-- OVERDRAFT_LIMIT_EXCEEDED, INVALID_REQUEST (int64 overflow); or
+-- {status=COMMITTED, charged, released, unit, balances, now}.
+-- Every check runs before the first write.
+
+local hash, rq, tr, rid = ARGV[1], ARGV[6], ARGV[7], ARGV[5]
+local now = now_ms()
+
+local replay = idem_check(KEYS[3], hash, now)
+if replay then return replay end
+
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'p', 'sp')
+if not r[1] then return err('NOT_FOUND', 'reservation not found') end
+local tenant = tenant_state(KEYS[1])
+if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
+if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed') end
+if r[1] == 'EXPIRED' then return err('RESERVATION_EXPIRED', 'reservation expired') end
+if r[1] ~= 'ACTIVE' then return err('RESERVATION_FINALIZED', 'reservation is already ' .. r[1]) end
+local unit = r[2]
+if ARGV[2] ~= unit then
+  return err('UNIT_MISMATCH', 'actual unit ' .. ARGV[2] .. ' differs from the reserved unit ' .. unit,
+    {requested_unit = ARGV[2], expected_units = {unit}})
+end
+if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
+
+local E, A, policy = I(r[3]), I(ARGV[3]), r[7]
+local budgets = {}
+for scope in string.gmatch(r[4], '[^\n]+') do
+  local b = read_budget(KEYS[2], scope, unit)
+  if not b then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing: ' .. scope) end
+  budgets[#budgets + 1] = b
+end
+local charged, plans = plan_charge(budgets, E, A, policy, true)
+if not charged then return plans end
+local overflow = check_plans(budgets, E, plans)
+if overflow then return overflow end
+
+local balances = {}
+for i, b in ipairs(budgets) do
+  local before_x = b.x
+  b.s = add(b.s, plans[i].add_s)
+  b.d = add(b.d, plans[i].add_d)
+  b.r = sub(b.r, E)
+  b.x = b.x or plans[i].over or cmp(b.d, b.o) > 0
+  write_budget(KEYS[2], b, now)
+  emit_budget_changes(KEYS[6], before_x, b, unit, now, rq, tr, rid, plans[i].add_d, policy)
+  balances[#balances + 1] = balance(b)
+end
+redis.call('HSET', KEYS[4], 'st', 'COMMITTED', 'cm', S(charged), 'cmj', ARGV[4], 'f', ms(now))
+redis.call('PEXPIRE', KEYS[4], ARGV[8])
+redis.call('ZREM', KEYS[5], rid)
+if lt(E, A) then
+  local debt = ZERO
+  for _, p in ipairs(plans) do debt = add(debt, p.add_d) end
+  emit(KEYS[6], 'reservation.commit_overage', now, r[8], unit, rq, tr,
+    {reservation_id = rid, estimated_amount = r[3], actual_amount = ARGV[3], overage = S(sub(A, E)),
+     overage_policy = policy, debt_incurred = S(debt)})
+end
+local released = ZERO
+if lt(charged, E) then released = sub(E, charged) end
+return succeed(KEYS[3], hash, {status = 'COMMITTED', unit = unit, charged = S(charged), released = S(released),
+  balances = balances}, ARGV[8], now)

@@ -1,0 +1,75 @@
+-- event.lua: apply a usage event (a debit with no reservation) across every budgeted scope.
+-- Serves POST /v1/events.
+--
+-- KEYS[1] tenant mirror   KEYS[2] ledger hash   KEYS[3] idempotency record   KEYS[4] outbox
+-- ARGV[1] request hash    ARGV[2] unit          ARGV[3] actual (decimal int64)
+-- ARGV[4] overage policy ('' = budget/tenant default)    ARGV[5] event id
+-- ARGV[6] request id      ARGV[7] trace id      ARGV[8] idempotency retention ms
+-- ARGV[9] scope path      ARGV[10..] affected scopes in canonical order
+--
+-- Returns JSON: a stored result plus {replay, now}; or {e, m, ...} in precedence order
+-- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, FORBIDDEN (suspended), UNIT_MISMATCH,
+-- NOT_FOUND, BUDGET_FROZEN, BUDGET_CLOSED, BUDGET_EXCEEDED (REJECT), OVERDRAFT_LIMIT_EXCEEDED,
+-- INVALID_REQUEST (overflow); or {status=APPLIED, event_id, charged, capped, balances, now}.
+-- Debt and over-limit do not block events (they block new reservations only).
+
+local hash, unit, A = ARGV[1], ARGV[2], I(ARGV[3])
+local rq, tr = ARGV[6], ARGV[7]
+local now = now_ms()
+
+local replay = idem_check(KEYS[3], hash, now)
+if replay then return replay end
+
+local tenant = tenant_state(KEYS[1])
+if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
+if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed') end
+if tenant.status == 'SUSPENDED' then return err('FORBIDDEN', 'tenant is suspended: new events are refused') end
+
+local scopes = {}
+for i = 10, #ARGV do scopes[#scopes + 1] = ARGV[i] end
+local budgets = {}
+for _, scope in ipairs(scopes) do
+  local b = read_budget(KEYS[2], scope, unit)
+  if b then budgets[#budgets + 1] = b end
+end
+if #budgets == 0 then
+  local units = {'USD_MICROCENTS', 'TOKENS', 'CREDITS', 'RISK_POINTS'}
+  for _, scope in ipairs(scopes) do
+    local expected = {}
+    for _, u in ipairs(units) do
+      if u ~= unit and redis.call('HEXISTS', KEYS[2], scope .. '|' .. u .. '|st') == 1 then expected[#expected + 1] = u end
+    end
+    if #expected > 0 then
+      return err('UNIT_MISMATCH', 'no budget in ' .. unit .. ' at any derived scope; ' .. scope .. ' is budgeted in another unit',
+        {scope = scope, requested_unit = unit, expected_units = expected})
+    end
+  end
+  return err('NOT_FOUND', 'Budget not found for provided scope: ' .. ARGV[9])
+end
+for _, b in ipairs(budgets) do
+  if b.st == 'FROZEN' then return err('BUDGET_FROZEN', 'budget is frozen: ' .. b.scope, {scope = b.scope}) end
+  if b.st == 'CLOSED' then return err('BUDGET_CLOSED', 'budget is closed: ' .. b.scope, {scope = b.scope}) end
+end
+
+local policy = ARGV[4]
+if policy == '' then
+  for i = #budgets, 1, -1 do if budgets[i].p ~= '' then policy = budgets[i].p; break end end
+end
+if policy == '' then policy = tenant.policy end
+local charged, plans = plan_charge(budgets, ZERO, A, policy, false)
+if not charged then return plans end
+local overflow = check_plans(budgets, ZERO, plans)
+if overflow then return overflow end
+
+local balances = {}
+for i, b in ipairs(budgets) do
+  local before_x = b.x
+  b.s = add(b.s, plans[i].add_s)
+  b.d = add(b.d, plans[i].add_d)
+  b.x = b.x or plans[i].over or cmp(b.d, b.o) > 0
+  write_budget(KEYS[2], b, now)
+  emit_budget_changes(KEYS[4], before_x, b, unit, now, rq, tr, '', plans[i].add_d, policy)
+  balances[#balances + 1] = balance(b)
+end
+return succeed(KEYS[3], hash, {status = 'APPLIED', event_id = ARGV[5], unit = unit, charged = S(charged),
+  capped = lt(charged, A) and '1' or '0', balances = balances}, ARGV[8], now)

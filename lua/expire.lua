@@ -1,0 +1,43 @@
+-- expire.lua: expire due reservations (status ACTIVE and now > expires_at + grace) and
+-- return their holds. Run by the sweeper on every instance with reservations it found due;
+-- each item is re-checked here, so concurrent sweepers and racing commits settle each
+-- reservation exactly once.
+--
+-- KEYS[1] ledger hash   KEYS[2] active-by-deadline zset   KEYS[3] outbox stream
+-- KEYS[4..] reservations
+-- ARGV[1] retention ms of a finalized reservation   ARGV[2..] reservation ids (same order)
+--
+-- Returns the number of reservations expired by this call. Writes only for items that
+-- pass their checks; an item whose budget vanished is skipped, never half-applied.
+
+local now = now_ms()
+local expired = 0
+for i = 4, #KEYS do
+  local rid = ARGV[i - 2]
+  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp', 'c', 'n', 'ttl')
+  if not r[1] or r[1] ~= 'ACTIVE' then
+    redis.call('ZREM', KEYS[2], rid)
+  elseif now > tonumber(r[5]) + tonumber(r[6]) then
+    local unit, E = r[2], I(r[3])
+    local budgets, ok = {}, true
+    for scope in string.gmatch(r[4], '[^\n]+') do
+      local b = read_budget(KEYS[1], scope, unit)
+      if not b then ok = false; break end
+      budgets[#budgets + 1] = b
+    end
+    if ok then
+      for _, b in ipairs(budgets) do
+        b.r = sub(b.r, E)
+        redis.call('HSET', KEYS[1], b.prefix .. 'r', S(b.r), b.prefix .. 'u', ms(now))
+      end
+      redis.call('HSET', KEYS[i], 'st', 'EXPIRED')
+      redis.call('PEXPIRE', KEYS[i], ARGV[1])
+      redis.call('ZREM', KEYS[2], rid)
+      emit(KEYS[3], 'reservation.expired', now, r[7], unit, '', '',
+        {reservation_id = rid, estimated_amount = r[3], created_at_ms = r[8], expired_at_ms = ms(now),
+         ttl_ms = r[10] or '', extensions_used = r[9] or '0'})
+      expired = expired + 1
+    end
+  end
+end
+return expired

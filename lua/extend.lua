@@ -1,0 +1,44 @@
+-- extend.lua: push a reservation's expiry out by extend_by_ms from its current expiry.
+-- Serves POST /v1/reservations/{id}/extend.
+--
+-- KEYS[1] tenant mirror   KEYS[2] idempotency record (per reservation)   KEYS[3] reservation
+-- KEYS[4] active-by-deadline zset
+-- ARGV[1] request hash    ARGV[2] extend_by_ms   ARGV[3] reservation id
+--
+-- Returns JSON: a stored result plus {replay, now, active}; or {e, m} in precedence order
+-- IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR, TENANT_CLOSED, RESERVATION_EXPIRED
+-- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at; grace does not
+-- apply), MAX_EXTENSIONS_EXCEEDED; or {status=ACTIVE, expires_at_ms, now}.
+-- Each grant is capped at the tenant's max_reservation_ttl_ms. Checks precede the writes.
+
+local hash, rid = ARGV[1], ARGV[3]
+local now = now_ms()
+
+local replay = idem_check(KEYS[2], hash, now)
+if replay then
+  local r = cjson.decode(replay)
+  if r.e then return replay end
+  r.active = redis.call('HGET', KEYS[3], 'st') == 'ACTIVE' and '1' or '0'
+  return cjson.encode(r)
+end
+
+local r = redis.call('HMGET', KEYS[3], 'st', 'x', 'g', 'n')
+if not r[1] then return err('NOT_FOUND', 'reservation not found') end
+local tenant = tenant_state(KEYS[1])
+if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
+if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed') end
+if r[1] == 'EXPIRED' then return err('RESERVATION_EXPIRED', 'reservation expired') end
+if r[1] ~= 'ACTIVE' then return err('RESERVATION_FINALIZED', 'reservation is already ' .. r[1]) end
+local expires, grace, used = tonumber(r[2]), tonumber(r[3]), tonumber(r[4] or '0')
+if now > expires then return err('RESERVATION_EXPIRED', 'reservation expired') end
+if used >= tenant.max_ext then
+  return err('MAX_EXTENSIONS_EXCEEDED', 'reservation was extended ' .. ms(used) .. ' times, the maximum',
+    {max_extensions = ms(tenant.max_ext)})
+end
+local by = tonumber(ARGV[2])
+if by > tenant.max_ttl then by = tenant.max_ttl end
+expires = expires + by
+redis.call('HSET', KEYS[3], 'x', ms(expires), 'n', ms(used + 1))
+redis.call('ZADD', KEYS[4], expires + grace, rid)
+local t = {status = 'ACTIVE', expires_at_ms = ms(expires), active = '1'}
+return succeed(KEYS[2], hash, t, 86400000 + by, now)

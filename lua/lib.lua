@@ -1,0 +1,245 @@
+-- lib.lua: helpers prepended to every ledger script (the loader concatenates them, so each
+-- script is one self-contained text with one SHA). Defines no keys and writes nothing.
+--
+-- Money is int64 and Lua numbers are doubles, exact only below 2^53. Amounts therefore
+-- travel as decimal strings and are computed as pairs {h, l} meaning h * 1e9 + l, where h
+-- and l are integral doubles of the same sign (|l| < 1e9). Every intermediate stays far
+-- below 2^53, so the arithmetic is exact across the whole int64 range.
+
+local B = 1000000000
+local ZERO = {0, 0}
+local I64_MAX = {9223372036, 854775807}
+
+local function norm(h, l)
+  if l >= B then h = h + 1; l = l - B elseif l <= -B then h = h - 1; l = l + B end
+  if h > 0 and l < 0 then h = h - 1; l = l + B elseif h < 0 and l > 0 then h = h + 1; l = l - B end
+  return {h, l}
+end
+
+-- Parses a decimal string (absent or empty means 0). Inputs come from Tollgate itself.
+local function I(s)
+  if not s or s == '' then return ZERO end
+  local neg = string.byte(s, 1) == 45
+  if neg then s = string.sub(s, 2) end
+  local n = #s
+  local h, l
+  if n <= 9 then h = 0; l = tonumber(s) else h = tonumber(string.sub(s, 1, n - 9)); l = tonumber(string.sub(s, n - 8)) end
+  if neg then return {-h, -l} end
+  return {h, l}
+end
+
+local function S(a)
+  local h, l = a[1], a[2]
+  if h == 0 then return string.format('%d', l) end
+  if h < 0 then return string.format('-%d%09d', -h, -l) end
+  return string.format('%d%09d', h, l)
+end
+
+local function add(a, b) return norm(a[1] + b[1], a[2] + b[2]) end
+local function sub(a, b) return norm(a[1] - b[1], a[2] - b[2]) end
+local function cmp(a, b)
+  if a[1] ~= b[1] then if a[1] < b[1] then return -1 end return 1 end
+  if a[2] ~= b[2] then if a[2] < b[2] then return -1 end return 1 end
+  return 0
+end
+local function lt(a, b) return cmp(a, b) < 0 end
+local function pos(a) return a[1] > 0 or (a[1] == 0 and a[2] > 0) end
+local function neg(a) return a[1] < 0 or (a[1] == 0 and a[2] < 0) end
+local function max0(a) if neg(a) then return ZERO end return a end
+local function min(a, b) if cmp(a, b) <= 0 then return a end return b end
+local function fits(a) return not neg(a) and cmp(a, I64_MAX) <= 0 end
+
+-- The ledger clock: Redis TIME, one clock for every instance.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function ms(n) return string.format('%d', n) end
+
+-- Results are JSON objects whose numbers are all strings (exact), decoded in Rust.
+local function err(code, msg, extra)
+  local r = extra or {}
+  r.e = code
+  r.m = msg
+  return cjson.encode(r)
+end
+
+-- Tenant mirror: status and runtime settings copied from the catalogue. No record means
+-- the tenant is unguarded (defaults apply); an unknown status is a corrupt record.
+local function tenant_state(key)
+  local v = redis.call('HMGET', key, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
+    'max_reservation_extensions', 'default_commit_overage_policy')
+  local st = v[1]
+  if st and st ~= 'ACTIVE' and st ~= 'SUSPENDED' and st ~= 'CLOSED' then return nil end
+  return {
+    status = st or 'ACTIVE',
+    ttl = tonumber(v[2] or '60000'),
+    max_ttl = tonumber(v[3] or '3600000'),
+    max_ext = tonumber(v[4] or '10'),
+    policy = v[5] or 'ALLOW_IF_AVAILABLE',
+  }
+end
+
+-- One budget of the tenant's ledger hash: fields are "<scope>|<unit>|<f>".
+local BF = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p'}
+local function read_budget(ledger, scope, unit)
+  local p = scope .. '|' .. unit .. '|'
+  local v = redis.call('HMGET', ledger, p .. 'st', p .. 'a', p .. 's', p .. 'r', p .. 'd', p .. 'o', p .. 'x', p .. 'p')
+  if not v[1] then return nil end
+  local b = {scope = scope, prefix = p, st = v[1], a = I(v[2]), s = I(v[3]), r = I(v[4]), d = I(v[5]),
+    o = I(v[6]), x = v[7] == '1', p = v[8] or ''}
+  b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
+  return b
+end
+
+local function write_budget(ledger, b, now)
+  redis.call('HSET', ledger, b.prefix .. 's', S(b.s), b.prefix .. 'r', S(b.r), b.prefix .. 'd', S(b.d),
+    b.prefix .. 'x', b.x and '1' or '0', b.prefix .. 'u', ms(now))
+end
+
+local function balance(b)
+  return {scope = b.scope, a = S(b.a), s = S(b.s), r = S(b.r), d = S(b.d), o = S(b.o), x = b.x and '1' or '0'}
+end
+
+-- Appends one event to the tenant's outbox stream (drained into Postgres by a worker).
+local OUTBOX_LEN = '100000'
+local function emit(outbox, etype, now, scope, unit, rq, tr, data)
+  redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
+    'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}))
+end
+
+-- Over-limit flips and debt are reported the same way by commit and event scripts.
+local function emit_budget_changes(outbox, before_x, b, unit, now, rq, tr, rid, debt_added, policy)
+  if b.x and not before_x then
+    emit(outbox, 'budget.over_limit_entered', now, b.scope, unit, rq, tr,
+      {debt = S(b.d), overdraft_limit = S(b.o), is_over_limit = '1'})
+  end
+  if pos(debt_added) then
+    emit(outbox, 'budget.debt_incurred', now, b.scope, unit, rq, tr,
+      {reservation_id = rid or '', debt_incurred = S(debt_added), total_debt = S(b.d),
+       overdraft_limit = S(b.o), overage_policy = policy})
+  end
+  if not pos(sub(sub(sub(b.a, b.s), b.r), b.d)) and pos(b.a) then
+    emit(outbox, 'budget.exhausted', now, b.scope, unit, rq, tr,
+      {allocated = S(b.a), spent = S(b.s), reserved = S(b.r), remaining = S(sub(sub(sub(b.a, b.s), b.r), b.d))})
+  end
+end
+
+-- Idempotency: a stored success replays; the same key with another payload is a mismatch.
+-- Records are "<request hash>\n<result json>". Returns nil (unused key), or a result to
+-- return as it is: the mismatch error, or the stored result marked as a replay.
+local function idem_check(key, hash, now)
+  local rec = redis.call('GET', key)
+  if not rec then return nil end
+  local nl = string.find(rec, '\n', 1, true)
+  if string.sub(rec, 1, nl - 1) ~= hash then
+    return err('IDEMPOTENCY_MISMATCH', 'idempotency key was used with a different request')
+  end
+  local r = cjson.decode(string.sub(rec, nl + 1))
+  r.replay = '1'
+  r.now = ms(now)
+  return cjson.encode(r)
+end
+
+-- Encodes a success, stores it under the idempotency key, and returns it.
+local function succeed(key, hash, t, ttl_ms, now)
+  t.now = ms(now)
+  local r = cjson.encode(t)
+  redis.call('SET', key, hash .. '\n' .. r, 'PX', ttl_ms)
+  return r
+end
+
+-- Settles a reservation's charge across its budgets (commit and events share it).
+-- E is what is held (0 for events), A the actual. Returns nil and an error result, or the
+-- charged amount and the per-budget plans. No writes happen here.
+-- `strict` (commit): under REJECT any overage is refused; otherwise (events) REJECT refuses
+-- only a charge some scope cannot cover.
+local function plan_charge(budgets, E, A, policy, strict)
+  local D = sub(A, E)
+  local plans = {}
+  if not pos(D) then
+    for i, b in ipairs(budgets) do plans[i] = {add_s = A, add_d = ZERO, over = false} end
+    return A, plans
+  end
+  if policy == 'REJECT' then
+    if strict then
+      return nil, err('BUDGET_EXCEEDED', 'actual exceeds the reserved amount and the overage policy is REJECT',
+        {reserved = S(E), actual = S(A)})
+    end
+    for _, b in ipairs(budgets) do
+      if lt(b.rem, D) then
+        return nil, err('BUDGET_EXCEEDED', 'insufficient budget at ' .. b.scope .. ' and the overage policy is REJECT',
+          {scope = b.scope, remaining = S(b.rem)})
+      end
+    end
+    for i, b in ipairs(budgets) do plans[i] = {add_s = A, add_d = ZERO, over = false} end
+    return A, plans
+  end
+  -- cap: the delta every scope can carry. Zero-limit scopes (and every scope under
+  -- ALLOW_IF_AVAILABLE) carry at most what they have left.
+  local cap = D
+  for _, b in ipairs(budgets) do
+    if policy == 'ALLOW_IF_AVAILABLE' or not pos(b.o) then cap = min(cap, max0(b.rem)) end
+  end
+  for i, b in ipairs(budgets) do
+    local funded = min(cap, max0(b.rem))
+    local deficit = sub(cap, funded)
+    if pos(deficit) and cmp(add(b.d, deficit), b.o) > 0 then
+      return nil, err('OVERDRAFT_LIMIT_EXCEEDED', 'the charge would take debt beyond the overdraft limit',
+        {scope = b.scope, debt = S(b.d), overdraft_limit = S(b.o), deficit = S(deficit)})
+    end
+    plans[i] = {add_s = add(E, funded), add_d = deficit, over = lt(cap, D) and lt(b.rem, D)}
+  end
+  return add(E, cap), plans
+end
+
+-- Applies planned charges; refuses (before any write) anything that would leave a field
+-- outside int64.
+local function check_plans(budgets, E, plans)
+  for i, b in ipairs(budgets) do
+    local s2, d2 = add(b.s, plans[i].add_s), add(b.d, plans[i].add_d)
+    if not fits(add(add(s2, sub(b.r, E)), d2)) then
+      return err('INVALID_REQUEST', 'the charge would overflow the budget at ' .. b.scope, {scope = b.scope})
+    end
+  end
+  return nil
+end
+
+-- Every stored field of one budget, as the admin plane returns it.
+local DOC = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p', 'id', 'c', 'u', 'rp', 'ps', 'pe'}
+local function budget_doc(ledger, scope, unit)
+  local p = scope .. '|' .. unit .. '|'
+  local f = {}
+  for i, k in ipairs(DOC) do f[i] = p .. k end
+  local v = redis.call('HMGET', ledger, unpack(f))
+  if not v[1] then return nil end
+  local doc = {scope = scope, unit = unit}
+  for i, k in ipairs(DOC) do doc[k] = v[i] or '' end
+  return doc
+end
+
+-- Common guards of the admin budget scripts: the tenant must not be closed, the budget must
+-- exist and must not be closed. Returns the budget or an error result.
+local function admin_budget(tenant_key, ledger, scope, unit)
+  local tenant = tenant_state(tenant_key)
+  if not tenant then return nil, err('INTERNAL_ERROR', 'tenant record is corrupt') end
+  if tenant.status == 'CLOSED' then return nil, err('TENANT_CLOSED', 'tenant is closed') end
+  local b = read_budget(ledger, scope, unit)
+  if not b then return nil, err('BUDGET_NOT_FOUND', 'no budget exists for ' .. scope .. ' in ' .. unit) end
+  if b.st == 'CLOSED' then return nil, err('BUDGET_CLOSED', 'budget is closed: ' .. scope) end
+  return b
+end
+
+local function state_of(b)
+  return {allocated = S(b.a), remaining = S(sub(sub(sub(b.a, b.s), b.r), b.d)), debt = S(b.d), spent = S(b.s),
+    reserved = S(b.r), status = b.st}
+end
+
+local function emit_over_limit_flip(outbox, before_x, b, unit, now, rq, tr)
+  if before_x == b.x then return end
+  local etype = 'budget.over_limit_exited'
+  if b.x then etype = 'budget.over_limit_entered' end
+  emit(outbox, etype, now, b.scope, unit, rq, tr,
+    {debt = S(b.d), overdraft_limit = S(b.o), is_over_limit = b.x and '1' or '0'})
+end

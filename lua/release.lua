@@ -1,0 +1,45 @@
+-- release.lua: return a reservation's whole hold to its budgets. Serves
+-- POST /v1/reservations/{id}/release (tenant key, or admin key on behalf of the tenant).
+--
+-- KEYS[1] tenant mirror   KEYS[2] ledger hash   KEYS[3] idempotency record (per reservation)
+-- KEYS[4] reservation     KEYS[5] active-by-deadline zset   KEYS[6] outbox stream
+-- ARGV[1] request hash    ARGV[2] reason ('' = none)   ARGV[3] reservation id
+-- ARGV[4] request id      ARGV[5] trace id      ARGV[6] retention ms of a finalized reservation
+--
+-- Returns JSON: a stored result plus {replay, now}; or {e, m} in precedence order
+-- IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR, TENANT_CLOSED, RESERVATION_EXPIRED
+-- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at + grace); or
+-- {status=RELEASED, released, unit, balances, now}. Every check runs before the first write.
+
+local hash, rid = ARGV[1], ARGV[3]
+local now = now_ms()
+
+local replay = idem_check(KEYS[3], hash, now)
+if replay then return replay end
+
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g')
+if not r[1] then return err('NOT_FOUND', 'reservation not found') end
+local tenant = tenant_state(KEYS[1])
+if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
+if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed') end
+if r[1] == 'EXPIRED' then return err('RESERVATION_EXPIRED', 'reservation expired') end
+if r[1] ~= 'ACTIVE' then return err('RESERVATION_FINALIZED', 'reservation is already ' .. r[1]) end
+if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
+
+local unit, E = r[2], I(r[3])
+local budgets = {}
+for scope in string.gmatch(r[4], '[^\n]+') do
+  local b = read_budget(KEYS[2], scope, unit)
+  if not b then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing: ' .. scope) end
+  budgets[#budgets + 1] = b
+end
+local balances = {}
+for _, b in ipairs(budgets) do
+  b.r = sub(b.r, E)
+  redis.call('HSET', KEYS[2], b.prefix .. 'r', S(b.r), b.prefix .. 'u', ms(now))
+  balances[#balances + 1] = balance(b)
+end
+redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2])
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
+redis.call('ZREM', KEYS[5], rid)
+return succeed(KEYS[3], hash, {status = 'RELEASED', unit = unit, released = r[3], balances = balances}, ARGV[6], now)

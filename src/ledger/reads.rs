@@ -1,0 +1,315 @@
+//! Reads of the ledger (no scripts): one reservation, a tenant's reservations, its budgets.
+//! Multi-key reads are pipelined per tenant (one slot, one round trip).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::domain::CommitOveragePolicy;
+use crate::domain::amount::Unit;
+use crate::error::{ApiError, ApiResult};
+
+use super::{Balance, Ledger};
+
+/// Reservations read per pipelined round trip when listing.
+const READ_BATCH: usize = 200;
+/// Most reservations a listing considers (the newest); a limit on one request's work.
+pub const LIST_SCAN_MAX: isize = 10_000;
+/// Most budgets one tenant's listing reads.
+pub const BUDGETS_SCAN_MAX: isize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Active,
+    Committed,
+    Released,
+    Expired,
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Committed => "COMMITTED",
+            Self::Released => "RELEASED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ACTIVE" => Self::Active,
+            "COMMITTED" => Self::Committed,
+            "RELEASED" => Self::Released,
+            "EXPIRED" => Self::Expired,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReservationRecord {
+    pub reservation_id: String,
+    pub status: ReservationStatus,
+    pub unit: Unit,
+    pub estimate: i64,
+    pub scope_path: String,
+    pub affected_scopes: Vec<String>,
+    pub subject: Value,
+    pub action: Value,
+    pub metadata: Option<Value>,
+    pub idempotency_key: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub committed: Option<i64>,
+    pub committed_metadata: Option<Value>,
+    pub finalized_at_ms: Option<i64>,
+}
+
+fn corrupt(what: &str) -> ApiError {
+    ApiError::internal(format!("reservation record has a bad {what}"))
+}
+
+fn json_field(f: &HashMap<String, String>, k: &str) -> Option<Value> {
+    f.get(k)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+impl ReservationRecord {
+    fn from_fields(id: &str, f: &HashMap<String, String>) -> ApiResult<Self> {
+        let int = |k: &str| f.get(k).and_then(|s| s.parse::<i64>().ok());
+        Ok(Self {
+            reservation_id: id.to_string(),
+            status: f
+                .get("st")
+                .and_then(|s| ReservationStatus::parse(s))
+                .ok_or_else(|| corrupt("status"))?,
+            unit: f
+                .get("u")
+                .and_then(|s| Unit::parse(s))
+                .ok_or_else(|| corrupt("unit"))?,
+            estimate: int("e").ok_or_else(|| corrupt("estimate"))?,
+            scope_path: f.get("sp").cloned().unwrap_or_default(),
+            affected_scopes: json_field(f, "as")
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            subject: json_field(f, "sj").unwrap_or(Value::Object(Default::default())),
+            action: json_field(f, "aj").unwrap_or(Value::Object(Default::default())),
+            metadata: json_field(f, "mj"),
+            idempotency_key: f.get("ik").cloned().unwrap_or_default(),
+            created_at_ms: int("c").ok_or_else(|| corrupt("created_at"))?,
+            expires_at_ms: int("x").ok_or_else(|| corrupt("expires_at"))?,
+            committed: int("cm"),
+            committed_metadata: json_field(f, "cmj"),
+            finalized_at_ms: int("f"),
+        })
+    }
+}
+
+/// A budget with every stored field (the admin plane's `BudgetLedger`).
+#[derive(Debug, Clone)]
+pub struct BudgetDoc {
+    pub tenant: String,
+    pub balance: Balance,
+    pub status: String,
+    pub commit_overage_policy: Option<CommitOveragePolicy>,
+    pub ledger_id: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub rollover_policy: String,
+    pub period_start: String,
+    pub period_end: String,
+}
+
+/// The budget fields in the order `budget_doc` and the reads use.
+const DOC_FIELDS: [&str; 14] = [
+    "st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe",
+];
+
+impl BudgetDoc {
+    /// From the 14 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
+    pub fn from_values(
+        tenant: &str,
+        scope: &str,
+        unit: Unit,
+        v: &[Option<String>],
+    ) -> ApiResult<Option<Self>> {
+        let get = |i: usize| v.get(i).cloned().flatten().unwrap_or_default();
+        if v.first().cloned().flatten().is_none() {
+            return Ok(None);
+        }
+        let int = |i: usize| {
+            get(i)
+                .parse::<i64>()
+                .map_err(|_| ApiError::internal(format!("budget field {}", DOC_FIELDS[i])))
+        };
+        Ok(Some(Self {
+            tenant: tenant.to_string(),
+            balance: Balance {
+                scope: scope.to_string(),
+                unit,
+                allocated: int(1)?,
+                spent: int(2)?,
+                reserved: int(3)?,
+                debt: int(4)?,
+                overdraft_limit: int(5)?,
+                is_over_limit: get(6) == "1",
+            },
+            status: get(0),
+            commit_overage_policy: CommitOveragePolicy::parse(&get(7)),
+            ledger_id: get(8),
+            created_at_ms: int(9).unwrap_or_default(),
+            updated_at_ms: int(10).unwrap_or_default(),
+            rollover_policy: get(11),
+            period_start: get(12),
+            period_end: get(13),
+        }))
+    }
+
+    /// From a script's `budget_doc` JSON.
+    pub fn from_json(tenant: &str, body: &serde_json::Map<String, Value>) -> ApiResult<Self> {
+        let s = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
+        let scope = s("scope").ok_or_else(|| ApiError::internal("budget doc scope"))?;
+        let unit = s("unit")
+            .and_then(|u| Unit::parse(&u))
+            .ok_or_else(|| ApiError::internal("budget doc unit"))?;
+        let values: Vec<Option<String>> = DOC_FIELDS.iter().map(|f| s(f)).collect();
+        Self::from_values(tenant, &scope, unit, &values)?
+            .ok_or_else(|| ApiError::internal("budget doc status"))
+    }
+}
+
+fn doc_fields(scope: &str, unit: Unit) -> Vec<String> {
+    DOC_FIELDS
+        .iter()
+        .map(|f| format!("{scope}|{}|{f}", unit.as_str()))
+        .collect()
+}
+
+impl Ledger {
+    pub async fn reservation(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> ApiResult<Option<ReservationRecord>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.keys().reservation(tenant, id));
+        let fields: HashMap<String, String> = self.redis.query(&cmd).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        ReservationRecord::from_fields(id, &fields).map(Some)
+    }
+
+    pub async fn reservation_exists(&self, tenant: &str, id: &str) -> ApiResult<bool> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.keys().reservation(tenant, id));
+        let n: i64 = self.redis.query(&cmd).await?;
+        Ok(n == 1)
+    }
+
+    /// The reservation a reserve idempotency key created, if its record is still kept.
+    pub async fn reservation_by_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> ApiResult<Option<String>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys().idem(tenant, "reserve", key));
+        let record: Option<String> = self.redis.query(&cmd).await?;
+        Ok(record
+            .and_then(|r| r.split_once('\n').map(|(_, json)| json.to_string()))
+            .and_then(|json| serde_json::from_str::<Value>(&json).ok())
+            .and_then(|v| {
+                v.get("reservation_id")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            }))
+    }
+
+    /// Up to [`LIST_SCAN_MAX`] reservations of a tenant, newest first.
+    pub async fn recent_reservations(&self, tenant: &str) -> ApiResult<Vec<ReservationRecord>> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys().created(tenant))
+            .arg(0)
+            .arg(LIST_SCAN_MAX - 1)
+            .arg("REV");
+        let ids: Vec<String> = self.redis.query(&cmd).await?;
+        self.reservations(tenant, &ids).await
+    }
+
+    /// The given reservations that still exist, in order.
+    pub async fn reservations(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> ApiResult<Vec<ReservationRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(READ_BATCH) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HGETALL").arg(self.keys().reservation(tenant, id));
+            }
+            let rows: Vec<HashMap<String, String>> = self.redis.pipeline(&pipe).await?;
+            for (id, fields) in chunk.iter().zip(rows) {
+                if !fields.is_empty() {
+                    out.push(ReservationRecord::from_fields(id, &fields)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tenant's budgets as `(scope, unit)`, in lexical order of `scope|unit`.
+    pub async fn budget_members(&self, tenant: &str) -> ApiResult<Vec<(String, Unit)>> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys().budget_index(tenant))
+            .arg(0)
+            .arg(BUDGETS_SCAN_MAX - 1);
+        let members: Vec<String> = self.redis.query(&cmd).await?;
+        Ok(members
+            .iter()
+            .filter_map(|m| {
+                m.split_once('|')
+                    .and_then(|(s, u)| Unit::parse(u).map(|u| (s.to_string(), u)))
+            })
+            .collect())
+    }
+
+    pub async fn budgets(
+        &self,
+        tenant: &str,
+        members: &[(String, Unit)],
+    ) -> ApiResult<Vec<BudgetDoc>> {
+        let mut out = Vec::with_capacity(members.len());
+        for chunk in members.chunks(READ_BATCH) {
+            let mut pipe = redis::pipe();
+            for (scope, unit) in chunk {
+                pipe.cmd("HMGET")
+                    .arg(self.keys().ledger(tenant))
+                    .arg(doc_fields(scope, *unit));
+            }
+            let rows: Vec<Vec<Option<String>>> = self.redis.pipeline(&pipe).await?;
+            for ((scope, unit), values) in chunk.iter().zip(rows) {
+                if let Some(doc) = BudgetDoc::from_values(tenant, scope, *unit, &values)? {
+                    out.push(doc);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn budget(
+        &self,
+        tenant: &str,
+        scope: &str,
+        unit: Unit,
+    ) -> ApiResult<Option<BudgetDoc>> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.keys().ledger(tenant))
+            .arg(doc_fields(scope, unit));
+        let values: Vec<Option<String>> = self.redis.query(&cmd).await?;
+        BudgetDoc::from_values(tenant, scope, unit, &values)
+    }
+}

@@ -1,0 +1,45 @@
+//! One sweep of a tenant's due reservations: read the ids whose deadline
+//! (`expires_at_ms + grace_ms`) has passed, then expire them in one script call that
+//! re-checks each, so sweepers on every instance can run at once.
+
+use crate::error::ApiResult;
+
+use super::{FINALIZED_RETENTION_MS, Ledger};
+
+/// Reservations expired per script call (bounds how long one call holds Redis).
+pub const SWEEP_BATCH: isize = 100;
+
+impl Ledger {
+    /// Expires up to one batch of the tenant's due reservations; returns how many it
+    /// expired and whether a full batch was due (more may be waiting).
+    pub async fn sweep_tenant(&self, tenant: &str, now_ms: i64) -> ApiResult<(u64, bool)> {
+        let k = self.keys();
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(k.active(tenant))
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(SWEEP_BATCH);
+        let ids: Vec<String> = self.redis.query(&cmd).await?;
+        if ids.is_empty() {
+            return Ok((0, false));
+        }
+        let full = ids.len() as isize == SWEEP_BATCH;
+        let mut keys = vec![k.ledger(tenant), k.active(tenant), k.outbox(tenant)];
+        keys.extend(ids.iter().map(|id| k.reservation(tenant, id)));
+        let mut args = vec![FINALIZED_RETENTION_MS.to_string()];
+        args.extend(ids);
+        let expired: i64 = self.redis.eval(&self.scripts.expire, &keys, &args).await?;
+        Ok((expired.unsigned_abs(), full))
+    }
+
+    /// Number of reservations past their deadline (the expiry backlog), for one tenant.
+    pub async fn due_count(&self, tenant: &str, now_ms: i64) -> ApiResult<u64> {
+        let mut cmd = redis::cmd("ZCOUNT");
+        cmd.arg(self.keys().active(tenant)).arg("-inf").arg(now_ms);
+        let n: i64 = self.redis.query(&cmd).await?;
+        Ok(n.unsigned_abs())
+    }
+}

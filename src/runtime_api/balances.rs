@@ -1,0 +1,139 @@
+//! `GET /v1/balances`: the caller's budgets whose scope contains every given subject filter
+//! as an exact segment; at least one filter is required; pages in scope order.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::common::{require, tenant_header};
+use super::wire::{BalanceBody, balances};
+use crate::auth::TenantAuth;
+use crate::domain::Permission;
+use crate::domain::scope::{LEVELS, filter_allows};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::QueryParams;
+use crate::state::AppState;
+
+const LIMIT_DEFAULT: usize = 50;
+const LIMIT_MAX: usize = 200;
+
+#[derive(Deserialize)]
+pub struct BalancesQuery {
+    tenant: Option<String>,
+    workspace: Option<String>,
+    app: Option<String>,
+    workflow: Option<String>,
+    agent: Option<String>,
+    toolset: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct BalancesBody {
+    balances: Vec<BalanceBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    QueryParams(q): QueryParams<BalancesQuery>,
+) -> ApiResult<impl IntoResponse> {
+    require(&caller, Permission::BalancesRead)?;
+    let tenant = caller.key.tenant_id.as_str();
+    let values = [
+        &q.tenant,
+        &q.workspace,
+        &q.app,
+        &q.workflow,
+        &q.agent,
+        &q.toolset,
+    ];
+    let wanted: Vec<String> = LEVELS
+        .iter()
+        .zip(values)
+        .filter_map(|(level, v)| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|v| format!("{level}:{}", v.to_ascii_lowercase()))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(ApiError::invalid(
+            "at least one of tenant, workspace, app, workflow, agent, toolset is required",
+        ));
+    }
+    if q.tenant
+        .as_deref()
+        .map(str::trim)
+        .is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(tenant))
+    {
+        return Err(ApiError::forbidden(
+            "tenant does not match the API key's tenant",
+        ));
+    }
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => LIMIT_DEFAULT,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIMIT_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "limit",
+                    format!("must be an integer from 1 to {LIMIT_MAX}"),
+                )
+            })?,
+    };
+    let after = q
+        .cursor
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|c| hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok()));
+    let after = match after {
+        Some(None) => {
+            return Err(ApiError::invalid_field(
+                "cursor",
+                "is not a cursor this server issued",
+            ));
+        }
+        Some(Some(a)) => Some(a),
+        None => None,
+    };
+    let members: Vec<_> = state
+        .ledger
+        .budget_members(tenant)
+        .await?
+        .into_iter()
+        .filter(|(scope, unit)| {
+            let member = format!("{scope}|{}", unit.as_str());
+            after.as_ref().is_none_or(|a| member > *a)
+                && wanted.iter().all(|w| scope.split('/').any(|seg| seg == w))
+                && filter_allows(&caller.key.scope_filter, scope)
+        })
+        .take(limit + 1)
+        .collect();
+    let has_more = members.len() > limit;
+    let page = &members[..members.len().min(limit)];
+    let next_cursor = if has_more {
+        page.last()
+            .map(|(scope, unit)| hex::encode(format!("{scope}|{}", unit.as_str())))
+    } else {
+        None
+    };
+    let docs = state.ledger.budgets(tenant, page).await?;
+    let list: Vec<_> = docs.into_iter().map(|d| d.balance).collect();
+    Ok((
+        tenant_header(tenant),
+        Json(BalancesBody {
+            balances: balances(&list),
+            next_cursor,
+            has_more,
+        }),
+    ))
+}

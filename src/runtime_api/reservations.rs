@@ -1,0 +1,227 @@
+//! `POST /v1/reservations` (live and dry run), `POST /v1/decide`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::common::{check_idempotency_header, require, tenant_header};
+use super::wire::{
+    Action, Amount, BalanceBody, Subject, amount, balances, check_idempotency_key, metadata_json,
+    request_hash,
+};
+use crate::auth::TenantAuth;
+use crate::domain::{CommitOveragePolicy, Permission};
+use crate::error::{ApiError, ApiResult};
+use crate::http::context::RequestCtx;
+use crate::http::extract::JsonBody;
+use crate::ledger::ops::{Decision, Mode, ReserveInput, ReserveOutcome};
+use crate::ledger::{Correlation, new_reservation_id};
+use crate::state::AppState;
+
+pub const TTL_MS_MIN: i64 = 1_000;
+pub const TTL_MS_MAX: i64 = 86_400_000;
+pub const GRACE_MS_MAX: i64 = 60_000;
+pub const GRACE_MS_DEFAULT: i64 = 5_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    idempotency_key: String,
+    subject: Subject,
+    action: Action,
+    estimate: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace_period_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overage_policy: Option<CommitOveragePolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    idempotency_key: String,
+    subject: Subject,
+    action: Action,
+    estimate: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+pub struct ReserveBody {
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reservation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_ttl_ms: Option<i64>,
+    scope_path: String,
+    affected_scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    balances: Vec<BalanceBody>,
+}
+
+#[derive(Serialize)]
+pub struct DecideBody {
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_code: Option<String>,
+    affected_scopes: Vec<String>,
+}
+
+fn check_range(field: &str, v: Option<i64>, min: i64, max: i64) -> ApiResult<()> {
+    match v {
+        Some(v) if !(min..=max).contains(&v) => Err(ApiError::invalid_field(
+            field,
+            format!("must be between {min} and {max}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn decision_str(d: &Decision) -> &'static str {
+    match d {
+        Decision::Allow => "ALLOW",
+        Decision::Deny(_) => "DENY",
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ReserveRequest>,
+) -> ApiResult<impl IntoResponse> {
+    require(&caller, Permission::ReservationsCreate)?;
+    check_idempotency_key("idempotency_key", &req.idempotency_key)?;
+    check_idempotency_header(&headers, &req.idempotency_key)?;
+    req.action.check()?;
+    check_range("ttl_ms", req.ttl_ms, TTL_MS_MIN, TTL_MS_MAX)?;
+    check_range("grace_period_ms", req.grace_period_ms, 0, GRACE_MS_MAX)?;
+    let tenant = caller.key.tenant_id.as_str();
+    let scopes = req.subject.scopes_for(tenant)?;
+    let mode = if req.dry_run.unwrap_or(false) {
+        Mode::DryRun
+    } else {
+        Mode::Live
+    };
+    let input = ReserveInput {
+        tenant: tenant.to_string(),
+        mode,
+        unit: req.estimate.unit,
+        estimate: req.estimate.amount,
+        ttl_ms: req.ttl_ms,
+        grace_ms: req.grace_period_ms.unwrap_or(GRACE_MS_DEFAULT),
+        overage_policy: req.overage_policy,
+        idempotency_key: req.idempotency_key.clone(),
+        request_hash: request_hash(&req)?,
+        subject_json: serde_json::to_string(&req.subject).map_err(ApiError::internal)?,
+        action_json: serde_json::to_string(&req.action).map_err(ApiError::internal)?,
+        metadata_json: metadata_json("metadata", &req.metadata)?,
+        scopes: scopes.clone(),
+    };
+    let rid = new_reservation_id(tenant);
+    let outcome = state
+        .ledger
+        .reserve(&input, &rid, &Correlation::from(&ctx))
+        .await?;
+    let remaining_ttl_ms = remaining_ttl(&state, tenant, &outcome).await?;
+    let body = ReserveBody {
+        decision: decision_str(&outcome.decision),
+        reserved: outcome
+            .reservation_id
+            .as_ref()
+            .map(|_| amount(req.estimate.unit, req.estimate.amount.get())),
+        reservation_id: outcome.reservation_id,
+        expires_at_ms: outcome.expires_at_ms,
+        remaining_ttl_ms,
+        scope_path: scopes.path().to_string(),
+        affected_scopes: scopes.affected,
+        reason_code: match outcome.decision {
+            Decision::Deny(r) => Some(r),
+            Decision::Allow => None,
+        },
+        balances: balances(&outcome.balances),
+    };
+    Ok((tenant_header(tenant), Json(body)))
+}
+
+/// `max(0, expires_at − now)` on the ledger clock; on a replay, 0 once the reservation is
+/// no longer ACTIVE (one extra read, on the replay path only).
+async fn remaining_ttl(
+    state: &AppState,
+    tenant: &str,
+    o: &ReserveOutcome,
+) -> ApiResult<Option<i64>> {
+    let (Some(rid), Some(expires)) = (&o.reservation_id, o.expires_at_ms) else {
+        return Ok(None);
+    };
+    let ttl = (expires - o.now_ms).max(0);
+    if !o.replay {
+        return Ok(Some(ttl));
+    }
+    let active = state
+        .ledger
+        .reservation(tenant, rid)
+        .await?
+        .is_some_and(|r| r.status == crate::ledger::reads::ReservationStatus::Active);
+    Ok(Some(if active { ttl } else { 0 }))
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<DecideRequest>,
+) -> ApiResult<impl IntoResponse> {
+    require(&caller, Permission::ReservationsCreate)?;
+    check_idempotency_key("idempotency_key", &req.idempotency_key)?;
+    check_idempotency_header(&headers, &req.idempotency_key)?;
+    req.action.check()?;
+    let tenant = caller.key.tenant_id.as_str();
+    let scopes = req.subject.scopes_for(tenant)?;
+    let input = ReserveInput {
+        tenant: tenant.to_string(),
+        mode: Mode::Decide,
+        unit: req.estimate.unit,
+        estimate: req.estimate.amount,
+        ttl_ms: None,
+        grace_ms: 0,
+        overage_policy: None,
+        idempotency_key: req.idempotency_key.clone(),
+        request_hash: request_hash(&req)?,
+        subject_json: serde_json::to_string(&req.subject).map_err(ApiError::internal)?,
+        action_json: serde_json::to_string(&req.action).map_err(ApiError::internal)?,
+        metadata_json: metadata_json("metadata", &req.metadata)?,
+        scopes: scopes.clone(),
+    };
+    let outcome = state
+        .ledger
+        .reserve(&input, "", &Correlation::from(&ctx))
+        .await?;
+    let body = DecideBody {
+        decision: decision_str(&outcome.decision),
+        reason_code: match outcome.decision {
+            Decision::Deny(r) => Some(r),
+            Decision::Allow => None,
+        },
+        affected_scopes: scopes.affected,
+    };
+    Ok((tenant_header(tenant), Json(body)))
+}

@@ -1,0 +1,247 @@
+//! `POST /v1/reservations/{id}/commit`, `/release`, `/extend`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::common::{check_idempotency_header, owned_by, owner_for_admin, require, tenant_header};
+use super::wire::{
+    Amount, BalanceBody, amount, balances, check_idempotency_key, metadata_json, request_hash,
+};
+use crate::auth::{AnyAuth, Caller, TenantAuth};
+use crate::catalogue::audit::Actor;
+use crate::domain::Permission;
+use crate::error::{ApiError, ApiResult};
+use crate::http::context::RequestCtx;
+use crate::http::extract::{JsonBody, PathParam};
+use crate::ledger::Correlation;
+use crate::state::AppState;
+
+pub const EXTEND_BY_MS_MAX: i64 = 86_400_000;
+pub const RELEASE_REASON_LEN_MAX: usize = 256;
+pub const MODEL_VERSION_LEN_MAX: usize = 128;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_input: Option<crate::domain::amount::Units>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_output: Option<crate::domain::amount::Units>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<crate::domain::amount::Units>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom: Option<Map<String, Value>>,
+}
+
+impl Metrics {
+    pub fn check(&self, field: &str) -> ApiResult<()> {
+        if self
+            .model_version
+            .as_ref()
+            .is_some_and(|m| m.chars().count() > MODEL_VERSION_LEN_MAX)
+        {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.model_version"),
+                format!("must be at most {MODEL_VERSION_LEN_MAX} characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    idempotency_key: String,
+    actual: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<Metrics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+pub struct CommitBody {
+    status: &'static str,
+    charged: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    released: Option<Amount>,
+    balances: Vec<BalanceBody>,
+}
+
+pub async fn commit(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    headers: HeaderMap,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<CommitRequest>,
+) -> ApiResult<impl IntoResponse> {
+    require(&caller, Permission::ReservationsCommit)?;
+    check_idempotency_key("idempotency_key", &req.idempotency_key)?;
+    check_idempotency_header(&headers, &req.idempotency_key)?;
+    if let Some(m) = &req.metrics {
+        m.check("metrics")?;
+    }
+    let tenant = caller.key.tenant_id.as_str();
+    owned_by(&state.ledger, tenant, &id).await?;
+    let outcome = state
+        .ledger
+        .commit(
+            tenant,
+            &id,
+            &req.idempotency_key,
+            &request_hash(&req)?,
+            req.actual.unit,
+            req.actual.amount,
+            &metadata_json("metadata", &req.metadata)?,
+            &Correlation::from(&ctx),
+        )
+        .await?;
+    let body = CommitBody {
+        status: "COMMITTED",
+        charged: amount(outcome.unit, outcome.charged),
+        released: (outcome.released > 0).then(|| amount(outcome.unit, outcome.released)),
+        balances: balances(&outcome.balances),
+    };
+    Ok((tenant_header(tenant), Json(body)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    idempotency_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ReleaseBody {
+    status: &'static str,
+    released: Amount,
+    balances: Vec<BalanceBody>,
+}
+
+/// Release by the tenant's key, or by the admin key on the tenant's behalf (audited as
+/// `admin_on_behalf_of` in the same Postgres transaction that commits after the ledger).
+pub async fn release(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    headers: HeaderMap,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<ReleaseRequest>,
+) -> ApiResult<impl IntoResponse> {
+    check_idempotency_key("idempotency_key", &req.idempotency_key)?;
+    check_idempotency_header(&headers, &req.idempotency_key)?;
+    let reason = req.reason.clone().unwrap_or_default();
+    if reason.chars().count() > RELEASE_REASON_LEN_MAX {
+        return Err(ApiError::invalid_field(
+            "reason",
+            format!("must be at most {RELEASE_REASON_LEN_MAX} characters"),
+        ));
+    }
+    let hash = request_hash(&req)?;
+    let corr = Correlation::from(&ctx);
+    let (tenant, outcome) = match caller {
+        Caller::Tenant(t) => {
+            require(&t, Permission::ReservationsRelease)?;
+            let tenant = t.key.tenant_id.to_string();
+            owned_by(&state.ledger, &tenant, &id).await?;
+            let outcome = state
+                .ledger
+                .release(&tenant, &id, &req.idempotency_key, &hash, &reason, &corr)
+                .await?;
+            (tenant, outcome)
+        }
+        Caller::Admin => {
+            let tenant = owner_for_admin(&id)?;
+            let actor = Actor {
+                actor_type: "admin_on_behalf_of",
+                key_id: None,
+                ctx: ctx.clone(),
+            };
+            let entry = actor.entry(
+                "releaseReservation",
+                &tenant,
+                ("reservation", &id),
+                200,
+                json!({ "reason": reason }),
+            );
+            let ledger = state.ledger.clone();
+            let (t, i, k) = (tenant.clone(), id.clone(), req.idempotency_key.clone());
+            let outcome = state
+                .catalogue
+                .audited(entry, async move {
+                    ledger.release(&t, &i, &k, &hash, &reason, &corr).await
+                })
+                .await?;
+            (tenant, outcome)
+        }
+    };
+    let body = ReleaseBody {
+        status: "RELEASED",
+        released: amount(outcome.unit, outcome.released),
+        balances: balances(&outcome.balances),
+    };
+    Ok((tenant_header(&tenant), Json(body)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    idempotency_key: String,
+    extend_by_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+pub struct ExtendBody {
+    status: &'static str,
+    expires_at_ms: i64,
+    remaining_ttl_ms: i64,
+}
+
+pub async fn extend(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    headers: HeaderMap,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<ExtendRequest>,
+) -> ApiResult<impl IntoResponse> {
+    require(&caller, Permission::ReservationsExtend)?;
+    check_idempotency_key("idempotency_key", &req.idempotency_key)?;
+    check_idempotency_header(&headers, &req.idempotency_key)?;
+    if !(1..=EXTEND_BY_MS_MAX).contains(&req.extend_by_ms) {
+        return Err(ApiError::invalid_field(
+            "extend_by_ms",
+            format!("must be between 1 and {EXTEND_BY_MS_MAX}"),
+        ));
+    }
+    metadata_json("metadata", &req.metadata)?;
+    let tenant = caller.key.tenant_id.as_str();
+    owned_by(&state.ledger, tenant, &id).await?;
+    let outcome = state
+        .ledger
+        .extend(
+            tenant,
+            &id,
+            &req.idempotency_key,
+            &request_hash(&req)?,
+            req.extend_by_ms,
+        )
+        .await?;
+    let body = ExtendBody {
+        status: "ACTIVE",
+        expires_at_ms: outcome.expires_at_ms,
+        remaining_ttl_ms: outcome.remaining_ttl_ms,
+    };
+    Ok((tenant_header(tenant), Json(body)))
+}
