@@ -48,10 +48,7 @@ async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHas
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         crate::telemetry::init_metrics();
-        let admin_key = config
-            .admin_api_key
-            .as_ref()
-            .map(|k| AdminKey::new(k.expose_secret()));
+        let admin_key = config.admin_api_key.as_ref().map(|k| AdminKey::new(k.expose_secret()));
         if config.plane.admin() && admin_key.is_none() {
             anyhow::bail!(MISSING_ADMIN_KEY);
         }
@@ -64,52 +61,24 @@ impl Application {
             .await
             .context("connecting to Redis (REDIS_URL)")?;
         let scripts = Arc::new(Scripts::new());
-        scripts
-            .load(&redis)
-            .await
-            .context("loading the ledger scripts into Redis")?;
+        scripts.load(&redis).await.context("loading the ledger scripts into Redis")?;
         let ledger = Ledger::new(redis.clone(), scripts);
         let hasher = key_hasher(&config, &pg).await?;
-        let catalogue = Catalogue {
-            pg: pg.clone(),
-            redis,
-            hasher: hasher.clone(),
-            ledger: ledger.clone(),
-        };
-        let auth = Arc::new(Authenticator::new(
-            admin_key,
-            hasher,
-            KeyCache::new(pg.clone()),
-        ));
-        let state = AppState {
-            catalogue,
-            ledger,
-            auth,
-        };
+        let catalogue = Catalogue { pg: pg.clone(), redis, hasher: hasher.clone(), ledger: ledger.clone() };
+        let auth = Arc::new(Authenticator::new(admin_key, hasher, KeyCache::new(pg.clone())));
+        let state = AppState { catalogue, ledger, auth };
         if config.plane.admin() {
-            let mirrored = state
-                .catalogue
-                .reseed_mirror()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mirrored = state.catalogue.reseed_mirror().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
         }
         let shutdown = CancellationToken::new();
         let mut workers = vec![
-            tokio::spawn(crate::workers::auth_listener::run(
-                pg,
-                state.auth.clone(),
-                shutdown.clone(),
-            )),
+            tokio::spawn(crate::workers::auth_listener::run(pg, state.auth.clone(), shutdown.clone())),
             tokio::spawn(metrics_upkeep(shutdown.clone())),
         ];
         if config.plane.runtime() {
             let (pg, ledger) = (state.catalogue.pg.clone(), state.ledger.clone());
-            workers.push(tokio::spawn(crate::workers::expiry::run(
-                pg,
-                ledger,
-                shutdown.clone(),
-            )));
+            workers.push(tokio::spawn(crate::workers::expiry::run(pg, ledger, shutdown.clone())));
         }
         let runtime = if config.plane.runtime() {
             let listener = TcpListener::bind(config.runtime_addr)
@@ -127,13 +96,7 @@ impl Application {
         } else {
             None
         };
-        Ok(Self {
-            runtime,
-            admin,
-            state,
-            shutdown,
-            workers,
-        })
+        Ok(Self { runtime, admin, state, shutdown, workers })
     }
 
     pub fn runtime_addr(&self) -> Option<SocketAddr> {
@@ -160,9 +123,7 @@ impl Application {
                 tracing::info!(plane, addr = %listener.local_addr()?, "listening");
                 let stop = self.shutdown.clone();
                 servers.push(tokio::spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
+                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
                 }));
             }
         }

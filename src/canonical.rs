@@ -45,9 +45,6 @@ mod tests {
     #[test]
     fn keys_are_sorted_at_every_depth() {
         let v = serde_json::json!({"b": 1, "a": {"d": [true, null], "c": "x"}});
-        assert_eq!(
-            super::to_string(&v),
-            r#"{"a":{"c":"x","d":[true,null]},"b":1}"#
-        );
+        assert_eq!(super::to_string(&v), r#"{"a":{"c":"x","d":[true,null]},"b":1}"#);
     }
 }

@@ -8,11 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tollgate",
-    version,
-    about = "Budget reservation and admission engine (Cycles protocol)"
-)]
+#[command(name = "tollgate", version, about = "Budget reservation and admission engine (Cycles protocol)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -65,11 +61,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct StoreConfig {
     /// Postgres URL of the catalogue database (tenants, keys, audit).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/tollgate"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/tollgate")]
     pub database_url: String,
 
     /// Postgres connections per instance at most (instances × this must fit the server).

@@ -128,13 +128,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            details: None,
-            headers: Vec::new(),
-            status: None,
-        }
+        Self { code, message: message.into(), details: None, headers: Vec::new(), status: None }
     }
 
     /// 400 `INVALID_REQUEST` whose message starts with the offending field.
@@ -168,14 +162,8 @@ impl ApiError {
     /// A store that cannot be reached or timed out: 503 with `Retry-After`.
     pub fn unavailable(store: &str, cause: impl std::fmt::Display) -> Self {
         tracing::warn!(store, error = %cause, "store unavailable");
-        Self::new(
-            ErrorCode::Unavailable,
-            format!("{store} is temporarily unavailable; retry"),
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S),
-        )
+        Self::new(ErrorCode::Unavailable, format!("{store} is temporarily unavailable; retry"))
+            .with_header(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S))
     }
 
     pub fn with_details(mut self, details: Value) -> Self {

@@ -32,18 +32,13 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             pg.migrate().await?;
             println!("migrations applied");
         }
-        Command::Audit {
-            command: AuditCommand::Verify(store),
-        } => {
+        Command::Audit { command: AuditCommand::Verify(store) } => {
             let pg = tollgate::store::pg::PgStore::connect(&store.database_url, 2).await?;
             let report = tollgate::store::pg::audit::verify(pg.pool()).await?;
             match report.broken {
                 None => println!("audit chain intact: {} entries verified", report.entries),
                 Some(b) => {
-                    let id = b
-                        .log_id
-                        .map(|id| id.to_string())
-                        .unwrap_or_else(|| "-".into());
+                    let id = b.log_id.map(|id| id.to_string()).unwrap_or_else(|| "-".into());
                     println!(
                         "audit chain BROKEN at entry {} (log_id {id}): {} ({} entries verified before it)",
                         b.seq, b.reason, report.entries

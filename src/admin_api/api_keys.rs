@@ -38,17 +38,11 @@ pub struct ApiKeyBody {
     status: KeyStatus,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     revoked_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     revoked_reason: Option<String>,
@@ -131,16 +125,11 @@ fn check_scope_filter(entries: &[String]) -> ApiResult<()> {
         ));
     }
     for (i, e) in entries.iter().enumerate() {
-        let well_formed = e
-            .split_once(':')
-            .is_some_and(|(kind, value)| !kind.is_empty() && !value.is_empty());
+        let well_formed = e.split_once(':').is_some_and(|(kind, value)| !kind.is_empty() && !value.is_empty());
         if !well_formed || e.len() > k::SCOPE_FILTER_ENTRY_LEN_MAX {
             return Err(ApiError::invalid_field(
                 &format!("scope_filter[{i}]"),
-                format!(
-                    "must look like kind:value (or kind:*), at most {} bytes",
-                    k::SCOPE_FILTER_ENTRY_LEN_MAX
-                ),
+                format!("must look like kind:value (or kind:*), at most {} bytes", k::SCOPE_FILTER_ENTRY_LEN_MAX),
             ));
         }
     }
@@ -174,14 +163,9 @@ pub async fn create(
         tenant_id: req.tenant_id,
         name: req.name,
         description: None,
-        permissions: dedup_permissions(
-            req.permissions
-                .unwrap_or_else(|| DEFAULT_PERMISSIONS.to_vec()),
-        ),
+        permissions: dedup_permissions(req.permissions.unwrap_or_else(|| DEFAULT_PERMISSIONS.to_vec())),
         scope_filter,
-        expires_at: req
-            .expires_at
-            .unwrap_or_else(|| now() + k::DEFAULT_LIFETIME),
+        expires_at: req.expires_at.unwrap_or_else(|| now() + k::DEFAULT_LIFETIME),
         metadata: req.metadata.map(Value::Object),
     };
     let (key, secret) = state.catalogue.create_key(&Actor::admin(ctx), new).await?;
@@ -221,13 +205,7 @@ pub async fn update(
         expires_at: req.expires_at,
         metadata: req.metadata.map(Value::Object),
     };
-    Ok(Json(
-        state
-            .catalogue
-            .update_key(&Actor::admin(ctx), &key_id, patch)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.catalogue.update_key(&Actor::admin(ctx), &key_id, patch).await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -243,22 +221,13 @@ pub async fn revoke(
     QueryParams(q): QueryParams<RevokeQuery>,
 ) -> ApiResult<Json<ApiKeyBody>> {
     let reason = q.reason.filter(|r| !r.is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > k::REVOKED_REASON_LEN_MAX)
-    {
+    if reason.as_ref().is_some_and(|r| r.chars().count() > k::REVOKED_REASON_LEN_MAX) {
         return Err(ApiError::invalid_field(
             "reason",
             format!("must be at most {} characters", k::REVOKED_REASON_LEN_MAX),
         ));
     }
-    Ok(Json(
-        state
-            .catalogue
-            .revoke_key(&Actor::admin(ctx), &key_id, reason)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.catalogue.revoke_key(&Actor::admin(ctx), &key_id, reason).await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -279,12 +248,7 @@ pub struct ListBody {
 }
 
 const fn col(expr: &'static str, cast: &'static str) -> SortColumn {
-    SortColumn {
-        expr,
-        cast,
-        id_expr: "k.key_id",
-        id_cast: "text",
-    }
+    SortColumn { expr, cast, id_expr: "k.key_id", id_cast: "text" }
 }
 
 const SORTS: &[(&str, SortColumn)] = &[

@@ -102,38 +102,22 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 fn csv(name: &str, raw: Option<String>) -> ApiResult<Vec<String>> {
-    let items: Vec<String> = raw
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
+    let items: Vec<String> =
+        raw.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     if items.len() > LIST_FILTER_ITEMS_MAX {
-        return Err(ApiError::invalid_field(
-            name,
-            format!("takes at most {LIST_FILTER_ITEMS_MAX} values"),
-        ));
+        return Err(ApiError::invalid_field(name, format!("takes at most {LIST_FILTER_ITEMS_MAX} values")));
     }
     Ok(items)
 }
 
-fn status_param(
-    name: &str,
-    raw: Option<String>,
-    range: std::ops::RangeInclusive<i32>,
-) -> ApiResult<Option<i32>> {
+fn status_param(name: &str, raw: Option<String>, range: std::ops::RangeInclusive<i32>) -> ApiResult<Option<i32>> {
     match non_empty(raw) {
         None => Ok(None),
         Some(s) => match s.parse::<i32>() {
             Ok(v) if range.contains(&v) => Ok(Some(v)),
             _ => Err(ApiError::invalid_field(
                 name,
-                format!(
-                    "must be an integer from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
+                format!("must be an integer from {} to {}", range.start(), range.end()),
             )),
         },
     }
@@ -153,29 +137,18 @@ fn filter_of(q: ListQuery) -> ApiResult<(Filter, ListParams)> {
     let status_min = status_param("status_min", q.status_min, 100..=599)?;
     let status_max = status_param("status_max", q.status_max, 100..=599)?;
     if status.is_some() && (status_min.is_some() || status_max.is_some()) {
-        return Err(ApiError::invalid_field(
-            "status",
-            "cannot be combined with status_min or status_max",
-        ));
+        return Err(ApiError::invalid_field("status", "cannot be combined with status_min or status_max"));
     }
     if let (Some(lo), Some(hi)) = (status_min, status_max)
         && lo > hi
     {
-        return Err(ApiError::invalid_field(
-            "status_min",
-            "must not exceed status_max",
-        ));
+        return Err(ApiError::invalid_field("status_min", "must not exceed status_max"));
     }
     let trace_id = non_empty(q.trace_id);
     if let Some(t) = &trace_id
-        && !(t.len() == 32
-            && t.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && !(t.len() == 32 && t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
     {
-        return Err(ApiError::invalid_field(
-            "trace_id",
-            "must be 32 lowercase hex characters",
-        ));
+        return Err(ApiError::invalid_field("trace_id", "must be 32 lowercase hex characters"));
     }
     let filter = Filter {
         tenant_id: non_empty(q.tenant_id),
@@ -198,12 +171,7 @@ fn filter_of(q: ListQuery) -> ApiResult<(Filter, ListParams)> {
 }
 
 const fn col(expr: &'static str, cast: &'static str) -> SortColumn {
-    SortColumn {
-        expr,
-        cast,
-        id_expr: "seq",
-        id_cast: "bigint",
-    }
+    SortColumn { expr, cast, id_expr: "seq", id_cast: "bigint" }
 }
 
 const SORTS: &[(&str, SortColumn)] = &[

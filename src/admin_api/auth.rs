@@ -27,10 +27,7 @@ pub struct ValidateBody {
     permissions: Option<Vec<Permission>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope_filter: Option<Vec<String>>,
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     expires_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
@@ -110,12 +107,8 @@ impl Capabilities {
     fn of(perms: &[Permission]) -> Self {
         use Permission as P;
         let any = |list: &[Permission]| list.iter().any(|p| perms.contains(p));
-        let reservations = [
-            P::ReservationsCreate,
-            P::ReservationsCommit,
-            P::ReservationsRelease,
-            P::ReservationsExtend,
-        ];
+        let reservations =
+            [P::ReservationsCreate, P::ReservationsCommit, P::ReservationsRelease, P::ReservationsExtend];
         Self {
             view_budgets: any(&[P::BudgetsRead, P::AdminRead, P::AdminBudgetsRead]),
             view_policies: any(&[P::PoliciesRead, P::AdminRead, P::AdminPoliciesRead]),
@@ -156,12 +149,7 @@ pub async fn introspect(AnyAuth(caller): AnyAuth) -> Json<IntrospectBody> {
         Caller::Tenant(t) => IntrospectBody {
             authenticated: true,
             auth_type: "tenant",
-            permissions: t
-                .key
-                .permissions
-                .iter()
-                .map(|p| p.as_str().to_string())
-                .collect(),
+            permissions: t.key.permissions.iter().map(|p| p.as_str().to_string()).collect(),
             capabilities: Capabilities::of(&t.key.permissions),
             tenant_id: Some(t.key.tenant_id.to_string()),
             scope_filter: (!t.key.scope_filter.is_empty()).then(|| t.key.scope_filter.clone()),

@@ -30,10 +30,7 @@ pub const FUND_IDEMPOTENCY_KEY_LEN_MAX: usize = 256;
 fn rfc3339_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -74,10 +71,7 @@ impl From<BudgetDoc> for BudgetBody {
             scope_path: b.scope.clone(),
             unit: u,
             allocated: amount(u, b.allocated),
-            remaining: SignedAmount {
-                unit: u,
-                amount: b.remaining(),
-            },
+            remaining: SignedAmount { unit: u, amount: b.remaining() },
             reserved: amount(u, b.reserved),
             spent: amount(u, b.spent),
             debt: amount(u, b.debt),
@@ -85,11 +79,7 @@ impl From<BudgetDoc> for BudgetBody {
             is_over_limit: b.is_over_limit,
             commit_overage_policy: d.commit_overage_policy,
             status: d.status.clone(),
-            rollover_policy: if d.rollover_policy.is_empty() {
-                "NONE".into()
-            } else {
-                d.rollover_policy.clone()
-            },
+            rollover_policy: if d.rollover_policy.is_empty() { "NONE".into() } else { d.rollover_policy.clone() },
             period_start: d.period_start.clone(),
             period_end: d.period_end.clone(),
             created_at: rfc3339_ms(d.created_at_ms),
@@ -105,92 +95,52 @@ struct Routed {
     key: Option<TenantCaller>,
 }
 
-fn route(
-    caller: Caller,
-    ctx: RequestCtx,
-    admin_tenant: Option<String>,
-    perm: Permission,
-) -> ApiResult<Routed> {
+fn route(caller: Caller, ctx: RequestCtx, admin_tenant: Option<String>, perm: Permission) -> ApiResult<Routed> {
     match caller {
         Caller::Admin => {
             let tenant = admin_tenant.ok_or_else(|| {
-                ApiError::invalid_field(
-                    "tenant_id",
-                    "is required when using admin key authentication",
-                )
+                ApiError::invalid_field("tenant_id", "is required when using admin key authentication")
             })?;
-            Ok(Routed {
-                tenant,
-                actor: Actor {
-                    actor_type: "admin_on_behalf_of",
-                    key_id: None,
-                    ctx,
-                },
-                key: None,
-            })
+            Ok(Routed { tenant, actor: Actor { actor_type: "admin_on_behalf_of", key_id: None, ctx }, key: None })
         }
         Caller::Tenant(t) => {
             t.require(perm, ErrorCode::InsufficientPermissions)?;
             let tenant = t.key.tenant_id.to_string();
-            let actor = Actor {
-                actor_type: "api_key",
-                key_id: Some(t.key.key_id.clone()),
-                ctx,
-            };
-            Ok(Routed {
-                tenant,
-                actor,
-                key: Some(t),
-            })
+            let actor = Actor { actor_type: "api_key", key_id: Some(t.key.key_id.clone()), ctx };
+            Ok(Routed { tenant, actor, key: Some(t) })
         }
     }
 }
 
 fn check_scope_filter(key: &Option<TenantCaller>, scope: &str) -> ApiResult<()> {
     match key {
-        Some(k) if !filter_allows(&k.key.scope_filter, scope) => {
-            Err(ApiError::forbidden("scope_filter denies access"))
-        }
+        Some(k) if !filter_allows(&k.key.scope_filter, scope) => Err(ApiError::forbidden("scope_filter denies access")),
         _ => Ok(()),
     }
 }
 
 fn scope_param(raw: Option<&str>) -> ApiResult<String> {
-    let raw = raw
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid_field("scope", "is required"))?;
+    let raw = raw.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_field("scope", "is required"))?;
     parse_budget_scope(raw).map_err(|e| ApiError::invalid_field("scope", e))
 }
 
 fn unit_param(raw: Option<&str>) -> ApiResult<Unit> {
-    let raw = raw
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid_field("unit", "is required"))?;
-    Unit::parse(raw).ok_or_else(|| {
-        ApiError::invalid_field(
-            "unit",
-            "must be USD_MICROCENTS, TOKENS, CREDITS or RISK_POINTS",
-        )
-    })
+    let raw = raw.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_field("unit", "is required"))?;
+    Unit::parse(raw)
+        .ok_or_else(|| ApiError::invalid_field("unit", "must be USD_MICROCENTS, TOKENS, CREDITS or RISK_POINTS"))
 }
 
 fn amount_in(field: &str, a: &Amount, unit: Unit) -> ApiResult<Units> {
     if a.unit != unit {
-        return Err(ApiError::new(
-            ErrorCode::UnitMismatch,
-            format!("{field}.unit must be {unit}"),
-        )
-        .with_details(json!({ "field": field, "expected_units": [unit] })));
+        return Err(ApiError::new(ErrorCode::UnitMismatch, format!("{field}.unit must be {unit}"))
+            .with_details(json!({ "field": field, "expected_units": [unit] })));
     }
     Ok(a.amount)
 }
 
 fn check_len(field: &str, v: &Option<String>, max: usize) -> ApiResult<()> {
     if v.as_ref().is_some_and(|s| s.chars().count() > max) {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(ApiError::invalid_field(field, format!("must be at most {max} characters")));
     }
     Ok(())
 }
@@ -221,11 +171,7 @@ pub enum RolloverPolicy {
 }
 
 fn fmt_time(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .unwrap_or_default()
+    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default()
 }
 
 pub async fn create(
@@ -235,18 +181,12 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<BudgetBody>)> {
     if matches!(caller, Caller::Tenant(_)) && req.tenant_id.is_some() {
-        return Err(ApiError::invalid_field(
-            "tenant_id",
-            "must not be set when using an API key",
-        ));
+        return Err(ApiError::invalid_field("tenant_id", "must not be set when using an API key"));
     }
     let r = route(caller, ctx, req.tenant_id.clone(), Permission::BudgetsWrite)?;
     let scope = parse_budget_scope(&req.scope).map_err(|e| ApiError::invalid_field("scope", e))?;
     if scope_tenant(&scope) != r.tenant {
-        return Err(ApiError::invalid_field(
-            "scope",
-            format!("must start with tenant:{}", r.tenant),
-        ));
+        return Err(ApiError::invalid_field("scope", format!("must start with tenant:{}", r.tenant)));
     }
     check_scope_filter(&r.key, &scope)?;
     let allocated = amount_in("allocated", &req.allocated, req.unit)?;
@@ -257,24 +197,14 @@ pub async fn create(
     if let (Some(a), Some(b)) = (req.period_start, req.period_end)
         && a > b
     {
-        return Err(ApiError::invalid_field(
-            "period_start",
-            "must not be after period_end",
-        ));
+        return Err(ApiError::invalid_field("period_start", "must not be after period_end"));
     }
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
     let tenant = state.catalogue.get_tenant(&r.tenant).await.map_err(|e| {
-        if e.code == ErrorCode::TenantNotFound {
-            ApiError::invalid_field("tenant_id", "tenant not found")
-        } else {
-            e
-        }
+        if e.code == ErrorCode::TenantNotFound { ApiError::invalid_field("tenant_id", "tenant not found") } else { e }
     })?;
     if tenant.status == TenantStatus::Closed {
-        return Err(ApiError::new(
-            ErrorCode::TenantClosed,
-            format!("tenant {} is closed", r.tenant),
-        ));
+        return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {} is closed", r.tenant)));
     }
     let new = NewBudget {
         tenant: r.tenant.clone(),
@@ -301,12 +231,7 @@ pub async fn create(
     );
     let ledger = state.ledger.clone();
     let id = ledger_id.clone();
-    let doc = state
-        .catalogue
-        .audited(entry, async move {
-            ledger.create_budget(&new, &id, &corr).await
-        })
-        .await?;
+    let doc = state.catalogue.audited(entry, async move { ledger.create_budget(&new, &id, &corr).await }).await?;
     Ok((StatusCode::CREATED, Json(doc.into())))
 }
 
@@ -325,10 +250,7 @@ fn locate(q: &LocateQuery) -> ApiResult<(String, String, Unit)> {
 }
 
 fn not_found(scope: &str, unit: Unit) -> ApiError {
-    ApiError::new(
-        ErrorCode::BudgetNotFound,
-        format!("no budget exists for {scope} in {unit}"),
-    )
+    ApiError::new(ErrorCode::BudgetNotFound, format!("no budget exists for {scope} in {unit}"))
 }
 
 pub async fn lookup(
@@ -344,11 +266,7 @@ pub async fn lookup(
         }
         check_scope_filter(&Some(t.clone()), &scope)?;
     }
-    let doc = state
-        .ledger
-        .budget(&tenant, &scope, unit)
-        .await?
-        .ok_or_else(|| not_found(&scope, unit))?;
+    let doc = state.ledger.budget(&tenant, &scope, unit).await?.ok_or_else(|| not_found(&scope, unit))?;
     Ok(Json(doc.into()))
 }
 
@@ -368,11 +286,7 @@ pub async fn update(
     JsonBody(req): JsonBody<UpdateRequest>,
 ) -> ApiResult<Json<BudgetBody>> {
     let (tenant, scope, unit) = locate(&q)?;
-    let limit = req
-        .overdraft_limit
-        .as_ref()
-        .map(|a| amount_in("overdraft_limit", a, unit))
-        .transpose()?;
+    let limit = req.overdraft_limit.as_ref().map(|a| amount_in("overdraft_limit", a, unit)).transpose()?;
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
     let mut changed = Vec::new();
     if limit.is_some() {
@@ -395,11 +309,7 @@ pub async fn update(
     let policy = req.commit_overage_policy;
     let doc = state
         .catalogue
-        .audited(entry, async move {
-            ledger
-                .update_budget(&t, &s, unit, limit, policy, &corr)
-                .await
-        })
+        .audited(entry, async move { ledger.update_budget(&t, &s, unit, limit, policy, &corr).await })
         .await?;
     Ok(Json(doc.into()))
 }
@@ -429,27 +339,13 @@ async fn set_status(
     let reason = req.reason.unwrap_or_default();
     let actor = Actor::admin(ctx);
     let corr = Correlation::from(&actor.ctx);
-    let op = if freeze {
-        "freezeBudget"
-    } else {
-        "unfreezeBudget"
-    };
-    let entry = actor.entry(
-        op,
-        &tenant,
-        ("budget", &format!("{scope}|{unit}")),
-        200,
-        json!({ "reason": reason }),
-    );
+    let op = if freeze { "freezeBudget" } else { "unfreezeBudget" };
+    let entry = actor.entry(op, &tenant, ("budget", &format!("{scope}|{unit}")), 200, json!({ "reason": reason }));
     let ledger = state.ledger.clone();
     let (t, s) = (tenant.clone(), scope.clone());
     let doc = state
         .catalogue
-        .audited(entry, async move {
-            ledger
-                .set_budget_status(&t, &s, unit, freeze, &reason, &corr)
-                .await
-        })
+        .audited(entry, async move { ledger.set_budget_status(&t, &s, unit, freeze, &reason, &corr).await })
         .await?;
     Ok(Json(doc.into()))
 }
@@ -546,10 +442,7 @@ pub async fn fund(
         (None, _) => None,
         (Some(s), FundOp::ResetSpent) => Some(amount_in("spent", s, unit)?),
         (Some(_), _) => {
-            return Err(ApiError::invalid_field(
-                "spent",
-                "is only accepted with RESET_SPENT",
-            ));
+            return Err(ApiError::invalid_field("spent", "is only accepted with RESET_SPENT"));
         }
     };
     check_len("reason", &req.reason, REASON_LEN_MAX)?;
@@ -578,9 +471,7 @@ pub async fn fund(
         .catalogue
         .audited(entry, async move {
             let idem = key.as_deref().map(|k| (k, hash.as_str()));
-            ledger
-                .fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr)
-                .await
+            ledger.fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr).await
         })
         .await?;
     let a = |v: i64| amount(unit, v);
@@ -651,22 +542,10 @@ fn ratio_param(field: &str, v: &Option<String>) -> ApiResult<Option<f64>> {
 /// `spent / allocated` (0 when nothing is allocated), the admin list's utilization.
 fn utilization(d: &BudgetDoc) -> f64 {
     let b = &d.balance;
-    if b.allocated == 0 {
-        0.0
-    } else {
-        b.spent as f64 / b.allocated as f64
-    }
+    if b.allocated == 0 { 0.0 } else { b.spent as f64 / b.allocated as f64 }
 }
 
-const SORTS: &[&str] = &[
-    "tenant_id",
-    "scope",
-    "unit",
-    "status",
-    "commit_overage_policy",
-    "utilization",
-    "debt",
-];
+const SORTS: &[&str] = &["tenant_id", "scope", "unit", "status", "commit_overage_policy", "utilization", "debt"];
 
 fn sort_key(d: &BudgetDoc, by: &str) -> String {
     match by {
@@ -674,10 +553,7 @@ fn sort_key(d: &BudgetDoc, by: &str) -> String {
         "scope" => d.balance.scope.clone(),
         "unit" => d.balance.unit.as_str().to_string(),
         "status" => d.status.clone(),
-        "commit_overage_policy" => d
-            .commit_overage_policy
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
+        "commit_overage_policy" => d.commit_overage_policy.map(|p| p.as_str().to_string()).unwrap_or_default(),
         "debt" => format!("{:020}", d.balance.debt),
         _ => format!("{:020.6}", utilization(d)),
     }
@@ -691,54 +567,34 @@ pub async fn list(
     let (tenants, key) = match &caller {
         Caller::Admin => match non_empty(&q.tenant_id) {
             Some(t) => (vec![t.to_string()], None),
-            None => (
-                crate::store::pg::tenants::ids(state.catalogue.pg.pool()).await?,
-                None,
-            ),
+            None => (crate::store::pg::tenants::ids(state.catalogue.pg.pool()).await?, None),
         },
         Caller::Tenant(t) => {
             t.require(Permission::BudgetsRead, ErrorCode::InsufficientPermissions)?;
             (vec![t.key.tenant_id.to_string()], Some(t.clone()))
         }
     };
-    let unit = non_empty(&q.unit)
-        .map(|u| unit_param(Some(u)))
-        .transpose()?;
+    let unit = non_empty(&q.unit).map(|u| unit_param(Some(u))).transpose()?;
     let prefix = non_empty(&q.scope_prefix)
         .map(|p| parse_budget_scope(p).map_err(|e| ApiError::invalid_field("scope_prefix", e)))
         .transpose()?;
     let status = non_empty(&q.status).map(String::from);
-    if status
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "ACTIVE" | "FROZEN" | "CLOSED"))
-    {
-        return Err(ApiError::invalid_field(
-            "status",
-            "must be ACTIVE, FROZEN or CLOSED",
-        ));
+    if status.as_deref().is_some_and(|s| !matches!(s, "ACTIVE" | "FROZEN" | "CLOSED")) {
+        return Err(ApiError::invalid_field("status", "must be ACTIVE, FROZEN or CLOSED"));
     }
     let over_limit = bool_param("over_limit", &q.over_limit)?;
     let has_debt = bool_param("has_debt", &q.has_debt)?;
-    let (umin, umax) = (
-        ratio_param("utilization_min", &q.utilization_min)?,
-        ratio_param("utilization_max", &q.utilization_max)?,
-    );
+    let (umin, umax) =
+        (ratio_param("utilization_min", &q.utilization_min)?, ratio_param("utilization_max", &q.utilization_max)?);
     if let (Some(a), Some(b)) = (umin, umax)
         && a > b
     {
-        return Err(ApiError::invalid_field(
-            "utilization_min",
-            "must not exceed utilization_max",
-        ));
+        return Err(ApiError::invalid_field("utilization_min", "must not exceed utilization_max"));
     }
-    let search =
-        super::pagination::search_param(q.search.as_deref())?.map(|s| s.to_ascii_lowercase());
+    let search = super::pagination::search_param(q.search.as_deref())?.map(|s| s.to_ascii_lowercase());
     let sort = non_empty(&q.sort_by).unwrap_or("utilization");
     if !SORTS.contains(&sort) {
-        return Err(ApiError::invalid_field(
-            "sort_by",
-            format!("must be one of {}", SORTS.join(", ")),
-        ));
+        return Err(ApiError::invalid_field("sort_by", format!("must be one of {}", SORTS.join(", "))));
     }
     let descending = match non_empty(&q.sort_dir) {
         None | Some("desc") => true,
@@ -751,12 +607,7 @@ pub async fn list(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=LIMIT_MAX as usize).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_field(
-                    "limit",
-                    format!("must be an integer from 1 to {LIMIT_MAX}"),
-                )
-            })?,
+            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
     };
     let mut docs = Vec::new();
     for tenant in &tenants {
@@ -767,12 +618,8 @@ pub async fn list(
             .into_iter()
             .filter(|(s, u)| {
                 unit.is_none_or(|w| w == *u)
-                    && prefix
-                        .as_ref()
-                        .is_none_or(|p| s == p || s.starts_with(&format!("{p}/")))
-                    && key
-                        .as_ref()
-                        .is_none_or(|k| filter_allows(&k.key.scope_filter, s))
+                    && prefix.as_ref().is_none_or(|p| s == p || s.starts_with(&format!("{p}/")))
+                    && key.as_ref().is_none_or(|k| filter_allows(&k.key.scope_filter, s))
             })
             .collect();
         docs.extend(state.ledger.budgets(tenant, &members).await?);
@@ -784,15 +631,11 @@ pub async fn list(
             && has_debt.is_none_or(|h| (d.balance.debt > 0) == h)
             && umin.is_none_or(|m| u >= m)
             && umax.is_none_or(|m| u <= m)
-            && search.as_ref().is_none_or(|s| {
-                d.tenant.contains(s.as_str()) || d.balance.scope.contains(s.as_str())
-            })
+            && search.as_ref().is_none_or(|s| d.tenant.contains(s.as_str()) || d.balance.scope.contains(s.as_str()))
     });
     let id = |d: &BudgetDoc| format!("{}|{}|{}", d.tenant, d.balance.scope, d.balance.unit);
-    let mut keyed: Vec<(String, String, BudgetDoc)> = docs
-        .into_iter()
-        .map(|d| (sort_key(&d, sort), id(&d), d))
-        .collect();
+    let mut keyed: Vec<(String, String, BudgetDoc)> =
+        docs.into_iter().map(|d| (sort_key(&d, sort), id(&d), d)).collect();
     keyed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     if descending {
         keyed.reverse();
@@ -802,11 +645,7 @@ pub async fn list(
         let decoded = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
         let parts: Option<(String, String, String)> = decoded.and_then(|s| {
             let mut it = s.splitn(3, '\n');
-            Some((
-                it.next()?.to_string(),
-                it.next()?.to_string(),
-                it.next()?.to_string(),
-            ))
+            Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.to_string()))
         });
         let Some((_, k, i)) = parts.filter(|(t, _, _)| *t == tuple) else {
             return Err(ApiError::invalid_field(
@@ -821,16 +660,7 @@ pub async fn list(
     }
     let has_more = keyed.len() > limit;
     keyed.truncate(limit);
-    let next_cursor = if has_more {
-        keyed
-            .last()
-            .map(|(k, i, _)| hex::encode(format!("{tuple}\n{k}\n{i}")))
-    } else {
-        None
-    };
-    Ok(Json(ListBody {
-        ledgers: keyed.into_iter().map(|(_, _, d)| d.into()).collect(),
-        next_cursor,
-        has_more,
-    }))
+    let next_cursor =
+        if has_more { keyed.last().map(|(k, i, _)| hex::encode(format!("{tuple}\n{k}\n{i}"))) } else { None };
+    Ok(Json(ListBody { ledgers: keyed.into_iter().map(|(_, _, d)| d.into()).collect(), next_cursor, has_more }))
 }

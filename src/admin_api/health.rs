@@ -26,11 +26,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     };
     let (redis, postgres) = (verdict(redis), verdict(pg));
     let ready = redis == "ok" && postgres == "ok";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": { "redis": redis, "postgres": postgres },

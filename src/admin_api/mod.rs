@@ -20,28 +20,11 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::telemetry::render))
-        .route(
-            "/v1/admin/tenants",
-            post(tenants::create).get(tenants::list),
-        )
-        .route(
-            "/v1/admin/tenants/{tenant_id}",
-            get(tenants::get).patch(tenants::update),
-        )
-        .route(
-            "/v1/admin/api-keys",
-            post(api_keys::create).get(api_keys::list),
-        )
-        .route(
-            "/v1/admin/api-keys/{key_id}",
-            patch(api_keys::update).delete(api_keys::revoke),
-        )
-        .route(
-            "/v1/admin/budgets",
-            post(budgets::create)
-                .get(budgets::list)
-                .patch(budgets::update),
-        )
+        .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
+        .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
+        .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/admin/api-keys/{key_id}", patch(api_keys::update).delete(api_keys::revoke))
+        .route("/v1/admin/budgets", post(budgets::create).get(budgets::list).patch(budgets::update))
         .route("/v1/admin/budgets/lookup", get(budgets::lookup))
         .route("/v1/admin/budgets/fund", post(budgets::fund))
         .route("/v1/admin/budgets/freeze", post(budgets::freeze))

@@ -39,19 +39,11 @@ pub fn page_spec(
     columns: &[(&str, SortColumn)],
     default_sort: &str,
 ) -> ApiResult<(PageSpec, String)> {
-    let sort_by = params
-        .sort_by
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or(default_sort);
-    let column = columns
-        .iter()
-        .find(|(name, _)| *name == sort_by)
-        .map(|(_, c)| *c)
-        .ok_or_else(|| {
-            let allowed: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-            ApiError::invalid_field("sort_by", format!("must be one of {}", allowed.join(", ")))
-        })?;
+    let sort_by = params.sort_by.as_deref().filter(|s| !s.is_empty()).unwrap_or(default_sort);
+    let column = columns.iter().find(|(name, _)| *name == sort_by).map(|(_, c)| *c).ok_or_else(|| {
+        let allowed: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+        ApiError::invalid_field("sort_by", format!("must be one of {}", allowed.join(", ")))
+    })?;
     let dir = match params.sort_dir.as_deref().filter(|s| !s.is_empty()) {
         None | Some("desc") => "desc",
         Some("asc") => "asc",
@@ -62,10 +54,7 @@ pub fn page_spec(
         Some(raw) => match raw.parse::<u32>() {
             Ok(n) if (1..=LIMIT_MAX).contains(&n) => n,
             _ => {
-                return Err(ApiError::invalid_field(
-                    "limit",
-                    format!("must be an integer from 1 to {LIMIT_MAX}"),
-                ));
+                return Err(ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")));
             }
         },
     };
@@ -73,22 +62,13 @@ pub fn page_spec(
         None => None,
         Some(raw) => Some(decode_cursor(raw, sort_by, dir)?),
     };
-    let spec = PageSpec {
-        column,
-        descending: dir == "desc",
-        after,
-        limit,
-    };
+    let spec = PageSpec { column, descending: dir == "desc", after, limit };
     Ok((spec, format!("{sort_by}:{dir}")))
 }
 
 fn decode_cursor(raw: &str, sort_by: &str, dir: &str) -> ApiResult<After> {
-    let invalid = || {
-        ApiError::invalid_field(
-            "cursor",
-            "is not valid for this result set; restart pagination without a cursor",
-        )
-    };
+    let invalid =
+        || ApiError::invalid_field("cursor", "is not valid for this result set; restart pagination without a cursor");
     if raw.len() > CURSOR_LEN_MAX {
         return Err(invalid());
     }
@@ -97,21 +77,13 @@ fn decode_cursor(raw: &str, sort_by: &str, dir: &str) -> ApiResult<After> {
     if c.s != sort_by || c.d != dir {
         return Err(invalid());
     }
-    Ok(After {
-        value: c.v,
-        id: c.i,
-    })
+    Ok(After { value: c.v, id: c.i })
 }
 
 /// The cursor for the page after `next`, for the sort named by `sort_key` (`by:dir`).
 pub fn encode_cursor(sort_key: &str, next: &After) -> String {
     let (s, d) = sort_key.split_once(':').unwrap_or((sort_key, "desc"));
-    let c = Cursor {
-        s: s.into(),
-        d: d.into(),
-        v: next.value.clone(),
-        i: next.id.clone(),
-    };
+    let c = Cursor { s: s.into(), d: d.into(), v: next.value.clone(), i: next.id.clone() };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap_or_default())
 }
 
@@ -119,10 +91,9 @@ pub fn encode_cursor(sort_key: &str, next: &After) -> String {
 pub fn search_param(raw: Option<&str>) -> ApiResult<Option<String>> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) if s.chars().count() > SEARCH_LEN_MAX => Err(ApiError::invalid_field(
-            "search",
-            format!("must be at most {SEARCH_LEN_MAX} characters"),
-        )),
+        Some(s) if s.chars().count() > SEARCH_LEN_MAX => {
+            Err(ApiError::invalid_field("search", format!("must be at most {SEARCH_LEN_MAX} characters")))
+        }
         Some(s) => Ok(Some(s.to_string())),
     }
 }
@@ -136,8 +107,8 @@ pub fn enum_param<T>(
 ) -> ApiResult<Option<T>> {
     match raw.filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => parse(s).map(Some).ok_or_else(|| {
-            ApiError::invalid_field(name, format!("must be one of {}", allowed.join(", ")))
-        }),
+        Some(s) => parse(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_field(name, format!("must be one of {}", allowed.join(", ")))),
     }
 }

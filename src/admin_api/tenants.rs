@@ -13,9 +13,7 @@ use crate::auth::AdminAuth;
 use crate::catalogue::audit::Actor;
 use crate::catalogue::now;
 use crate::catalogue::tenants::TenantPatch;
-use crate::domain::tenant::{
-    self as t, CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier,
-};
+use crate::domain::tenant::{self as t, CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier};
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
@@ -50,15 +48,9 @@ pub struct TenantBody {
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     suspended_at: Option<OffsetDateTime>,
-    #[serde(
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     closed_at: Option<OffsetDateTime>,
 }
 
@@ -117,28 +109,20 @@ pub fn check_name(field: &str, name: &str, len_max: usize) -> ApiResult<()> {
         return Err(ApiError::invalid_field(field, "must not be empty"));
     }
     if name.chars().count() > len_max {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("must be at most {len_max} characters"),
-        ));
+        return Err(ApiError::invalid_field(field, format!("must be at most {len_max} characters")));
     }
     Ok(())
 }
 
 fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
     if m.len() > METADATA_ENTRIES_MAX {
-        return Err(ApiError::invalid_field(
-            "metadata",
-            format!("must have at most {METADATA_ENTRIES_MAX} entries"),
-        ));
+        return Err(ApiError::invalid_field("metadata", format!("must have at most {METADATA_ENTRIES_MAX} entries")));
     }
     for (k, v) in m {
         if k.is_empty() || k.len() > METADATA_KEY_LEN_MAX || v.len() > METADATA_VALUE_LEN_MAX {
             return Err(ApiError::invalid_field(
                 &format!("metadata.{k}"),
-                format!(
-                    "keys must be 1..{METADATA_KEY_LEN_MAX} bytes and values at most {METADATA_VALUE_LEN_MAX}"
-                ),
+                format!("keys must be 1..{METADATA_KEY_LEN_MAX} bytes and values at most {METADATA_VALUE_LEN_MAX}"),
             ));
         }
     }
@@ -147,37 +131,17 @@ fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
 
 fn check_range(field: &str, value: Option<i64>, min: i64, max: i64) -> ApiResult<()> {
     match value {
-        Some(v) if !(min..=max).contains(&v) => Err(ApiError::invalid_field(
-            field,
-            format!("must be between {min} and {max}"),
-        )),
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(ApiError::invalid_field(field, format!("must be between {min} and {max}")))
+        }
         _ => Ok(()),
     }
 }
 
-fn check_settings(
-    default_ttl: Option<i64>,
-    max_ttl: Option<i64>,
-    extensions: Option<i64>,
-) -> ApiResult<()> {
-    check_range(
-        "default_reservation_ttl_ms",
-        default_ttl,
-        t::RESERVATION_TTL_MS_MIN,
-        t::RESERVATION_TTL_MS_MAX,
-    )?;
-    check_range(
-        "max_reservation_ttl_ms",
-        max_ttl,
-        t::RESERVATION_TTL_MS_MIN,
-        t::RESERVATION_TTL_MS_MAX,
-    )?;
-    check_range(
-        "max_reservation_extensions",
-        extensions,
-        0,
-        MAX_EXTENSIONS_MAX,
-    )
+fn check_settings(default_ttl: Option<i64>, max_ttl: Option<i64>, extensions: Option<i64>) -> ApiResult<()> {
+    check_range("default_reservation_ttl_ms", default_ttl, t::RESERVATION_TTL_MS_MIN, t::RESERVATION_TTL_MS_MAX)?;
+    check_range("max_reservation_ttl_ms", max_ttl, t::RESERVATION_TTL_MS_MIN, t::RESERVATION_TTL_MS_MAX)?;
+    check_range("max_reservation_extensions", extensions, 0, MAX_EXTENSIONS_MAX)
 }
 
 pub async fn create(
@@ -193,11 +157,7 @@ pub async fn create(
     if let Some(m) = &req.metadata {
         check_metadata(m)?;
     }
-    check_settings(
-        req.default_reservation_ttl_ms,
-        req.max_reservation_ttl_ms,
-        req.max_reservation_extensions,
-    )?;
+    check_settings(req.default_reservation_ttl_ms, req.max_reservation_ttl_ms, req.max_reservation_extensions)?;
     let at = now();
     let tenant = Tenant {
         tenant_id: req.tenant_id,
@@ -208,33 +168,18 @@ pub async fn create(
         default_commit_overage_policy: req
             .default_commit_overage_policy
             .unwrap_or(CommitOveragePolicy::AllowIfAvailable),
-        default_reservation_ttl_ms: req
-            .default_reservation_ttl_ms
-            .unwrap_or(t::DEFAULT_RESERVATION_TTL_MS),
-        max_reservation_ttl_ms: req
-            .max_reservation_ttl_ms
-            .unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS),
-        max_reservation_extensions: req
-            .max_reservation_extensions
-            .unwrap_or(t::DEFAULT_MAX_RESERVATION_EXTENSIONS),
-        reservation_expiry_policy: req
-            .reservation_expiry_policy
-            .unwrap_or(ExpiryPolicy::AutoRelease),
+        default_reservation_ttl_ms: req.default_reservation_ttl_ms.unwrap_or(t::DEFAULT_RESERVATION_TTL_MS),
+        max_reservation_ttl_ms: req.max_reservation_ttl_ms.unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS),
+        max_reservation_extensions: req.max_reservation_extensions.unwrap_or(t::DEFAULT_MAX_RESERVATION_EXTENSIONS),
+        reservation_expiry_policy: req.reservation_expiry_policy.unwrap_or(ExpiryPolicy::AutoRelease),
         metadata: req.metadata,
         created_at: at,
         updated_at: at,
         suspended_at: None,
         closed_at: None,
     };
-    let (stored, created) = state
-        .catalogue
-        .create_tenant(&Actor::admin(ctx), tenant)
-        .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let (stored, created) = state.catalogue.create_tenant(&Actor::admin(ctx), tenant).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(stored.into())))
 }
 
@@ -259,11 +204,7 @@ pub async fn update(
     if let Some(m) = &req.metadata {
         check_metadata(m)?;
     }
-    check_settings(
-        req.default_reservation_ttl_ms,
-        req.max_reservation_ttl_ms,
-        req.max_reservation_extensions,
-    )?;
+    check_settings(req.default_reservation_ttl_ms, req.max_reservation_ttl_ms, req.max_reservation_extensions)?;
     let patch = TenantPatch {
         name: req.name,
         status: req.status,
@@ -274,13 +215,7 @@ pub async fn update(
         max_reservation_ttl_ms: req.max_reservation_ttl_ms,
         max_reservation_extensions: req.max_reservation_extensions,
     };
-    Ok(Json(
-        state
-            .catalogue
-            .update_tenant(&Actor::admin(ctx), &id, patch)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.catalogue.update_tenant(&Actor::admin(ctx), &id, patch).await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -301,27 +236,14 @@ pub struct ListBody {
 }
 
 const fn text(expr: &'static str) -> SortColumn {
-    SortColumn {
-        expr,
-        cast: "text",
-        id_expr: "tenant_id",
-        id_cast: "text",
-    }
+    SortColumn { expr, cast: "text", id_expr: "tenant_id", id_cast: "text" }
 }
 
 const SORTS: &[(&str, SortColumn)] = &[
     ("tenant_id", text("tenant_id")),
     ("name", text("name")),
     ("status", text("status")),
-    (
-        "created_at",
-        SortColumn {
-            expr: "created_at",
-            cast: "timestamptz",
-            id_expr: "tenant_id",
-            id_cast: "text",
-        },
-    ),
+    ("created_at", SortColumn { expr: "created_at", cast: "timestamptz", id_expr: "tenant_id", id_cast: "text" }),
 ];
 
 pub async fn list(
@@ -331,12 +253,7 @@ pub async fn list(
 ) -> ApiResult<Json<ListBody>> {
     let statuses: Vec<&str> = TenantStatus::ALL.iter().map(|s| s.as_str()).collect();
     let filter = Filter {
-        status: enum_param(
-            "status",
-            q.status.as_deref(),
-            TenantStatus::parse,
-            &statuses,
-        )?,
+        status: enum_param("status", q.status.as_deref(), TenantStatus::parse, &statuses)?,
         parent_tenant_id: q.parent_tenant_id.filter(|s| !s.is_empty()),
         search: search_param(q.search.as_deref())?,
     };

@@ -56,11 +56,7 @@ struct Entry {
 
 impl Entry {
     fn fresh(&self) -> bool {
-        let ttl = if self.info.is_some() {
-            POSITIVE_TTL
-        } else {
-            NEGATIVE_TTL
-        };
+        let ttl = if self.info.is_some() { POSITIVE_TTL } else { NEGATIVE_TTL };
         self.fetched.elapsed() < ttl
     }
 }
@@ -82,11 +78,7 @@ pub enum Lookup {
 
 impl KeyCache {
     pub fn new(pg: PgStore) -> Self {
-        Self {
-            entries: DashMap::new(),
-            generation: AtomicU64::new(0),
-            pg,
-        }
+        Self { entries: DashMap::new(), generation: AtomicU64::new(0), pg }
     }
 
     pub async fn get(&self, digest: &KeyDigest) -> StoreResult<(Option<Arc<KeyInfo>>, Lookup)> {
@@ -110,13 +102,7 @@ impl KeyCache {
         });
         if self.generation.load(Ordering::Acquire) == generation {
             self.make_room();
-            self.entries.insert(
-                *digest,
-                Entry {
-                    info: info.clone(),
-                    fetched: Instant::now(),
-                },
-            );
+            self.entries.insert(*digest, Entry { info: info.clone(), fetched: Instant::now() });
         }
         Ok((info, Lookup::Miss))
     }
@@ -138,11 +124,7 @@ impl KeyCache {
 
     pub fn evict_tenant(&self, tenant: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.retain(|_, e| {
-            e.info
-                .as_ref()
-                .is_none_or(|i| i.tenant_id.as_str() != tenant)
-        });
+        self.entries.retain(|_, e| e.info.as_ref().is_none_or(|i| i.tenant_id.as_str() != tenant));
     }
 
     pub fn clear(&self) {

@@ -42,10 +42,7 @@ impl TenantCaller {
         if grants(&self.key.permissions, perm) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                code,
-                format!("API key lacks required permission: {perm}"),
-            ))
+            Err(ApiError::new(code, format!("API key lacks required permission: {perm}")))
         }
     }
 
@@ -66,11 +63,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Authenticator {
     pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: KeyCache) -> Self {
-        Self {
-            admin_key,
-            hasher,
-            cache,
-        }
+        Self { admin_key, hasher, cache }
     }
 
     pub fn hasher(&self) -> &KeyHasher {
@@ -93,8 +86,7 @@ impl Authenticator {
     }
 
     pub fn require_admin(&self, headers: &HeaderMap) -> ApiResult<()> {
-        self.admin(headers)?
-            .ok_or_else(|| ApiError::unauthorized("missing X-Admin-API-Key header"))
+        self.admin(headers)?.ok_or_else(|| ApiError::unauthorized("missing X-Admin-API-Key header"))
     }
 
     /// Authenticates a tenant key: 401 when missing, unknown, revoked, expired, or its tenant
@@ -122,9 +114,7 @@ impl Authenticator {
     }
 
     pub async fn require_tenant(&self, headers: &HeaderMap) -> ApiResult<TenantCaller> {
-        self.tenant(headers)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("missing X-Cycles-API-Key header"))
+        self.tenant(headers).await?.ok_or_else(|| ApiError::unauthorized("missing X-Cycles-API-Key header"))
     }
 
     /// Either key; the admin key wins when both are sent.
@@ -134,9 +124,7 @@ impl Authenticator {
         }
         match self.tenant(headers).await? {
             Some(t) => Ok(Caller::Tenant(t)),
-            None => Err(ApiError::unauthorized(
-                "missing X-Cycles-API-Key or X-Admin-API-Key header",
-            )),
+            None => Err(ApiError::unauthorized("missing X-Cycles-API-Key or X-Admin-API-Key header")),
         }
     }
 }
@@ -151,9 +139,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state)
-            .require_admin(&parts.headers)
-            .map(|()| AdminAuth)
+        Arc::<Authenticator>::from_ref(state).require_admin(&parts.headers).map(|()| AdminAuth)
     }
 }
 
@@ -167,10 +153,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state)
-            .any(&parts.headers)
-            .await
-            .map(AnyAuth)
+        Arc::<Authenticator>::from_ref(state).any(&parts.headers).await.map(AnyAuth)
     }
 }
 
@@ -184,9 +167,6 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state)
-            .require_tenant(&parts.headers)
-            .await
-            .map(TenantAuth)
+        Arc::<Authenticator>::from_ref(state).require_tenant(&parts.headers).await.map(TenantAuth)
     }
 }

@@ -84,9 +84,7 @@ pub struct AdminKey {
 
 impl AdminKey {
     pub fn new(key: &str) -> Self {
-        Self {
-            digest: Sha256::digest(key.as_bytes()).into(),
-        }
+        Self { digest: Sha256::digest(key.as_bytes()).into() }
     }
 
     pub fn matches(&self, presented: &str) -> bool {
@@ -117,9 +115,6 @@ mod tests {
 
     #[test]
     fn digests_depend_on_the_server_secret() {
-        assert_ne!(
-            KeyHasher::new(b"one").digest("k"),
-            KeyHasher::new(b"two").digest("k")
-        );
+        assert_ne!(KeyHasher::new(b"one").digest("k"), KeyHasher::new(b"two").digest("k"));
     }
 }

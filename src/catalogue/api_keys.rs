@@ -42,17 +42,11 @@ fn key_not_found(id: &str) -> ApiError {
 /// Locks the owning tenant's row and refuses mutations of a CLOSED tenant's objects (409,
 /// CASCADE Rule 2). Holding the lock means a concurrent close waits for this change.
 async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> ApiResult<()> {
-    let t = tenants::get_for_update(tx, tenant).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::TenantNotFound,
-            format!("tenant {tenant} not found"),
-        )
-    })?;
+    let t = tenants::get_for_update(tx, tenant)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("tenant {tenant} not found")))?;
     if t.status == TenantStatus::Closed {
-        return Err(ApiError::new(
-            ErrorCode::TenantClosed,
-            format!("tenant {tenant} is closed"),
-        ));
+        return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {tenant} is closed")));
     }
     Ok(())
 }
@@ -62,10 +56,7 @@ impl Catalogue {
     pub async fn create_key(&self, actor: &Actor, new: NewKey) -> ApiResult<(ApiKey, String)> {
         let created_at = now();
         if new.expires_at <= created_at {
-            return Err(ApiError::invalid_field(
-                "expires_at",
-                "must be in the future",
-            ));
+            return Err(ApiError::invalid_field("expires_at", "must be in the future"));
         }
         let minted = secret::mint_key().map_err(ApiError::internal)?;
         let key = ApiKey {
@@ -88,50 +79,29 @@ impl Catalogue {
         let mut tx = self.pg.begin().await?;
         lock_open_tenant(&mut tx, key.tenant_id.as_str()).await?;
         api_keys::insert(&mut tx, &key, &digest).await?;
-        let entry = actor.entry(
-            "createApiKey",
-            key.tenant_id.as_str(),
-            ("api_key", &key.key_id),
-            201,
-            json!({}),
-        );
+        let entry = actor.entry("createApiKey", key.tenant_id.as_str(), ("api_key", &key.key_id), 201, json!({}));
         audit::append(&mut tx, &entry).await?;
         pg::commit(tx).await?;
         Ok((key, minted.secret))
     }
 
-    pub async fn update_key(
-        &self,
-        actor: &Actor,
-        key_id: &str,
-        patch: KeyPatch,
-    ) -> ApiResult<ApiKey> {
+    pub async fn update_key(&self, actor: &Actor, key_id: &str, patch: KeyPatch) -> ApiResult<ApiKey> {
         let mut tx = self.pg.begin().await?;
-        let (current, digest) = api_keys::get_for_update(&mut tx, key_id)
-            .await?
-            .ok_or_else(|| key_not_found(key_id))?;
+        let (current, digest) =
+            api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         lock_open_tenant(&mut tx, current.tenant_id.as_str()).await?;
         let at = now();
         match current.status_at(at) {
             KeyStatus::Active => {}
             KeyStatus::Revoked => {
-                return Err(ApiError::new(
-                    ErrorCode::KeyRevoked,
-                    "key is revoked and cannot be modified",
-                ));
+                return Err(ApiError::new(ErrorCode::KeyRevoked, "key is revoked and cannot be modified"));
             }
             KeyStatus::Expired => {
-                return Err(ApiError::new(
-                    ErrorCode::KeyExpired,
-                    "key is expired and cannot be modified",
-                ));
+                return Err(ApiError::new(ErrorCode::KeyExpired, "key is expired and cannot be modified"));
             }
         }
         if patch.expires_at.is_some_and(|e| e <= at) {
-            return Err(ApiError::invalid_field(
-                "expires_at",
-                "must be in the future",
-            ));
+            return Err(ApiError::invalid_field("expires_at", "must be in the future"));
         }
         let mut key = current.clone();
         let mut changed = Vec::new();
@@ -163,48 +133,27 @@ impl Catalogue {
             api_keys::update(&mut tx, &key).await?;
         }
         let tenant = key.tenant_id.as_str();
-        let entry = actor.entry(
-            "updateApiKey",
-            tenant,
-            ("api_key", key_id),
-            200,
-            json!({ "changed_fields": changed }),
-        );
+        let entry = actor.entry("updateApiKey", tenant, ("api_key", key_id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
         pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(&digest))).await?;
         pg::commit(tx).await?;
         Ok(key)
     }
 
-    pub async fn revoke_key(
-        &self,
-        actor: &Actor,
-        key_id: &str,
-        reason: Option<String>,
-    ) -> ApiResult<ApiKey> {
+    pub async fn revoke_key(&self, actor: &Actor, key_id: &str, reason: Option<String>) -> ApiResult<ApiKey> {
         let mut tx = self.pg.begin().await?;
-        let (mut key, digest) = api_keys::get_for_update(&mut tx, key_id)
-            .await?
-            .ok_or_else(|| key_not_found(key_id))?;
+        let (mut key, digest) =
+            api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         lock_open_tenant(&mut tx, key.tenant_id.as_str()).await?;
         if key.stored_status == KeyStatus::Revoked {
-            return Err(ApiError::new(
-                ErrorCode::KeyRevoked,
-                format!("API key {key_id} is already revoked"),
-            ));
+            return Err(ApiError::new(ErrorCode::KeyRevoked, format!("API key {key_id} is already revoked")));
         }
         key.stored_status = KeyStatus::Revoked;
         key.revoked_at = Some(now());
         key.revoked_reason = reason.clone();
         api_keys::update(&mut tx, &key).await?;
         let tenant = key.tenant_id.as_str();
-        let entry = actor.entry(
-            "revokeApiKey",
-            tenant,
-            ("api_key", key_id),
-            200,
-            json!({ "reason": reason }),
-        );
+        let entry = actor.entry("revokeApiKey", tenant, ("api_key", key_id), 200, json!({ "reason": reason }));
         audit::append(&mut tx, &entry).await?;
         pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(&digest))).await?;
         pg::commit(tx).await?;
@@ -220,10 +169,7 @@ impl Catalogue {
     }
 
     /// The `validateApiKey` checks in the spec's order; `Err(reason)` names the first failure.
-    pub async fn validate_key(
-        &self,
-        presented: &str,
-    ) -> ApiResult<Result<ApiKey, (&'static str, String)>> {
+    pub async fn validate_key(&self, presented: &str) -> ApiResult<Result<ApiKey, (&'static str, String)>> {
         if presented.is_empty() || presented.len() > secret::KEY_SECRET_LEN_MAX {
             return Ok(Err(("INVALID_KEY", String::new())));
         }

@@ -16,11 +16,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn admin(ctx: RequestCtx) -> Self {
-        Self {
-            actor_type: "admin",
-            key_id: None,
-            ctx,
-        }
+        Self { actor_type: "admin", key_id: None, ctx }
     }
 
     /// One entry for a successful mutation; `extra` is merged into the metadata.

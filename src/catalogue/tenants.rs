@@ -5,7 +5,7 @@
 //! ledger scripts refuse the tenant), then one Postgres transaction closes the tenant and
 //! revokes its keys, with one audit entry per mutated object, then the ledger releases every
 //! ACTIVE reservation (each exactly once) and closes every budget, emitting the cascade
-//! events to the outbox. Re-closing a CLOSED tenant re-drives the cascade and touches only
+//! events to its outbox. Re-closing a CLOSED tenant re-drives the cascade and touches only
 //! what is still open, so it writes no duplicates.
 
 use std::collections::BTreeMap;
@@ -77,40 +77,33 @@ impl Catalogue {
     }
 
     pub async fn get_tenant(&self, id: &str) -> ApiResult<Tenant> {
-        tenants::get(self.pg.pool(), id)
-            .await?
-            .ok_or_else(|| not_found(id))
+        tenants::get(self.pg.pool(), id).await?.ok_or_else(|| not_found(id))
     }
 
-    pub async fn update_tenant(
-        &self,
-        actor: &Actor,
-        id: &str,
-        patch: TenantPatch,
-    ) -> ApiResult<Tenant> {
+    pub async fn update_tenant(&self, actor: &Actor, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
         if patch.status == Some(TenantStatus::Closed) {
             let current = self.get_tenant(id).await?;
-            if let Some(changed) = changed_fields(&current, &patch)
-                .into_iter()
-                .find(|f| *f != "status")
-            {
+            if let Some(changed) = changed_fields(&current, &patch).into_iter().find(|f| *f != "status") {
                 return Err(ApiError::invalid_field(
                     &changed,
                     "cannot be changed in the request that closes the tenant",
                 ));
             }
             // The ledger must refuse the tenant before anything else changes.
-            self.redis
-                .mirror_status(id, TenantStatus::Closed.as_str())
-                .await?;
+            self.redis.mirror_status(id, TenantStatus::Closed.as_str()).await?;
             let closed = self.close_tenant(actor, id).await?;
             self.redis.mirror_tenant(&closed).await?;
+            let report = self.ledger.close_tenant_ledger(id, &(&actor.ctx).into()).await?;
+            tracing::info!(
+                tenant = id,
+                reservations_released = report.reservations_released,
+                budgets_closed = report.budgets_closed,
+                "tenant close cascade finished in the ledger"
+            );
             return Ok(closed);
         }
         let mut tx = self.pg.begin().await?;
-        let current = tenants::get_for_update(&mut tx, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         if current.status == TenantStatus::Closed {
             if patch.status.is_some_and(|s| s != TenantStatus::Closed) {
                 return Err(ApiError::invalid_field(
@@ -118,27 +111,15 @@ impl Catalogue {
                     "cannot transition from CLOSED; closing is irreversible",
                 ));
             }
-            return Err(ApiError::new(
-                ErrorCode::TenantClosed,
-                format!("tenant {id} is closed"),
-            ));
+            return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {id} is closed")));
         }
         let changed = changed_fields(&current, &patch);
         let updated = apply(current.clone(), &patch);
-        check_ttls(
-            updated.default_reservation_ttl_ms,
-            updated.max_reservation_ttl_ms,
-        )?;
+        check_ttls(updated.default_reservation_ttl_ms, updated.max_reservation_ttl_ms)?;
         if updated != current {
             tenants::update(&mut tx, &updated).await?;
         }
-        let entry = actor.entry(
-            "updateTenant",
-            id,
-            ("tenant", id),
-            200,
-            json!({ "changed_fields": changed }),
-        );
+        let entry = actor.entry("updateTenant", id, ("tenant", id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
         if updated.status != current.status {
             pg::notify_auth(&mut tx, &format!("tenant:{id}")).await?;
@@ -152,9 +133,7 @@ impl Catalogue {
     /// already CLOSED it only finishes children still open, and audits only those.
     async fn close_tenant(&self, actor: &Actor, id: &str) -> ApiResult<Tenant> {
         let mut tx = self.pg.begin().await?;
-        let current = tenants::get_for_update(&mut tx, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         let at = now();
         let fresh_close = current.status != TenantStatus::Closed;
         let correlation_id = format!("tenant_close_cascade:{id}:{}", actor.ctx.request_id);
@@ -226,36 +205,19 @@ fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
     check("name", patch.name.as_ref().is_some_and(|v| *v != t.name));
     check("status", patch.status.is_some_and(|v| v != t.status));
     check("tier", patch.tier.is_some_and(|v| v != t.tier));
-    check(
-        "metadata",
-        patch
-            .metadata
-            .as_ref()
-            .is_some_and(|v| Some(v) != t.metadata.as_ref()),
-    );
+    check("metadata", patch.metadata.as_ref().is_some_and(|v| Some(v) != t.metadata.as_ref()));
     check(
         "default_commit_overage_policy",
-        patch
-            .default_commit_overage_policy
-            .is_some_and(|v| v != t.default_commit_overage_policy),
+        patch.default_commit_overage_policy.is_some_and(|v| v != t.default_commit_overage_policy),
     );
     check(
         "default_reservation_ttl_ms",
-        patch
-            .default_reservation_ttl_ms
-            .is_some_and(|v| v != t.default_reservation_ttl_ms),
+        patch.default_reservation_ttl_ms.is_some_and(|v| v != t.default_reservation_ttl_ms),
     );
-    check(
-        "max_reservation_ttl_ms",
-        patch
-            .max_reservation_ttl_ms
-            .is_some_and(|v| v != t.max_reservation_ttl_ms),
-    );
+    check("max_reservation_ttl_ms", patch.max_reservation_ttl_ms.is_some_and(|v| v != t.max_reservation_ttl_ms));
     check(
         "max_reservation_extensions",
-        patch
-            .max_reservation_extensions
-            .is_some_and(|v| v != t.max_reservation_extensions),
+        patch.max_reservation_extensions.is_some_and(|v| v != t.max_reservation_extensions),
     );
     out
 }

@@ -91,13 +91,7 @@ mod tests {
 
     #[test]
     fn admin_wildcards_do_not_satisfy_runtime_permissions() {
-        assert!(!grants(
-            &[Permission::AdminWrite, Permission::AdminRead],
-            Permission::ReservationsCreate
-        ));
-        assert!(grants(
-            &[Permission::ReservationsCreate],
-            Permission::ReservationsCreate
-        ));
+        assert!(!grants(&[Permission::AdminWrite, Permission::AdminRead], Permission::ReservationsCreate));
+        assert!(grants(&[Permission::ReservationsCreate], Permission::ReservationsCreate));
     }
 }

@@ -12,10 +12,7 @@ pub fn check_value(value: &str) -> Result<(), String> {
     if value.is_empty() || value.len() > LEVEL_VALUE_LEN_MAX {
         return Err(format!("must be 1 to {LEVEL_VALUE_LEN_MAX} characters"));
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
         return Err("must match ^[a-zA-Z0-9_.-]+$".into());
     }
     Ok(())
@@ -58,13 +55,8 @@ pub fn parse_budget_scope(raw: &str) -> Result<String, String> {
     let mut out = Vec::new();
     let mut last_level: Option<usize> = None;
     for segment in raw.split('/') {
-        let (level, value) = segment
-            .split_once(':')
-            .ok_or("each segment must be level:value")?;
-        let index = LEVELS
-            .iter()
-            .position(|l| *l == level)
-            .ok_or_else(|| format!("unknown level {level:?}"))?;
+        let (level, value) = segment.split_once(':').ok_or("each segment must be level:value")?;
+        let index = LEVELS.iter().position(|l| *l == level).ok_or_else(|| format!("unknown level {level:?}"))?;
         if last_level.is_none() && index != 0 {
             return Err("must start with tenant:<id>".into());
         }
@@ -80,11 +72,7 @@ pub fn parse_budget_scope(raw: &str) -> Result<String, String> {
 
 /// The tenant a budget scope belongs to (its first segment's value).
 pub fn scope_tenant(scope: &str) -> &str {
-    scope
-        .split('/')
-        .next()
-        .and_then(|s| s.strip_prefix("tenant:"))
-        .unwrap_or_default()
+    scope.split('/').next().and_then(|s| s.strip_prefix("tenant:")).unwrap_or_default()
 }
 
 /// Whether an API key's `scope_filter` lets it see `scope`: no filter allows everything;
@@ -94,12 +82,10 @@ pub fn filter_allows(filter: &[String], scope: &str) -> bool {
         return true;
     }
     filter.iter().any(|entry| {
-        scope
-            .split('/')
-            .any(|segment| match entry.strip_suffix('*') {
-                Some(kind_colon) if kind_colon.ends_with(':') => segment.starts_with(kind_colon),
-                _ => segment.eq_ignore_ascii_case(entry),
-            })
+        scope.split('/').any(|segment| match entry.strip_suffix('*') {
+            Some(kind_colon) if kind_colon.ends_with(':') => segment.starts_with(kind_colon),
+            _ => segment.eq_ignore_ascii_case(entry),
+        })
     })
 }
 
@@ -116,10 +102,7 @@ mod tests {
 
     #[test]
     fn budget_scopes_follow_the_canonical_order() {
-        assert_eq!(
-            parse_budget_scope("tenant:Acme/agent:Bot").unwrap(),
-            "tenant:acme/agent:bot"
-        );
+        assert_eq!(parse_budget_scope("tenant:Acme/agent:Bot").unwrap(), "tenant:acme/agent:bot");
         assert!(parse_budget_scope("workspace:eng").is_err());
         assert!(parse_budget_scope("tenant:a/agent:b/workspace:c").is_err());
         assert!(parse_budget_scope("tenant:a/tenant:b").is_err());

@@ -13,14 +13,9 @@ pub const TENANT_ID_LEN_MAX: usize = 64;
 impl TenantId {
     pub fn parse(raw: &str) -> Result<Self, String> {
         if !(TENANT_ID_LEN_MIN..=TENANT_ID_LEN_MAX).contains(&raw.len()) {
-            return Err(format!(
-                "must be {TENANT_ID_LEN_MIN} to {TENANT_ID_LEN_MAX} characters long"
-            ));
+            return Err(format!("must be {TENANT_ID_LEN_MIN} to {TENANT_ID_LEN_MAX} characters long"));
         }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err("must match ^[a-z0-9-]+$".into());
         }
         Ok(Self(raw.to_string()))

@@ -30,9 +30,7 @@ tokio::task_local! {
 
 /// The context of the request being served, or a fresh one outside any request.
 pub fn current() -> RequestCtx {
-    CURRENT
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| RequestCtx::fresh(&HeaderMap::new()))
+    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| RequestCtx::fresh(&HeaderMap::new()))
 }
 
 impl RequestCtx {
@@ -48,18 +46,12 @@ impl RequestCtx {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Self {
-            request_id: uuid::Uuid::now_v7().to_string(),
-            trace_id,
-            trace_flags,
-            user_agent,
-        }
+        Self { request_id: uuid::Uuid::now_v7().to_string(), trace_id, trace_flags, user_agent }
     }
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn all_zero(s: &str) -> bool {
@@ -70,8 +62,7 @@ fn all_zero(s: &str) -> bool {
 pub fn parse_traceparent(value: &HeaderValue) -> Option<(String, u8)> {
     let s = value.to_str().ok()?;
     let mut parts = s.split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || version != "00" {
         return None;
     }
@@ -131,14 +122,8 @@ mod tests {
     #[test]
     fn valid_traceparent_wins_over_cycles_header() {
         let mut h = HeaderMap::new();
-        h.insert(
-            &TRACEPARENT,
-            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-        );
-        h.insert(
-            &X_CYCLES_TRACE_ID,
-            HeaderValue::from_static("11111111111111111111111111111111"),
-        );
+        h.insert(&TRACEPARENT, HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        h.insert(&X_CYCLES_TRACE_ID, HeaderValue::from_static("11111111111111111111111111111111"));
         let ctx = RequestCtx::fresh(&h);
         assert_eq!(ctx.trace_id, "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(ctx.trace_flags, Some(1));
@@ -147,10 +132,7 @@ mod tests {
     #[test]
     fn uppercase_cycles_trace_id_is_treated_as_absent() {
         let mut h = HeaderMap::new();
-        h.insert(
-            &X_CYCLES_TRACE_ID,
-            HeaderValue::from_static("0AF7651916CD43DD8448EB211C80319C"),
-        );
+        h.insert(&X_CYCLES_TRACE_ID, HeaderValue::from_static("0AF7651916CD43DD8448EB211C80319C"));
         let ctx = RequestCtx::fresh(&h);
         assert_ne!(ctx.trace_id, "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(ctx.trace_id.len(), 32);

@@ -33,9 +33,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(ApiError::invalid("Content-Type must be application/json"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            ApiError::invalid(format!(
-                "request body is unreadable or larger than {BODY_BYTES_MAX} bytes"
-            ))
+            ApiError::invalid(format!("request body is unreadable or larger than {BODY_BYTES_MAX} bytes"))
         })?;
         parse_json(&bytes).map(JsonBody)
     }
@@ -66,12 +64,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de)
-            .map(QueryParams)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                ApiError::invalid_field(&path, err.into_inner())
-            })
+        serde_path_to_error::deserialize(de).map(QueryParams).map_err(|err| {
+            let path = err.path().to_string();
+            ApiError::invalid_field(&path, err.into_inner())
+        })
     }
 }
 

@@ -24,11 +24,8 @@ pub async fn not_found() -> ApiError {
 
 /// 405 with a JSON body for a known path called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidRequest,
-        "method not allowed on this route",
-    )
-    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    ApiError::new(ErrorCode::InvalidRequest, "method not allowed on this route")
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Wraps a plane's routes with the layers every response needs, outermost first:
@@ -38,10 +35,7 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_BYTES_MAX))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(context::middleware))
         .layer(axum::middleware::map_response(json_for_bare_errors))
@@ -55,10 +49,8 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// body; give every bare 4xx/5xx the spec's error body.
 async fn json_for_bare_errors(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
@@ -70,12 +62,7 @@ async fn json_for_bare_errors(response: Response) -> Response {
     };
     let (parts, _) = response.into_parts();
     let id = |name: &header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
+        parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
     };
     let (request_id, trace_id) = (id(&context::X_REQUEST_ID), id(&context::X_CYCLES_TRACE_ID));
     let mut fresh = ApiError::new(code, status.canonical_reason().unwrap_or("error"))
@@ -87,9 +74,7 @@ async fn json_for_bare_errors(response: Response) -> Response {
         }
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        fresh
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        fresh.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     fresh
 }

@@ -77,12 +77,7 @@ fn fund_state(v: Option<&Value>) -> ApiResult<FundState> {
 }
 
 impl Ledger {
-    pub async fn create_budget(
-        &self,
-        b: &NewBudget,
-        ledger_id: &str,
-        corr: &Correlation,
-    ) -> ApiResult<BudgetDoc> {
+    pub async fn create_budget(&self, b: &NewBudget, ledger_id: &str, corr: &Correlation) -> ApiResult<BudgetDoc> {
         let k = self.keys();
         let t = b.tenant.as_str();
         let keys = vec![k.tenant(t), k.ledger(t), k.budget_index(t), k.outbox(t)];
@@ -91,9 +86,7 @@ impl Ledger {
             b.unit.as_str().to_string(),
             b.allocated.to_string(),
             b.overdraft_limit.to_string(),
-            b.commit_overage_policy
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default(),
+            b.commit_overage_policy.map(|p| p.as_str().to_string()).unwrap_or_default(),
             b.rollover_policy.clone(),
             b.period_start.clone(),
             b.period_end.clone(),
@@ -101,9 +94,7 @@ impl Ledger {
             corr.request_id.clone(),
             corr.trace_id.clone(),
         ];
-        let reply = self
-            .run("budget_create", &self.scripts.budget_create, keys, args)
-            .await?;
+        let reply = self.run("budget_create", &self.scripts.budget_create, keys, args).await?;
         BudgetDoc::from_json(t, &reply.body)
     }
 
@@ -126,9 +117,7 @@ impl Ledger {
             corr.request_id.clone(),
             corr.trace_id.clone(),
         ];
-        let reply = self
-            .run("budget_update", &self.scripts.budget_update, keys, args)
-            .await?;
+        let reply = self.run("budget_update", &self.scripts.budget_update, keys, args).await?;
         BudgetDoc::from_json(tenant, &reply.body)
     }
 
@@ -153,16 +142,10 @@ impl Ledger {
             corr.request_id.clone(),
             corr.trace_id.clone(),
         ];
-        let raw: String = self
-            .redis
-            .eval(&self.scripts.budget_status, &keys, &args)
-            .await?;
+        let raw: String = self.redis.eval(&self.scripts.budget_status, &keys, &args).await?;
         if raw.contains("\"e\":\"ALREADY\"") {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("budget is already {target}"),
-            )
-            .with_status(axum::http::StatusCode::CONFLICT));
+            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("budget is already {target}"))
+                .with_status(axum::http::StatusCode::CONFLICT));
         }
         let reply = super::decode(&raw)?;
         BudgetDoc::from_json(tenant, &reply.body)
@@ -183,12 +166,7 @@ impl Ledger {
     ) -> ApiResult<FundOutcome> {
         let k = self.keys();
         let (key, hash) = idempotency.unwrap_or(("", ""));
-        let keys = vec![
-            k.tenant(tenant),
-            k.ledger(tenant),
-            k.idem(tenant, "fund", key),
-            k.outbox(tenant),
-        ];
+        let keys = vec![k.tenant(tenant), k.ledger(tenant), k.idem(tenant, "fund", key), k.outbox(tenant)];
         let args = vec![
             hash.to_string(),
             scope.to_string(),
@@ -201,9 +179,7 @@ impl Ledger {
             corr.trace_id.clone(),
             IDEM_RETENTION_MS.to_string(),
         ];
-        let reply = self
-            .run("budget_fund", &self.scripts.budget_fund, keys, args)
-            .await?;
+        let reply = self.run("budget_fund", &self.scripts.budget_fund, keys, args).await?;
         Ok(FundOutcome {
             operation: reply.str("operation")?.to_string(),
             previous: fund_state(reply.body.get("previous"))?,

@@ -18,11 +18,7 @@ pub struct CascadeReport {
 }
 
 impl Ledger {
-    pub async fn close_tenant_ledger(
-        &self,
-        tenant: &str,
-        corr: &Correlation,
-    ) -> ApiResult<CascadeReport> {
+    pub async fn close_tenant_ledger(&self, tenant: &str, corr: &Correlation) -> ApiResult<CascadeReport> {
         let k = self.keys();
         let mut report = CascadeReport::default();
         for _ in 0..CASCADE_BATCHES_MAX {
@@ -30,13 +26,8 @@ impl Ledger {
             cmd.arg(k.active(tenant)).arg(0).arg(CASCADE_BATCH - 1);
             let ids: Vec<String> = self.redis.query(&cmd).await?;
             let last = ids.is_empty();
-            let mut keys = vec![
-                k.tenant(tenant),
-                k.ledger(tenant),
-                k.active(tenant),
-                k.budget_index(tenant),
-                k.outbox(tenant),
-            ];
+            let mut keys =
+                vec![k.tenant(tenant), k.ledger(tenant), k.active(tenant), k.budget_index(tenant), k.outbox(tenant)];
             keys.extend(ids.iter().map(|id| k.reservation(tenant, id)));
             let mut args = vec![
                 FINALIZED_RETENTION_MS.to_string(),
@@ -45,9 +36,7 @@ impl Ledger {
                 corr.trace_id.clone(),
             ];
             args.extend(ids);
-            let reply = self
-                .run("cascade", &self.scripts.cascade, keys, args)
-                .await?;
+            let reply = self.run("cascade", &self.scripts.cascade, keys, args).await?;
             report.reservations_released += reply.int("released")?.unsigned_abs();
             report.budgets_closed += reply.int("closed")?.unsigned_abs();
             if last {

@@ -41,10 +41,7 @@ pub struct Correlation {
 
 impl From<&crate::http::context::RequestCtx> for Correlation {
     fn from(ctx: &crate::http::context::RequestCtx) -> Self {
-        Self {
-            request_id: ctx.request_id.clone(),
-            trace_id: ctx.trace_id.clone(),
-        }
+        Self { request_id: ctx.request_id.clone(), trace_id: ctx.trace_id.clone() }
     }
 }
 
@@ -66,10 +63,7 @@ impl Balance {
     /// Cannot overflow: every field is in 0..=i64::MAX and the scripts keep
     /// spent + reserved + debt ≤ i64::MAX, so the difference fits in i64.
     pub fn remaining(&self) -> i64 {
-        let r = i128::from(self.allocated)
-            - i128::from(self.spent)
-            - i128::from(self.reserved)
-            - i128::from(self.debt);
+        let r = i128::from(self.allocated) - i128::from(self.spent) - i128::from(self.reserved) - i128::from(self.debt);
         i64::try_from(r).unwrap_or(if r < 0 { i64::MIN } else { i64::MAX })
     }
 }
@@ -88,17 +82,11 @@ fn bad_reply(what: &str) -> ApiError {
 
 impl Reply {
     pub fn str(&self, field: &str) -> ApiResult<&str> {
-        self.body
-            .get(field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad_reply(field))
+        self.body.get(field).and_then(Value::as_str).ok_or_else(|| bad_reply(field))
     }
 
     pub fn opt_str(&self, field: &str) -> Option<&str> {
-        self.body
-            .get(field)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+        self.body.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 
     pub fn int(&self, field: &str) -> ApiResult<i64> {
@@ -111,10 +99,7 @@ impl Reply {
 }
 
 fn int_field(v: &Value, field: &str) -> ApiResult<i64> {
-    v.get(field)
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad_reply(field))
+    v.get(field).and_then(Value::as_str).and_then(|s| s.parse().ok()).ok_or_else(|| bad_reply(field))
 }
 
 /// Balances as scripts encode them (`{scope, a, s, r, d, o, x}`); an empty Lua table
@@ -127,11 +112,7 @@ pub fn balances_of(v: Option<&Value>, unit: Unit) -> ApiResult<Vec<Balance>> {
         .iter()
         .map(|b| {
             Ok(Balance {
-                scope: b
-                    .get("scope")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad_reply("scope"))?
-                    .to_string(),
+                scope: b.get("scope").and_then(Value::as_str).ok_or_else(|| bad_reply("scope"))?.to_string(),
                 unit,
                 allocated: int_field(b, "a")?,
                 spent: int_field(b, "s")?,
@@ -169,16 +150,8 @@ fn error_code(code: &str) -> Option<ErrorCode> {
 }
 
 /// Detail fields that carry amounts travel as strings; clients get integers.
-const AMOUNT_DETAILS: &[&str] = &[
-    "remaining",
-    "requested",
-    "debt",
-    "overdraft_limit",
-    "deficit",
-    "reserved",
-    "actual",
-    "max_extensions",
-];
+const AMOUNT_DETAILS: &[&str] =
+    &["remaining", "requested", "debt", "overdraft_limit", "deficit", "reserved", "actual", "max_extensions"];
 
 /// Decodes a script's JSON reply; an `e` field becomes the matching [`ApiError`] with the
 /// remaining fields as `details`.
@@ -187,24 +160,15 @@ pub fn decode(raw: &str) -> ApiResult<Reply> {
         return Err(bad_reply("not a JSON object"));
     };
     if let Some(Value::String(code)) = body.remove("e") {
-        let message = body
-            .remove("m")
-            .and_then(|m| m.as_str().map(String::from))
-            .unwrap_or_default();
+        let message = body.remove("m").and_then(|m| m.as_str().map(String::from)).unwrap_or_default();
         if code == "INTERNAL_ERROR" {
             return Err(ApiError::internal(format!("ledger: {message}")));
         }
         let Some(code) = error_code(&code) else {
-            return Err(ApiError::internal(format!(
-                "ledger script error {code}: {message}"
-            )));
+            return Err(ApiError::internal(format!("ledger script error {code}: {message}")));
         };
         for key in AMOUNT_DETAILS {
-            if let Some(n) = body
-                .get(*key)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            if let Some(n) = body.get(*key).and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok()) {
                 body.insert((*key).to_string(), Value::from(n));
             }
         }
@@ -215,16 +179,8 @@ pub fn decode(raw: &str) -> ApiResult<Reply> {
         return Err(error);
     }
     let replay = body.get("replay").and_then(Value::as_str) == Some("1");
-    let now_ms = body
-        .get("now")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_default();
-    Ok(Reply {
-        replay,
-        now_ms,
-        body,
-    })
+    let now_ms = body.get("now").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or_default();
+    Ok(Reply { replay, now_ms, body })
 }
 
 impl Ledger {
@@ -278,10 +234,8 @@ mod tests {
 
     #[test]
     fn script_errors_become_the_protocol_error_with_integer_details() {
-        let err = decode(
-            r#"{"e":"BUDGET_EXCEEDED","m":"insufficient","scope":"tenant:a","remaining":"5"}"#,
-        )
-        .unwrap_err();
+        let err =
+            decode(r#"{"e":"BUDGET_EXCEEDED","m":"insufficient","scope":"tenant:a","remaining":"5"}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::BudgetExceeded);
         assert_eq!(err.details.unwrap()["remaining"], 5);
     }

@@ -6,10 +6,7 @@ use crate::domain::amount::{Unit, Units};
 use crate::domain::scope::Scopes;
 use crate::error::{ApiError, ApiResult};
 
-use super::{
-    Balance, Correlation, EVENT_IDEM_RETENTION_MS, FINALIZED_RETENTION_MS, IDEM_RETENTION_MS,
-    Ledger,
-};
+use super::{Balance, Correlation, EVENT_IDEM_RETENTION_MS, FINALIZED_RETENTION_MS, IDEM_RETENTION_MS, Ledger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -110,11 +107,7 @@ impl Ledger {
     ) -> ApiResult<ReserveOutcome> {
         let k = self.keys();
         let t = input.tenant.as_str();
-        let op = if input.mode == Mode::Decide {
-            "decide"
-        } else {
-            "reserve"
-        };
+        let op = if input.mode == Mode::Decide { "decide" } else { "reserve" };
         let keys = vec![
             k.tenant(t),
             k.ledger(t),
@@ -143,9 +136,7 @@ impl Ledger {
             input.scopes.path().to_string(),
         ];
         args.extend(input.scopes.affected.iter().cloned());
-        let reply = self
-            .run("reserve", &self.scripts.reserve, keys, args)
-            .await?;
+        let reply = self.run("reserve", &self.scripts.reserve, keys, args).await?;
         let decision = match reply.str("decision")? {
             "DENY" => Decision::Deny(reply.str("reason_code")?.to_string()),
             _ => Decision::Allow,
@@ -228,15 +219,9 @@ impl Ledger {
             corr.trace_id.clone(),
             FINALIZED_RETENTION_MS.to_string(),
         ];
-        let reply = self
-            .run("release", &self.scripts.release, keys, args)
-            .await?;
+        let reply = self.run("release", &self.scripts.release, keys, args).await?;
         let unit = unit_of(&reply)?;
-        Ok(ReleaseOutcome {
-            unit,
-            released: reply.int("released")?,
-            balances: reply.balances(unit)?,
-        })
+        Ok(ReleaseOutcome { unit, released: reply.int("released")?, balances: reply.balances(unit)? })
     }
 
     pub async fn extend(
@@ -254,23 +239,12 @@ impl Ledger {
             k.reservation(tenant, reservation_id),
             k.active(tenant),
         ];
-        let args = vec![
-            request_hash.to_string(),
-            extend_by_ms.to_string(),
-            reservation_id.to_string(),
-        ];
+        let args = vec![request_hash.to_string(), extend_by_ms.to_string(), reservation_id.to_string()];
         let reply = self.run("extend", &self.scripts.extend, keys, args).await?;
         let expires_at_ms = reply.int("expires_at_ms")?;
         let active = reply.opt_str("active") == Some("1");
-        let remaining_ttl_ms = if active {
-            (expires_at_ms - reply.now_ms).max(0)
-        } else {
-            0
-        };
-        Ok(ExtendOutcome {
-            expires_at_ms,
-            remaining_ttl_ms,
-        })
+        let remaining_ttl_ms = if active { (expires_at_ms - reply.now_ms).max(0) } else { 0 };
+        Ok(ExtendOutcome { expires_at_ms, remaining_ttl_ms })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -286,12 +260,7 @@ impl Ledger {
         corr: &Correlation,
     ) -> ApiResult<EventOutcome> {
         let k = self.keys();
-        let keys = vec![
-            k.tenant(tenant),
-            k.ledger(tenant),
-            k.idem(tenant, "event", idempotency_key),
-            k.outbox(tenant),
-        ];
+        let keys = vec![k.tenant(tenant), k.ledger(tenant), k.idem(tenant, "event", idempotency_key), k.outbox(tenant)];
         let event_id = format!("evt_{}", uuid::Uuid::now_v7().simple());
         let mut args = vec![
             request_hash.to_string(),

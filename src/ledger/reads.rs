@@ -71,9 +71,7 @@ fn corrupt(what: &str) -> ApiError {
 }
 
 fn json_field(f: &HashMap<String, String>, k: &str) -> Option<Value> {
-    f.get(k)
-        .filter(|s| !s.is_empty())
-        .and_then(|s| serde_json::from_str(s).ok())
+    f.get(k).filter(|s| !s.is_empty()).and_then(|s| serde_json::from_str(s).ok())
 }
 
 impl ReservationRecord {
@@ -81,19 +79,11 @@ impl ReservationRecord {
         let int = |k: &str| f.get(k).and_then(|s| s.parse::<i64>().ok());
         Ok(Self {
             reservation_id: id.to_string(),
-            status: f
-                .get("st")
-                .and_then(|s| ReservationStatus::parse(s))
-                .ok_or_else(|| corrupt("status"))?,
-            unit: f
-                .get("u")
-                .and_then(|s| Unit::parse(s))
-                .ok_or_else(|| corrupt("unit"))?,
+            status: f.get("st").and_then(|s| ReservationStatus::parse(s)).ok_or_else(|| corrupt("status"))?,
+            unit: f.get("u").and_then(|s| Unit::parse(s)).ok_or_else(|| corrupt("unit"))?,
             estimate: int("e").ok_or_else(|| corrupt("estimate"))?,
             scope_path: f.get("sp").cloned().unwrap_or_default(),
-            affected_scopes: json_field(f, "as")
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default(),
+            affected_scopes: json_field(f, "as").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
             subject: json_field(f, "sj").unwrap_or(Value::Object(Default::default())),
             action: json_field(f, "aj").unwrap_or(Value::Object(Default::default())),
             metadata: json_field(f, "mj"),
@@ -123,27 +113,17 @@ pub struct BudgetDoc {
 }
 
 /// The budget fields in the order `budget_doc` and the reads use.
-const DOC_FIELDS: [&str; 14] = [
-    "st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe",
-];
+const DOC_FIELDS: [&str; 14] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe"];
 
 impl BudgetDoc {
     /// From the 14 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
-    pub fn from_values(
-        tenant: &str,
-        scope: &str,
-        unit: Unit,
-        v: &[Option<String>],
-    ) -> ApiResult<Option<Self>> {
+    pub fn from_values(tenant: &str, scope: &str, unit: Unit, v: &[Option<String>]) -> ApiResult<Option<Self>> {
         let get = |i: usize| v.get(i).cloned().flatten().unwrap_or_default();
         if v.first().cloned().flatten().is_none() {
             return Ok(None);
         }
-        let int = |i: usize| {
-            get(i)
-                .parse::<i64>()
-                .map_err(|_| ApiError::internal(format!("budget field {}", DOC_FIELDS[i])))
-        };
+        let int =
+            |i: usize| get(i).parse::<i64>().map_err(|_| ApiError::internal(format!("budget field {}", DOC_FIELDS[i])));
         Ok(Some(Self {
             tenant: tenant.to_string(),
             balance: Balance {
@@ -171,28 +151,18 @@ impl BudgetDoc {
     pub fn from_json(tenant: &str, body: &serde_json::Map<String, Value>) -> ApiResult<Self> {
         let s = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
         let scope = s("scope").ok_or_else(|| ApiError::internal("budget doc scope"))?;
-        let unit = s("unit")
-            .and_then(|u| Unit::parse(&u))
-            .ok_or_else(|| ApiError::internal("budget doc unit"))?;
+        let unit = s("unit").and_then(|u| Unit::parse(&u)).ok_or_else(|| ApiError::internal("budget doc unit"))?;
         let values: Vec<Option<String>> = DOC_FIELDS.iter().map(|f| s(f)).collect();
-        Self::from_values(tenant, &scope, unit, &values)?
-            .ok_or_else(|| ApiError::internal("budget doc status"))
+        Self::from_values(tenant, &scope, unit, &values)?.ok_or_else(|| ApiError::internal("budget doc status"))
     }
 }
 
 fn doc_fields(scope: &str, unit: Unit) -> Vec<String> {
-    DOC_FIELDS
-        .iter()
-        .map(|f| format!("{scope}|{}|{f}", unit.as_str()))
-        .collect()
+    DOC_FIELDS.iter().map(|f| format!("{scope}|{}|{f}", unit.as_str())).collect()
 }
 
 impl Ledger {
-    pub async fn reservation(
-        &self,
-        tenant: &str,
-        id: &str,
-    ) -> ApiResult<Option<ReservationRecord>> {
+    pub async fn reservation(&self, tenant: &str, id: &str) -> ApiResult<Option<ReservationRecord>> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.keys().reservation(tenant, id));
         let fields: HashMap<String, String> = self.redis.query(&cmd).await?;
@@ -210,41 +180,26 @@ impl Ledger {
     }
 
     /// The reservation a reserve idempotency key created, if its record is still kept.
-    pub async fn reservation_by_idempotency_key(
-        &self,
-        tenant: &str,
-        key: &str,
-    ) -> ApiResult<Option<String>> {
+    pub async fn reservation_by_idempotency_key(&self, tenant: &str, key: &str) -> ApiResult<Option<String>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.keys().idem(tenant, "reserve", key));
         let record: Option<String> = self.redis.query(&cmd).await?;
         Ok(record
             .and_then(|r| r.split_once('\n').map(|(_, json)| json.to_string()))
             .and_then(|json| serde_json::from_str::<Value>(&json).ok())
-            .and_then(|v| {
-                v.get("reservation_id")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            }))
+            .and_then(|v| v.get("reservation_id").and_then(Value::as_str).map(String::from)))
     }
 
     /// Up to [`LIST_SCAN_MAX`] reservations of a tenant, newest first.
     pub async fn recent_reservations(&self, tenant: &str) -> ApiResult<Vec<ReservationRecord>> {
         let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.keys().created(tenant))
-            .arg(0)
-            .arg(LIST_SCAN_MAX - 1)
-            .arg("REV");
+        cmd.arg(self.keys().created(tenant)).arg(0).arg(LIST_SCAN_MAX - 1).arg("REV");
         let ids: Vec<String> = self.redis.query(&cmd).await?;
         self.reservations(tenant, &ids).await
     }
 
     /// The given reservations that still exist, in order.
-    pub async fn reservations(
-        &self,
-        tenant: &str,
-        ids: &[String],
-    ) -> ApiResult<Vec<ReservationRecord>> {
+    pub async fn reservations(&self, tenant: &str, ids: &[String]) -> ApiResult<Vec<ReservationRecord>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(READ_BATCH) {
             let mut pipe = redis::pipe();
@@ -264,31 +219,20 @@ impl Ledger {
     /// The tenant's budgets as `(scope, unit)`, in lexical order of `scope|unit`.
     pub async fn budget_members(&self, tenant: &str) -> ApiResult<Vec<(String, Unit)>> {
         let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.keys().budget_index(tenant))
-            .arg(0)
-            .arg(BUDGETS_SCAN_MAX - 1);
+        cmd.arg(self.keys().budget_index(tenant)).arg(0).arg(BUDGETS_SCAN_MAX - 1);
         let members: Vec<String> = self.redis.query(&cmd).await?;
         Ok(members
             .iter()
-            .filter_map(|m| {
-                m.split_once('|')
-                    .and_then(|(s, u)| Unit::parse(u).map(|u| (s.to_string(), u)))
-            })
+            .filter_map(|m| m.split_once('|').and_then(|(s, u)| Unit::parse(u).map(|u| (s.to_string(), u))))
             .collect())
     }
 
-    pub async fn budgets(
-        &self,
-        tenant: &str,
-        members: &[(String, Unit)],
-    ) -> ApiResult<Vec<BudgetDoc>> {
+    pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> ApiResult<Vec<BudgetDoc>> {
         let mut out = Vec::with_capacity(members.len());
         for chunk in members.chunks(READ_BATCH) {
             let mut pipe = redis::pipe();
             for (scope, unit) in chunk {
-                pipe.cmd("HMGET")
-                    .arg(self.keys().ledger(tenant))
-                    .arg(doc_fields(scope, *unit));
+                pipe.cmd("HMGET").arg(self.keys().ledger(tenant)).arg(doc_fields(scope, *unit));
             }
             let rows: Vec<Vec<Option<String>>> = self.redis.pipeline(&pipe).await?;
             for ((scope, unit), values) in chunk.iter().zip(rows) {
@@ -300,15 +244,9 @@ impl Ledger {
         Ok(out)
     }
 
-    pub async fn budget(
-        &self,
-        tenant: &str,
-        scope: &str,
-        unit: Unit,
-    ) -> ApiResult<Option<BudgetDoc>> {
+    pub async fn budget(&self, tenant: &str, scope: &str, unit: Unit) -> ApiResult<Option<BudgetDoc>> {
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.keys().ledger(tenant))
-            .arg(doc_fields(scope, unit));
+        cmd.arg(self.keys().ledger(tenant)).arg(doc_fields(scope, unit));
         let values: Vec<Option<String>> = self.redis.query(&cmd).await?;
         BudgetDoc::from_values(tenant, scope, unit, &values)
     }

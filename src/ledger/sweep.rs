@@ -15,13 +15,7 @@ impl Ledger {
     pub async fn sweep_tenant(&self, tenant: &str, now_ms: i64) -> ApiResult<(u64, bool)> {
         let k = self.keys();
         let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(k.active(tenant))
-            .arg("-inf")
-            .arg(now_ms)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(SWEEP_BATCH);
+        cmd.arg(k.active(tenant)).arg("-inf").arg(now_ms).arg("BYSCORE").arg("LIMIT").arg(0).arg(SWEEP_BATCH);
         let ids: Vec<String> = self.redis.query(&cmd).await?;
         if ids.is_empty() {
             return Ok((0, false));

@@ -45,37 +45,19 @@ pub async fn list(
 ) -> ApiResult<impl IntoResponse> {
     require(&caller, Permission::BalancesRead)?;
     let tenant = caller.key.tenant_id.as_str();
-    let values = [
-        &q.tenant,
-        &q.workspace,
-        &q.app,
-        &q.workflow,
-        &q.agent,
-        &q.toolset,
-    ];
+    let values = [&q.tenant, &q.workspace, &q.app, &q.workflow, &q.agent, &q.toolset];
     let wanted: Vec<String> = LEVELS
         .iter()
         .zip(values)
         .filter_map(|(level, v)| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|v| format!("{level}:{}", v.to_ascii_lowercase()))
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|v| format!("{level}:{}", v.to_ascii_lowercase()))
         })
         .collect();
     if wanted.is_empty() {
-        return Err(ApiError::invalid(
-            "at least one of tenant, workspace, app, workflow, agent, toolset is required",
-        ));
+        return Err(ApiError::invalid("at least one of tenant, workspace, app, workflow, agent, toolset is required"));
     }
-    if q.tenant
-        .as_deref()
-        .map(str::trim)
-        .is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(tenant))
-    {
-        return Err(ApiError::forbidden(
-            "tenant does not match the API key's tenant",
-        ));
+    if q.tenant.as_deref().map(str::trim).is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(tenant)) {
+        return Err(ApiError::forbidden("tenant does not match the API key's tenant"));
     }
     let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
         None => LIMIT_DEFAULT,
@@ -83,12 +65,7 @@ pub async fn list(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=LIMIT_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_field(
-                    "limit",
-                    format!("must be an integer from 1 to {LIMIT_MAX}"),
-                )
-            })?,
+            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
     };
     let after = q
         .cursor
@@ -97,10 +74,7 @@ pub async fn list(
         .map(|c| hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok()));
     let after = match after {
         Some(None) => {
-            return Err(ApiError::invalid_field(
-                "cursor",
-                "is not a cursor this server issued",
-            ));
+            return Err(ApiError::invalid_field("cursor", "is not a cursor this server issued"));
         }
         Some(Some(a)) => Some(a),
         None => None,
@@ -121,19 +95,11 @@ pub async fn list(
     let has_more = members.len() > limit;
     let page = &members[..members.len().min(limit)];
     let next_cursor = if has_more {
-        page.last()
-            .map(|(scope, unit)| hex::encode(format!("{scope}|{}", unit.as_str())))
+        page.last().map(|(scope, unit)| hex::encode(format!("{scope}|{}", unit.as_str())))
     } else {
         None
     };
     let docs = state.ledger.budgets(tenant, page).await?;
     let list: Vec<_> = docs.into_iter().map(|d| d.balance).collect();
-    Ok((
-        tenant_header(tenant),
-        Json(BalancesBody {
-            balances: balances(&list),
-            next_cursor,
-            has_more,
-        }),
-    ))
+    Ok((tenant_header(tenant), Json(BalancesBody { balances: balances(&list), next_cursor, has_more })))
 }

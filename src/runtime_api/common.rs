@@ -20,10 +20,9 @@ pub fn require(caller: &TenantCaller, perm: Permission) -> ApiResult<()> {
 /// When both the header and the body carry an idempotency key they must agree.
 pub fn check_idempotency_header(headers: &HeaderMap, body_key: &str) -> ApiResult<()> {
     match headers.get(X_IDEMPOTENCY_KEY) {
-        Some(v) if v.as_bytes() != body_key.as_bytes() => Err(ApiError::invalid_field(
-            "idempotency_key",
-            "differs from the X-Idempotency-Key header",
-        )),
+        Some(v) if v.as_bytes() != body_key.as_bytes() => {
+            Err(ApiError::invalid_field("idempotency_key", "differs from the X-Idempotency-Key header"))
+        }
         _ => Ok(()),
     }
 }
@@ -60,7 +59,5 @@ pub async fn owned_by(ledger: &Ledger, tenant: &str, id: &str) -> ApiResult<()> 
 /// The owner of `id` for an admin-key caller (who may act on any tenant's reservation).
 pub fn owner_for_admin(id: &str) -> ApiResult<String> {
     check_reservation_id(id)?;
-    reservation_owner(id)
-        .map(String::from)
-        .ok_or_else(|| ApiError::not_found("reservation not found"))
+    reservation_owner(id).map(String::from).ok_or_else(|| ApiError::not_found("reservation not found"))
 }

@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 use super::common::{check_idempotency_header, require, tenant_header};
 use super::settle::Metrics;
 use super::wire::{
-    Action, Amount, BalanceBody, Subject, amount, balances, check_idempotency_key, metadata_json,
-    request_hash,
+    Action, Amount, BalanceBody, Subject, amount, balances, check_idempotency_key, metadata_json, request_hash,
 };
 use crate::auth::TenantAuth;
 use crate::domain::{CommitOveragePolicy, Permission};
@@ -80,9 +79,7 @@ pub async fn create(
     let body = EventBody {
         status: "APPLIED",
         event_id: outcome.event_id,
-        charged: outcome
-            .capped
-            .then(|| amount(outcome.unit, outcome.charged)),
+        charged: outcome.capped.then(|| amount(outcome.unit, outcome.charged)),
         balances: balances(&outcome.balances),
     };
     Ok((StatusCode::CREATED, tenant_header(tenant), Json(body)))

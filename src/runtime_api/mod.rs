@@ -18,23 +18,11 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/v1/decide", post(reservations::decide))
-        .route(
-            "/v1/reservations",
-            post(reservations::create).get(reads::list),
-        )
+        .route("/v1/reservations", post(reservations::create).get(reads::list))
         .route("/v1/reservations/{reservation_id}", get(reads::get))
-        .route(
-            "/v1/reservations/{reservation_id}/commit",
-            post(settle::commit),
-        )
-        .route(
-            "/v1/reservations/{reservation_id}/release",
-            post(settle::release),
-        )
-        .route(
-            "/v1/reservations/{reservation_id}/extend",
-            post(settle::extend),
-        )
+        .route("/v1/reservations/{reservation_id}/commit", post(settle::commit))
+        .route("/v1/reservations/{reservation_id}/release", post(settle::release))
+        .route("/v1/reservations/{reservation_id}/extend", post(settle::extend))
         .route("/v1/balances", get(balances::list))
         .route("/v1/events", post(events::create));
     crate::http::finish(routes).with_state(state)

@@ -47,10 +47,7 @@ pub struct ReservationBody {
 
 /// `with_metadata`/`with_committed`: the list's `include` projection; GET shows both.
 fn body(r: ReservationRecord, with_metadata: bool, with_committed: bool) -> ReservationBody {
-    let finalized = matches!(
-        r.status,
-        ReservationStatus::Committed | ReservationStatus::Released
-    );
+    let finalized = matches!(r.status, ReservationStatus::Committed | ReservationStatus::Released);
     ReservationBody {
         reservation_id: r.reservation_id,
         status: r.status.as_str(),
@@ -58,19 +55,14 @@ fn body(r: ReservationRecord, with_metadata: bool, with_committed: bool) -> Rese
         subject: r.subject,
         action: r.action,
         reserved: amount(r.unit, r.estimate),
-        committed: (r.status == ReservationStatus::Committed)
-            .then(|| amount(r.unit, r.committed.unwrap_or(0))),
+        committed: (r.status == ReservationStatus::Committed).then(|| amount(r.unit, r.committed.unwrap_or(0))),
         created_at_ms: r.created_at_ms,
         expires_at_ms: r.expires_at_ms,
         finalized_at_ms: if finalized { r.finalized_at_ms } else { None },
         scope_path: r.scope_path,
         affected_scopes: r.affected_scopes,
         metadata: if with_metadata { r.metadata } else { None },
-        committed_metadata: if with_committed {
-            r.committed_metadata
-        } else {
-            None
-        },
+        committed_metadata: if with_committed { r.committed_metadata } else { None },
     }
 }
 
@@ -88,16 +80,10 @@ pub async fn get(
         }
         Caller::Admin => owner_for_admin(&id)?,
     };
-    let record = state
-        .ledger
-        .reservation(&tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("reservation not found"))?;
+    let record =
+        state.ledger.reservation(&tenant, &id).await?.ok_or_else(|| ApiError::not_found("reservation not found"))?;
     if record.status == ReservationStatus::Expired {
-        return Err(ApiError::new(
-            ErrorCode::ReservationExpired,
-            "reservation expired",
-        ));
+        return Err(ApiError::new(ErrorCode::ReservationExpired, "reservation expired"));
     }
     Ok(Json(body(record, true, true)))
 }
@@ -148,18 +134,12 @@ fn time_ms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
 }
 
 /// An inclusive window; `from > to` is a 400.
-fn window(
-    from: (&str, &Option<String>),
-    to: (&str, &Option<String>),
-) -> ApiResult<(Option<i64>, Option<i64>)> {
+fn window(from: (&str, &Option<String>), to: (&str, &Option<String>)) -> ApiResult<(Option<i64>, Option<i64>)> {
     let (lo, hi) = (time_ms(from.0, from.1)?, time_ms(to.0, to.1)?);
     if let (Some(a), Some(b)) = (lo, hi)
         && a > b
     {
-        return Err(ApiError::invalid_field(
-            from.0,
-            format!("must not be after {}", to.0),
-        ));
+        return Err(ApiError::invalid_field(from.0, format!("must not be after {}", to.0)));
     }
     Ok((lo, hi))
 }
@@ -171,27 +151,15 @@ fn in_window(v: Option<i64>, (lo, hi): (Option<i64>, Option<i64>)) -> bool {
     }
 }
 
-const SORTS: &[&str] = &[
-    "reservation_id",
-    "tenant",
-    "scope_path",
-    "status",
-    "reserved",
-    "created_at_ms",
-    "expires_at_ms",
-];
+const SORTS: &[&str] =
+    &["reservation_id", "tenant", "scope_path", "status", "reserved", "created_at_ms", "expires_at_ms"];
 
 /// The sort key of a row as a string that orders like the value (numbers zero-padded).
 fn sort_key(r: &ReservationRecord, by: &str) -> String {
     let num = |n: i64| format!("{:020}", n.max(0));
     match by {
         "reservation_id" => r.reservation_id.clone(),
-        "tenant" => r
-            .subject
-            .get("tenant")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_ascii_lowercase(),
+        "tenant" => r.subject.get("tenant").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase(),
         "scope_path" => r.scope_path.clone(),
         "status" => r.status.as_str().to_string(),
         "reserved" => num(r.estimate),
@@ -218,44 +186,28 @@ pub async fn list(
             require(t, Permission::ReservationsList)?;
             let own = t.key.tenant_id.to_string();
             if blank(&q.tenant).is_some_and(|p| !p.eq_ignore_ascii_case(&own)) {
-                return Err(ApiError::forbidden(
-                    "tenant does not match the API key's tenant",
-                ));
+                return Err(ApiError::forbidden("tenant does not match the API key's tenant"));
             }
             own
         }
-        Caller::Admin => blank(&q.tenant)
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "tenant query parameter is required when using admin key authentication",
-                )
-            })?,
+        Caller::Admin => blank(&q.tenant).map(str::to_ascii_lowercase).ok_or_else(|| {
+            ApiError::invalid("tenant query parameter is required when using admin key authentication")
+        })?,
     };
     let status = blank(&q.status)
         .map(|s| {
-            ReservationStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid_field("status", "must be ACTIVE, COMMITTED, RELEASED or EXPIRED")
-            })
+            ReservationStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid_field("status", "must be ACTIVE, COMMITTED, RELEASED or EXPIRED"))
         })
         .transpose()?;
     let created = window(("from", &q.from), ("to", &q.to))?;
-    let expires = window(
-        ("expires_from", &q.expires_from),
-        ("expires_to", &q.expires_to),
-    )?;
-    let finalized = window(
-        ("finalized_from", &q.finalized_from),
-        ("finalized_to", &q.finalized_to),
-    )?;
+    let expires = window(("expires_from", &q.expires_from), ("expires_to", &q.expires_to))?;
+    let finalized = window(("finalized_from", &q.finalized_from), ("finalized_to", &q.finalized_to))?;
     let sort_by = blank(&q.sort_by);
     if let Some(s) = sort_by
         && !SORTS.contains(&s)
     {
-        return Err(ApiError::invalid_field(
-            "sort_by",
-            format!("must be one of {}", SORTS.join(", ")),
-        ));
+        return Err(ApiError::invalid_field("sort_by", format!("must be one of {}", SORTS.join(", "))));
     }
     let descending = match blank(&q.sort_dir) {
         None | Some("desc") => true,
@@ -268,37 +220,16 @@ pub async fn list(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=LIMIT_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_field(
-                    "limit",
-                    format!("must be an integer from 1 to {LIMIT_MAX}"),
-                )
-            })?,
+            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
     };
-    let include: Vec<&str> = q
-        .include
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let levels = [
-        &q.tenant,
-        &q.workspace,
-        &q.app,
-        &q.workflow,
-        &q.agent,
-        &q.toolset,
-    ];
+    let include: Vec<&str> = q.include.as_deref().unwrap_or_default().split(',').map(str::trim).collect();
+    let levels = [&q.tenant, &q.workspace, &q.app, &q.workflow, &q.agent, &q.toolset];
     let sort = sort_by.unwrap_or("created_at_ms");
     let filter_tuple = format!(
         "{sort}|{descending}|{:?}|{:?}|{:?}|{created:?}|{expires:?}|{finalized:?}",
         status.map(ReservationStatus::as_str),
         blank(&q.idempotency_key),
-        levels
-            .iter()
-            .map(|l| blank(l).map(str::to_ascii_lowercase))
-            .collect::<Vec<_>>()
+        levels.iter().map(|l| blank(l).map(str::to_ascii_lowercase)).collect::<Vec<_>>()
     );
     let after = blank(&q.cursor)
         .map(|c| {
@@ -308,20 +239,13 @@ pub async fn list(
                 .and_then(|b| serde_json::from_slice::<Cursor>(&b).ok())
                 .filter(|c| c.f == filter_tuple)
                 .ok_or_else(|| {
-                    ApiError::invalid_field(
-                        "cursor",
-                        "is not valid for this result set; restart without a cursor",
-                    )
+                    ApiError::invalid_field("cursor", "is not valid for this result set; restart without a cursor")
                 })
         })
         .transpose()?;
 
     let mut rows = match blank(&q.idempotency_key) {
-        Some(key) => match state
-            .ledger
-            .reservation_by_idempotency_key(&tenant, key)
-            .await?
-        {
+        Some(key) => match state.ledger.reservation_by_idempotency_key(&tenant, key).await? {
             Some(id) => state.ledger.reservations(&tenant, &[id]).await?,
             None => Vec::new(),
         },
@@ -332,20 +256,12 @@ pub async fn list(
             && in_window(Some(r.created_at_ms), created)
             && in_window(Some(r.expires_at_ms), expires)
             && (finalized == (None, None) || in_window(r.finalized_at_ms, finalized))
-            && crate::domain::scope::LEVELS
-                .iter()
-                .zip(levels)
-                .all(|(level, want)| match blank(want) {
-                    None => true,
-                    Some(v) => r
-                        .subject
-                        .get(*level)
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| s.eq_ignore_ascii_case(v)),
-                })
+            && crate::domain::scope::LEVELS.iter().zip(levels).all(|(level, want)| match blank(want) {
+                None => true,
+                Some(v) => r.subject.get(*level).and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(v)),
+            })
     });
-    let mut keyed: Vec<(String, ReservationRecord)> =
-        rows.into_iter().map(|r| (sort_key(&r, sort), r)).collect();
+    let mut keyed: Vec<(String, ReservationRecord)> = rows.into_iter().map(|r| (sort_key(&r, sort), r)).collect();
     keyed.sort_by(|a, b| (&a.0, &a.1.reservation_id).cmp(&(&b.0, &b.1.reservation_id)));
     if descending {
         keyed.reverse();
@@ -360,25 +276,15 @@ pub async fn list(
     keyed.truncate(limit);
     let next_cursor = if has_more {
         keyed.last().map(|(k, r)| {
-            let c = Cursor {
-                f: filter_tuple.clone(),
-                k: k.clone(),
-                i: r.reservation_id.clone(),
-            };
+            let c = Cursor { f: filter_tuple.clone(), k: k.clone(), i: r.reservation_id.clone() };
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap_or_default())
         })
     } else {
         None
     };
-    let (with_meta, with_committed) = (
-        include.contains(&"metadata"),
-        include.contains(&"committed_metadata"),
-    );
+    let (with_meta, with_committed) = (include.contains(&"metadata"), include.contains(&"committed_metadata"));
     Ok(Json(ListBody {
-        reservations: keyed
-            .into_iter()
-            .map(|(_, r)| body(r, with_meta, with_committed))
-            .collect(),
+        reservations: keyed.into_iter().map(|(_, r)| body(r, with_meta, with_committed)).collect(),
         next_cursor,
         has_more,
     }))

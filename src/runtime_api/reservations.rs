@@ -9,8 +9,7 @@ use serde_json::{Map, Value};
 
 use super::common::{check_idempotency_header, require, tenant_header};
 use super::wire::{
-    Action, Amount, BalanceBody, Subject, amount, balances, check_idempotency_key, metadata_json,
-    request_hash,
+    Action, Amount, BalanceBody, Subject, amount, balances, check_idempotency_key, metadata_json, request_hash,
 };
 use crate::auth::TenantAuth;
 use crate::domain::{CommitOveragePolicy, Permission};
@@ -85,10 +84,9 @@ pub struct DecideBody {
 
 fn check_range(field: &str, v: Option<i64>, min: i64, max: i64) -> ApiResult<()> {
     match v {
-        Some(v) if !(min..=max).contains(&v) => Err(ApiError::invalid_field(
-            field,
-            format!("must be between {min} and {max}"),
-        )),
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(ApiError::invalid_field(field, format!("must be between {min} and {max}")))
+        }
         _ => Ok(()),
     }
 }
@@ -115,11 +113,7 @@ pub async fn create(
     check_range("grace_period_ms", req.grace_period_ms, 0, GRACE_MS_MAX)?;
     let tenant = caller.key.tenant_id.as_str();
     let scopes = req.subject.scopes_for(tenant)?;
-    let mode = if req.dry_run.unwrap_or(false) {
-        Mode::DryRun
-    } else {
-        Mode::Live
-    };
+    let mode = if req.dry_run.unwrap_or(false) { Mode::DryRun } else { Mode::Live };
     let input = ReserveInput {
         tenant: tenant.to_string(),
         mode,
@@ -136,17 +130,11 @@ pub async fn create(
         scopes: scopes.clone(),
     };
     let rid = new_reservation_id(tenant);
-    let outcome = state
-        .ledger
-        .reserve(&input, &rid, &Correlation::from(&ctx))
-        .await?;
+    let outcome = state.ledger.reserve(&input, &rid, &Correlation::from(&ctx)).await?;
     let remaining_ttl_ms = remaining_ttl(&state, tenant, &outcome).await?;
     let body = ReserveBody {
         decision: decision_str(&outcome.decision),
-        reserved: outcome
-            .reservation_id
-            .as_ref()
-            .map(|_| amount(req.estimate.unit, req.estimate.amount.get())),
+        reserved: outcome.reservation_id.as_ref().map(|_| amount(req.estimate.unit, req.estimate.amount.get())),
         reservation_id: outcome.reservation_id,
         expires_at_ms: outcome.expires_at_ms,
         remaining_ttl_ms,
@@ -163,11 +151,7 @@ pub async fn create(
 
 /// `max(0, expires_at − now)` on the ledger clock; on a replay, 0 once the reservation is
 /// no longer ACTIVE (one extra read, on the replay path only).
-async fn remaining_ttl(
-    state: &AppState,
-    tenant: &str,
-    o: &ReserveOutcome,
-) -> ApiResult<Option<i64>> {
+async fn remaining_ttl(state: &AppState, tenant: &str, o: &ReserveOutcome) -> ApiResult<Option<i64>> {
     let (Some(rid), Some(expires)) = (&o.reservation_id, o.expires_at_ms) else {
         return Ok(None);
     };
@@ -211,10 +195,7 @@ pub async fn decide(
         metadata_json: metadata_json("metadata", &req.metadata)?,
         scopes: scopes.clone(),
     };
-    let outcome = state
-        .ledger
-        .reserve(&input, "", &Correlation::from(&ctx))
-        .await?;
+    let outcome = state.ledger.reserve(&input, "", &Correlation::from(&ctx)).await?;
     let body = DecideBody {
         decision: decision_str(&outcome.decision),
         reason_code: match outcome.decision {

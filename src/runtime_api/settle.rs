@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::common::{check_idempotency_header, owned_by, owner_for_admin, require, tenant_header};
-use super::wire::{
-    Amount, BalanceBody, amount, balances, check_idempotency_key, metadata_json, request_hash,
-};
+use super::wire::{Amount, BalanceBody, amount, balances, check_idempotency_key, metadata_json, request_hash};
 use crate::auth::{AnyAuth, Caller, TenantAuth};
 use crate::catalogue::audit::Actor;
 use crate::domain::Permission;
@@ -41,11 +39,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn check(&self, field: &str) -> ApiResult<()> {
-        if self
-            .model_version
-            .as_ref()
-            .is_some_and(|m| m.chars().count() > MODEL_VERSION_LEN_MAX)
-        {
+        if self.model_version.as_ref().is_some_and(|m| m.chars().count() > MODEL_VERSION_LEN_MAX) {
             return Err(ApiError::invalid_field(
                 &format!("{field}.model_version"),
                 format!("must be at most {MODEL_VERSION_LEN_MAX} characters"),
@@ -142,10 +136,7 @@ pub async fn release(
     check_idempotency_header(&headers, &req.idempotency_key)?;
     let reason = req.reason.clone().unwrap_or_default();
     if reason.chars().count() > RELEASE_REASON_LEN_MAX {
-        return Err(ApiError::invalid_field(
-            "reason",
-            format!("must be at most {RELEASE_REASON_LEN_MAX} characters"),
-        ));
+        return Err(ApiError::invalid_field("reason", format!("must be at most {RELEASE_REASON_LEN_MAX} characters")));
     }
     let hash = request_hash(&req)?;
     let corr = Correlation::from(&ctx);
@@ -154,33 +145,19 @@ pub async fn release(
             require(&t, Permission::ReservationsRelease)?;
             let tenant = t.key.tenant_id.to_string();
             owned_by(&state.ledger, &tenant, &id).await?;
-            let outcome = state
-                .ledger
-                .release(&tenant, &id, &req.idempotency_key, &hash, &reason, &corr)
-                .await?;
+            let outcome = state.ledger.release(&tenant, &id, &req.idempotency_key, &hash, &reason, &corr).await?;
             (tenant, outcome)
         }
         Caller::Admin => {
             let tenant = owner_for_admin(&id)?;
-            let actor = Actor {
-                actor_type: "admin_on_behalf_of",
-                key_id: None,
-                ctx: ctx.clone(),
-            };
-            let entry = actor.entry(
-                "releaseReservation",
-                &tenant,
-                ("reservation", &id),
-                200,
-                json!({ "reason": reason }),
-            );
+            let actor = Actor { actor_type: "admin_on_behalf_of", key_id: None, ctx: ctx.clone() };
+            let entry =
+                actor.entry("releaseReservation", &tenant, ("reservation", &id), 200, json!({ "reason": reason }));
             let ledger = state.ledger.clone();
             let (t, i, k) = (tenant.clone(), id.clone(), req.idempotency_key.clone());
             let outcome = state
                 .catalogue
-                .audited(entry, async move {
-                    ledger.release(&t, &i, &k, &hash, &reason, &corr).await
-                })
+                .audited(entry, async move { ledger.release(&t, &i, &k, &hash, &reason, &corr).await })
                 .await?;
             (tenant, outcome)
         }
@@ -220,24 +197,13 @@ pub async fn extend(
     check_idempotency_key("idempotency_key", &req.idempotency_key)?;
     check_idempotency_header(&headers, &req.idempotency_key)?;
     if !(1..=EXTEND_BY_MS_MAX).contains(&req.extend_by_ms) {
-        return Err(ApiError::invalid_field(
-            "extend_by_ms",
-            format!("must be between 1 and {EXTEND_BY_MS_MAX}"),
-        ));
+        return Err(ApiError::invalid_field("extend_by_ms", format!("must be between 1 and {EXTEND_BY_MS_MAX}")));
     }
     metadata_json("metadata", &req.metadata)?;
     let tenant = caller.key.tenant_id.as_str();
     owned_by(&state.ledger, tenant, &id).await?;
-    let outcome = state
-        .ledger
-        .extend(
-            tenant,
-            &id,
-            &req.idempotency_key,
-            &request_hash(&req)?,
-            req.extend_by_ms,
-        )
-        .await?;
+    let outcome =
+        state.ledger.extend(tenant, &id, &req.idempotency_key, &request_hash(&req)?, req.extend_by_ms).await?;
     let body = ExtendBody {
         status: "ACTIVE",
         expires_at_ms: outcome.expires_at_ms,

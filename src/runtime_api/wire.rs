@@ -37,10 +37,7 @@ pub struct SignedAmount {
 }
 
 pub fn amount(unit: Unit, v: i64) -> Amount {
-    Amount {
-        unit,
-        amount: Units::new(v).unwrap_or(Units::ZERO),
-    }
+    Amount { unit, amount: Units::new(v).unwrap_or(Units::ZERO) }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,8 +83,7 @@ impl Subject {
         }
         for (name, value) in LEVELS.iter().zip(levels) {
             if let Some(v) = value {
-                scope::check_value(v)
-                    .map_err(|e| ApiError::invalid_field(&format!("subject.{name}"), e))?;
+                scope::check_value(v).map_err(|e| ApiError::invalid_field(&format!("subject.{name}"), e))?;
             }
         }
         if let Some(dims) = &self.dimensions {
@@ -98,10 +94,7 @@ impl Subject {
                 ));
             }
             for (k, v) in dims {
-                if k.is_empty()
-                    || k.len() > DIMENSION_KEY_LEN_MAX
-                    || v.chars().count() > DIMENSION_VALUE_LEN_MAX
-                {
+                if k.is_empty() || k.len() > DIMENSION_KEY_LEN_MAX || v.chars().count() > DIMENSION_VALUE_LEN_MAX {
                     return Err(ApiError::invalid_field(
                         &format!("subject.dimensions.{k}"),
                         format!(
@@ -114,9 +107,7 @@ impl Subject {
         if let Some(t) = &self.tenant
             && !t.eq_ignore_ascii_case(tenant)
         {
-            return Err(ApiError::forbidden(
-                "subject.tenant does not match the API key's tenant",
-            ));
+            return Err(ApiError::forbidden("subject.tenant does not match the API key's tenant"));
         }
         Ok(Scopes::derive(&levels))
     }
@@ -165,10 +156,7 @@ impl Action {
 
 pub fn check_idempotency_key(field: &str, key: &str) -> ApiResult<()> {
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters"),
-        ));
+        return Err(ApiError::invalid_field(field, format!("must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} characters")));
     }
     Ok(())
 }
@@ -178,10 +166,7 @@ pub fn metadata_json(field: &str, m: &Option<Map<String, Value>>) -> ApiResult<S
     let Some(m) = m else { return Ok(String::new()) };
     let json = serde_json::to_string(m).map_err(ApiError::internal)?;
     if json.len() > METADATA_BYTES_MAX {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("must serialize to at most {METADATA_BYTES_MAX} bytes"),
-        ));
+        return Err(ApiError::invalid_field(field, format!("must serialize to at most {METADATA_BYTES_MAX} bytes")));
     }
     Ok(json)
 }
@@ -205,10 +190,7 @@ impl From<&Balance> for BalanceBody {
         Self {
             scope: b.scope.clone(),
             scope_path: b.scope.clone(),
-            remaining: SignedAmount {
-                unit: b.unit,
-                amount: b.remaining(),
-            },
+            remaining: SignedAmount { unit: b.unit, amount: b.remaining() },
             reserved: amount(b.unit, b.reserved),
             spent: amount(b.unit, b.spent),
             debt: amount(b.unit, b.debt),
@@ -227,7 +209,5 @@ pub fn balances(list: &[Balance]) -> Vec<BalanceBody> {
 pub fn request_hash<T: Serialize>(req: &T) -> ApiResult<String> {
     use sha2::Digest;
     let value = serde_json::to_value(req).map_err(ApiError::internal)?;
-    Ok(hex::encode(sha2::Sha256::digest(
-        crate::canonical::to_string(&value).as_bytes(),
-    )))
+    Ok(hex::encode(sha2::Sha256::digest(crate::canonical::to_string(&value).as_bytes())))
 }

@@ -23,10 +23,7 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable {
-                store: "postgres",
-                cause: err.to_string(),
-            },
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable { store: "postgres", cause: err.to_string() },
             _ => StoreError::Internal(err.to_string()),
         }
     }
@@ -40,10 +37,7 @@ impl From<::redis::RedisError> for StoreError {
             || err.is_connection_refusal()
             || err.is_cluster_error()
         {
-            StoreError::Unavailable {
-                store: "redis",
-                cause: err.to_string(),
-            }
+            StoreError::Unavailable { store: "redis", cause: err.to_string() }
         } else {
             StoreError::Internal(err.to_string())
         }

@@ -28,11 +28,7 @@ pub async fn run(pg: PgStore, auth: Arc<Authenticator>, shutdown: CancellationTo
     }
 }
 
-async fn listen(
-    pg: &PgStore,
-    auth: &Authenticator,
-    shutdown: &CancellationToken,
-) -> Result<(), sqlx::Error> {
+async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pg.pool()).await?;
     // sqlx would reconnect silently and lose what was sent meanwhile; surface the loss instead.
     listener.ignore_pool_close_event(false);

@@ -29,14 +29,8 @@ pub async fn run(pg: PgStore, ledger: Ledger, shutdown: CancellationToken) {
 }
 
 /// One pass over every open tenant; returns how many reservations it expired.
-pub async fn sweep_once(
-    pg: &PgStore,
-    ledger: &Ledger,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<u64> {
-    let ids = tenants::open_ids(pg.pool())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+pub async fn sweep_once(pg: &PgStore, ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<u64> {
+    let ids = tenants::open_ids(pg.pool()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
     let mut expired = 0;
     let mut backlog = 0;
@@ -45,19 +39,13 @@ pub async fn sweep_once(
             break;
         }
         for _ in 0..BATCHES_PER_TENANT {
-            let (n, more) = ledger
-                .sweep_tenant(&tenant, now_ms)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (n, more) = ledger.sweep_tenant(&tenant, now_ms).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             expired += n;
             if !more {
                 break;
             }
         }
-        backlog += ledger
-            .due_count(&tenant, now_ms)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        backlog += ledger.due_count(&tenant, now_ms).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     crate::telemetry::expiry_sweep(expired, backlog);
     Ok(expired)

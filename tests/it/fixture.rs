@@ -51,7 +51,12 @@ impl Fx {
 
     /// The admin view of one budget.
     pub async fn ledger(&self, suffix: &str, unit: &str) -> Value {
-        let r = send(self.app.admin(Method::GET, "/v1/admin/budgets/lookup").query(&[("scope", self.scope(suffix)), ("unit", unit.into())])).await;
+        let r = send(
+            self.app
+                .admin(Method::GET, "/v1/admin/budgets/lookup")
+                .query(&[("scope", self.scope(suffix)), ("unit", unit.into())]),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body
     }
@@ -108,7 +113,11 @@ impl Fx {
     }
 
     pub async fn commit(&self, id: &str, key: &str, actual: i64) -> Reply {
-        self.post(&format!("/v1/reservations/{id}/commit"), json!({"idempotency_key": key, "actual": {"unit": USD, "amount": actual}})).await
+        self.post(
+            &format!("/v1/reservations/{id}/commit"),
+            json!({"idempotency_key": key, "actual": {"unit": USD, "amount": actual}}),
+        )
+        .await
     }
 
     pub async fn release(&self, id: &str, key: &str) -> Reply {
@@ -143,7 +152,12 @@ impl Fx {
     }
 
     pub async fn set_tenant_status(&self, status: &str) {
-        let r = send(self.app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", self.tenant)).json(&json!({"status": status}))).await;
+        let r = send(
+            self.app
+                .admin(Method::PATCH, &format!("/v1/admin/tenants/{}", self.tenant))
+                .json(&json!({"status": status})),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
 }
@@ -156,6 +170,9 @@ pub fn amt(v: &Value, field: &str) -> i64 {
 /// Asserts `remaining = allocated − spent − reserved − debt` on a balance or ledger.
 pub fn assert_invariant(b: &Value) {
     let lhs = i128::from(amt(b, "remaining"));
-    let rhs = i128::from(amt(b, "allocated")) - i128::from(amt(b, "spent")) - i128::from(amt(b, "reserved")) - i128::from(amt(b, "debt"));
+    let rhs = i128::from(amt(b, "allocated"))
+        - i128::from(amt(b, "spent"))
+        - i128::from(amt(b, "reserved"))
+        - i128::from(amt(b, "debt"));
     assert_eq!(lhs, rhs, "ledger invariant broken: {b}");
 }

@@ -14,7 +14,14 @@ async fn runtime_calls_without_a_valid_key_are_401() {
     let body = fx.reserve_body("k", json!({}), 1);
     let none = send(fx.app.client.post(fx.app.runtime_url("/v1/reservations")).json(&body)).await;
     none.expect_error(401, "UNAUTHORIZED");
-    let bad = send(fx.app.client.post(fx.app.runtime_url("/v1/reservations")).header("x-cycles-api-key", "cyc_live_nope").json(&body)).await;
+    let bad = send(
+        fx.app
+            .client
+            .post(fx.app.runtime_url("/v1/reservations"))
+            .header("x-cycles-api-key", "cyc_live_nope")
+            .json(&body),
+    )
+    .await;
     bad.expect_error(401, "UNAUTHORIZED");
     let admin_on_commit = send(fx.app.admin(Method::GET, "/v1/balances").header("x-cycles-api-key", "x")).await;
     assert_eq!(admin_on_commit.status, 404, "balances lives on the runtime plane");
@@ -42,12 +49,22 @@ async fn another_tenants_reservation_is_403_and_an_unknown_one_404() {
     let other_tenant = crate::helpers::tenant_id("other");
     fx.app.create_tenant(&other_tenant).await;
     let other_key = fx.app.create_key(&other_tenant, json!({})).await["key_secret"].as_str().unwrap().to_string();
-    let as_other = |m: Method, p: String| fx.app.client.request(m, fx.app.runtime_url(&p)).header("x-cycles-api-key", &other_key);
+    let as_other =
+        |m: Method, p: String| fx.app.client.request(m, fx.app.runtime_url(&p)).header("x-cycles-api-key", &other_key);
     send(as_other(Method::GET, format!("/v1/reservations/{id}"))).await.expect_error(403, "FORBIDDEN");
     let commit = json!({"idempotency_key": "c", "actual": {"unit": USD, "amount": 1}});
-    send(as_other(Method::POST, format!("/v1/reservations/{id}/commit")).json(&commit)).await.expect_error(403, "FORBIDDEN");
-    send(as_other(Method::POST, format!("/v1/reservations/{id}/release")).json(&json!({"idempotency_key": "r"}))).await.expect_error(403, "FORBIDDEN");
-    send(as_other(Method::POST, format!("/v1/reservations/{id}/extend")).json(&json!({"idempotency_key": "e", "extend_by_ms": 1000}))).await.expect_error(403, "FORBIDDEN");
+    send(as_other(Method::POST, format!("/v1/reservations/{id}/commit")).json(&commit))
+        .await
+        .expect_error(403, "FORBIDDEN");
+    send(as_other(Method::POST, format!("/v1/reservations/{id}/release")).json(&json!({"idempotency_key": "r"})))
+        .await
+        .expect_error(403, "FORBIDDEN");
+    send(
+        as_other(Method::POST, format!("/v1/reservations/{id}/extend"))
+            .json(&json!({"idempotency_key": "e", "extend_by_ms": 1000})),
+    )
+    .await
+    .expect_error(403, "FORBIDDEN");
     let unknown = format!("rsv_{}_{}", fx.tenant, "0".repeat(32));
     fx.get(&format!("/v1/reservations/{unknown}")).await.expect_error(404, "NOT_FOUND");
     fx.get("/v1/reservations/garbage").await.expect_error(404, "NOT_FOUND");
@@ -61,15 +78,32 @@ async fn the_admin_key_reads_and_releases_any_reservation_and_the_release_is_aud
     let fx = Fx::new().await;
     fx.budget("", 1000).await;
     let id = fx.reserved("r1", json!({}), 10).await;
-    let got = send(fx.app.client.get(fx.app.runtime_url(&format!("/v1/reservations/{id}"))).header("x-admin-api-key", crate::helpers::ADMIN_KEY)).await;
+    let got = send(
+        fx.app
+            .client
+            .get(fx.app.runtime_url(&format!("/v1/reservations/{id}")))
+            .header("x-admin-api-key", crate::helpers::ADMIN_KEY),
+    )
+    .await;
     assert_eq!(got.status, 200, "{}", got.text);
-    let list = send(fx.app.client.get(fx.app.runtime_url("/v1/reservations")).header("x-admin-api-key", crate::helpers::ADMIN_KEY)).await;
+    let list = send(
+        fx.app.client.get(fx.app.runtime_url("/v1/reservations")).header("x-admin-api-key", crate::helpers::ADMIN_KEY),
+    )
+    .await;
     let msg = list.expect_error(400, "INVALID_REQUEST");
     assert_eq!(msg, "tenant query parameter is required when using admin key authentication");
-    let listed = send(fx.app.client.get(fx.app.runtime_url(&format!("/v1/reservations?tenant={}", fx.tenant))).header("x-admin-api-key", crate::helpers::ADMIN_KEY)).await;
+    let listed = send(
+        fx.app
+            .client
+            .get(fx.app.runtime_url(&format!("/v1/reservations?tenant={}", fx.tenant)))
+            .header("x-admin-api-key", crate::helpers::ADMIN_KEY),
+    )
+    .await;
     assert_eq!(listed.body["reservations"].as_array().unwrap().len(), 1);
     let released = send(
-        fx.app.client.post(fx.app.runtime_url(&format!("/v1/reservations/{id}/release")))
+        fx.app
+            .client
+            .post(fx.app.runtime_url(&format!("/v1/reservations/{id}/release")))
             .header("x-admin-api-key", crate::helpers::ADMIN_KEY)
             .json(&json!({"idempotency_key": "admin-rel", "reason": "[INCIDENT_FORCE_RELEASE] stuck agent"})),
     )
@@ -80,8 +114,14 @@ async fn the_admin_key_reads_and_releases_any_reservation_and_the_release_is_aud
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["metadata"]["actor_type"], "admin_on_behalf_of");
     assert_eq!(audit[0]["resource_id"], id.as_str());
-    let commit = send(fx.app.client.post(fx.app.runtime_url(&format!("/v1/reservations/{id}/commit"))).header("x-admin-api-key", crate::helpers::ADMIN_KEY)
-        .json(&json!({"idempotency_key": "c", "actual": {"unit": USD, "amount": 1}}))).await;
+    let commit = send(
+        fx.app
+            .client
+            .post(fx.app.runtime_url(&format!("/v1/reservations/{id}/commit")))
+            .header("x-admin-api-key", crate::helpers::ADMIN_KEY)
+            .json(&json!({"idempotency_key": "c", "actual": {"unit": USD, "amount": 1}})),
+    )
+    .await;
     commit.expect_error(401, "UNAUTHORIZED");
 }
 
@@ -92,9 +132,22 @@ async fn a_key_without_the_routes_permission_is_403() {
     fx.budget("", 1000).await;
     let read_only = fx.app.create_key(&fx.tenant, json!({"permissions": ["balances:read", "admin:write"]})).await;
     let key = read_only["key_secret"].as_str().unwrap();
-    let r = send(fx.app.client.post(fx.app.runtime_url("/v1/reservations")).header("x-cycles-api-key", key).json(&fx.reserve_body("k", json!({}), 1))).await;
+    let r = send(
+        fx.app
+            .client
+            .post(fx.app.runtime_url("/v1/reservations"))
+            .header("x-cycles-api-key", key)
+            .json(&fx.reserve_body("k", json!({}), 1)),
+    )
+    .await;
     assert!(r.expect_error(403, "FORBIDDEN").contains("reservations:create"));
-    let b = send(fx.app.client.get(fx.app.runtime_url(&format!("/v1/balances?tenant={}", fx.tenant))).header("x-cycles-api-key", key)).await;
+    let b = send(
+        fx.app
+            .client
+            .get(fx.app.runtime_url(&format!("/v1/balances?tenant={}", fx.tenant)))
+            .header("x-cycles-api-key", key),
+    )
+    .await;
     assert_eq!(b.status, 200);
 }
 
@@ -111,7 +164,12 @@ async fn scopes_are_cumulative_prefixes_and_every_budgeted_scope_is_charged() {
     let t = &fx.tenant;
     assert_eq!(
         r.body["affected_scopes"],
-        json!([format!("tenant:{t}"), format!("tenant:{t}/workspace:eng"), format!("tenant:{t}/workspace:eng/agent:bot"), format!("tenant:{t}/workspace:eng/agent:bot/toolset:search")])
+        json!([
+            format!("tenant:{t}"),
+            format!("tenant:{t}/workspace:eng"),
+            format!("tenant:{t}/workspace:eng/agent:bot"),
+            format!("tenant:{t}/workspace:eng/agent:bot/toolset:search")
+        ])
     );
     assert_eq!(r.body["scope_path"], format!("tenant:{t}/workspace:eng/agent:bot/toolset:search"));
     let balances = r.body["balances"].as_array().unwrap();
@@ -133,7 +191,10 @@ async fn a_missing_budget_is_404_live_deny_on_dry_run_and_unit_mismatch_when_ano
     assert!(live.expect_error(404, "NOT_FOUND").contains("Budget not found"));
     let dry = fx.reserve_with("k2", json!({"agent": "a"}), 5, json!({"dry_run": true})).await;
     assert_eq!(dry.status, 200);
-    assert_eq!((dry.body["decision"].clone(), dry.body["reason_code"].clone()), (json!("DENY"), json!("BUDGET_NOT_FOUND")));
+    assert_eq!(
+        (dry.body["decision"].clone(), dry.body["reason_code"].clone()),
+        (json!("DENY"), json!("BUDGET_NOT_FOUND"))
+    );
     let decide = fx.post("/v1/decide", json!({"idempotency_key": "d", "subject": fx.subject(json!({})), "action": {"kind": "k", "name": "n"}, "estimate": {"unit": USD, "amount": 5}})).await;
     assert_eq!(decide.body["reason_code"], "BUDGET_NOT_FOUND");
     let r = fx.budget_with("", "TOKENS", 100, json!({})).await;
@@ -165,10 +226,19 @@ async fn reserve_checks_run_in_the_spec_order_and_over_limit_blocks_until_repaid
     assert_eq!(c.status, 200, "{}", c.text);
     assert_eq!(amt(&c.body, "charged"), 110);
     let agent = fx.ledger("/agent:a", USD).await;
-    assert_eq!((amt(&agent, "debt"), amt(&agent, "remaining"), agent["is_over_limit"].clone()), (10, -10, json!(false)));
+    assert_eq!(
+        (amt(&agent, "debt"), amt(&agent, "remaining"), agent["is_over_limit"].clone()),
+        (10, -10, json!(false))
+    );
     assert_invariant(&agent);
     let q = [("scope", fx.scope("/agent:a")), ("unit", USD.to_string())];
-    let p = send(fx.app.admin(Method::PATCH, "/v1/admin/budgets").query(&q).json(&json!({"overdraft_limit": {"unit": USD, "amount": 5}}))).await;
+    let p = send(
+        fx.app
+            .admin(Method::PATCH, "/v1/admin/budgets")
+            .query(&q)
+            .json(&json!({"overdraft_limit": {"unit": USD, "amount": 5}})),
+    )
+    .await;
     assert_eq!(p.body["is_over_limit"], true, "{}", p.text);
     let over = fx.reserve("k3", a.clone(), 1).await;
     over.expect_error(409, "OVERDRAFT_LIMIT_EXCEEDED");
@@ -208,14 +278,24 @@ async fn a_frozen_budget_refuses_reservations_until_unfrozen() {
 async fn the_ttl_defaults_to_the_tenant_setting_and_is_capped_at_its_maximum() {
     let fx = Fx::new().await;
     fx.budget("", 1000).await;
-    send(fx.app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", fx.tenant)).json(&json!({"default_reservation_ttl_ms": 5000, "max_reservation_ttl_ms": 20000}))).await;
+    send(
+        fx.app
+            .admin(Method::PATCH, &format!("/v1/admin/tenants/{}", fx.tenant))
+            .json(&json!({"default_reservation_ttl_ms": 5000, "max_reservation_ttl_ms": 20000})),
+    )
+    .await;
     let d = fx.reserve("k1", json!({}), 1).await;
     assert_eq!(d.body["remaining_ttl_ms"], 5000, "{}", d.text);
     let capped = fx.reserve_with("k2", json!({}), 1, json!({"ttl_ms": 86400000})).await;
     assert_eq!(capped.body["remaining_ttl_ms"], 20000);
     let created = fx.get(&format!("/v1/reservations/{}", capped.body["reservation_id"].as_str().unwrap())).await;
-    assert_eq!(created.body["expires_at_ms"].as_i64().unwrap() - created.body["created_at_ms"].as_i64().unwrap(), 20000);
-    for (field, value) in [("ttl_ms", 999), ("ttl_ms", 86_400_001), ("grace_period_ms", -1), ("grace_period_ms", 60_001)] {
+    assert_eq!(
+        created.body["expires_at_ms"].as_i64().unwrap() - created.body["created_at_ms"].as_i64().unwrap(),
+        20000
+    );
+    for (field, value) in
+        [("ttl_ms", 999), ("ttl_ms", 86_400_001), ("grace_period_ms", -1), ("grace_period_ms", 60_001)]
+    {
         let r = fx.reserve_with("k3", json!({}), 1, json!({ field: value })).await;
         assert!(r.expect_error(400, "INVALID_REQUEST").contains(field));
     }
@@ -234,7 +314,10 @@ async fn a_dry_run_evaluates_without_holding_anything() {
     }
     assert_eq!(ok.body["affected_scopes"].as_array().unwrap().len(), 2);
     let deny = fx.reserve_with("k2", json!({}), 101, json!({"dry_run": true})).await;
-    assert_eq!((deny.status.as_u16(), deny.body["decision"].clone(), deny.body["reason_code"].clone()), (200, json!("DENY"), json!("BUDGET_EXCEEDED")));
+    assert_eq!(
+        (deny.status.as_u16(), deny.body["decision"].clone(), deny.body["reason_code"].clone()),
+        (200, json!("DENY"), json!("BUDGET_EXCEEDED"))
+    );
     assert_eq!(amt(&fx.ledger("", USD).await, "reserved"), 0);
 }
 

@@ -36,9 +36,7 @@ impl TryFrom<Row> for ApiKey {
     type Error = StoreError;
 
     fn try_from(r: Row) -> Result<Self, StoreError> {
-        let corrupt = |what: &str| {
-            StoreError::Internal(format!("api_keys row {} has a bad {what}", r.key_id))
-        };
+        let corrupt = |what: &str| StoreError::Internal(format!("api_keys row {} has a bad {what}", r.key_id));
         let permissions = r
             .permissions
             .iter()
@@ -92,12 +90,8 @@ pub async fn insert(tx: &mut PgTx, key: &ApiKey, digest: &[u8]) -> StoreResult<(
 
 /// Reads a key and locks its row; also returns its digest (for cache invalidation).
 pub async fn get_for_update(tx: &mut PgTx, key_id: &str) -> StoreResult<Option<(ApiKey, Vec<u8>)>> {
-    let sql =
-        format!("SELECT {COLUMNS}, k.key_digest FROM api_keys k WHERE k.key_id = $1 FOR UPDATE");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let sql = format!("SELECT {COLUMNS}, k.key_digest FROM api_keys k WHERE k.key_id = $1 FOR UPDATE");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key_id).fetch_optional(&mut **tx).await?;
     row.map(|row| {
         use sqlx::Row as _;
         let digest: Vec<u8> = row.try_get("key_digest")?;
@@ -151,27 +145,18 @@ pub struct KeyWithTenant {
     pub tenant_status: TenantStatus,
 }
 
-pub async fn find_by_digest(
-    pool: &sqlx::PgPool,
-    digest: &[u8],
-) -> StoreResult<Option<KeyWithTenant>> {
+pub async fn find_by_digest(pool: &sqlx::PgPool, digest: &[u8]) -> StoreResult<Option<KeyWithTenant>> {
     let sql = format!(
         "SELECT {COLUMNS}, t.status AS tenant_status FROM api_keys k \
          JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_digest = $1"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(digest)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(digest).fetch_optional(pool).await?;
     row.map(|row| {
         use sqlx::Row as _;
         let status: String = row.try_get("tenant_status")?;
-        let tenant_status = TenantStatus::parse(&status)
-            .ok_or_else(|| StoreError::Internal(format!("tenant status {status:?}")))?;
-        Ok(KeyWithTenant {
-            key: ApiKey::try_from(Row::from_row(&row)?)?,
-            tenant_status,
-        })
+        let tenant_status =
+            TenantStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("tenant status {status:?}")))?;
+        Ok(KeyWithTenant { key: ApiKey::try_from(Row::from_row(&row)?)?, tenant_status })
     })
     .transpose()
 }
@@ -183,15 +168,9 @@ pub struct Filter {
     pub search: Option<String>,
 }
 
-pub async fn list(
-    pool: &sqlx::PgPool,
-    filter: &Filter,
-    page: &PageSpec,
-) -> StoreResult<Page<ApiKey>> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {COLUMNS}, {} FROM api_keys k WHERE TRUE",
-        page.cursor_columns()
-    ));
+pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<ApiKey>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM api_keys k WHERE TRUE", page.cursor_columns()));
     if let Some(tenant) = &filter.tenant_id {
         qb.push(" AND k.tenant_id = ").push_bind(tenant.clone());
     }

@@ -62,9 +62,7 @@ impl Row {
 /// Appends one entry to the chain inside the caller's transaction.
 pub async fn append(tx: &mut PgTx, entry: &AuditEntry) -> StoreResult<()> {
     let (head_seq, head_hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut **tx)
-            .await?;
+        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE").fetch_one(&mut **tx).await?;
     let seq = head_seq + 1;
     let hash = entry.link_hash(seq, &head_hash);
     sqlx::query(
@@ -108,37 +106,23 @@ pub async fn verify(pool: &sqlx::PgPool) -> StoreResult<ChainReport> {
     let mut entries = 0_u64;
     loop {
         let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2");
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(expected_seq)
-            .bind(VERIFY_BATCH)
-            .fetch_all(pool)
-            .await?;
+        let rows: Vec<Row> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(expected_seq).bind(VERIFY_BATCH).fetch_all(pool).await?;
         let batch_len = rows.len();
         for row in rows {
             let (seq, entry, stored_prev, stored_hash) = row.entry();
             let broken = |reason: String| ChainReport {
                 entries,
-                broken: Some(BrokenLink {
-                    seq,
-                    log_id: Some(entry.log_id),
-                    reason,
-                }),
+                broken: Some(BrokenLink { seq, log_id: Some(entry.log_id), reason }),
             };
             if seq != expected_seq {
-                return Ok(broken(format!(
-                    "entries {expected_seq}..{} are missing",
-                    seq - 1
-                )));
+                return Ok(broken(format!("entries {expected_seq}..{} are missing", seq - 1)));
             }
             if stored_prev != prev_hash {
-                return Ok(broken(
-                    "prev_hash does not match the preceding entry's hash".into(),
-                ));
+                return Ok(broken("prev_hash does not match the preceding entry's hash".into()));
             }
             if entry.link_hash(seq, &prev_hash) != stored_hash {
-                return Ok(broken(
-                    "content does not match its hash (the row was altered)".into(),
-                ));
+                return Ok(broken("content does not match its hash (the row was altered)".into()));
             }
             prev_hash = stored_hash;
             expected_seq += 1;
@@ -149,9 +133,7 @@ pub async fn verify(pool: &sqlx::PgPool) -> StoreResult<ChainReport> {
         }
     }
     let (head_seq, head_hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
-            .fetch_one(pool)
-            .await?;
+        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1").fetch_one(pool).await?;
     let tip_seq = expected_seq - 1;
     if head_seq != tip_seq || head_hash != prev_hash {
         return Ok(ChainReport {
@@ -159,16 +141,11 @@ pub async fn verify(pool: &sqlx::PgPool) -> StoreResult<ChainReport> {
             broken: Some(BrokenLink {
                 seq: tip_seq + 1,
                 log_id: None,
-                reason: format!(
-                    "the chain ends at entry {tip_seq} but the head records entry {head_seq}"
-                ),
+                reason: format!("the chain ends at entry {tip_seq} but the head records entry {head_seq}"),
             }),
         });
     }
-    Ok(ChainReport {
-        entries,
-        broken: None,
-    })
+    Ok(ChainReport { entries, broken: None })
 }
 
 /// Filters of `listAuditLogs`; lists are IN-lists, everything AND-combined.
@@ -191,15 +168,9 @@ pub struct Filter {
     pub request_id: Option<String>,
 }
 
-pub async fn list(
-    pool: &sqlx::PgPool,
-    f: &Filter,
-    page: &PageSpec,
-) -> StoreResult<Page<AuditEntry>> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {COLUMNS}, {} FROM audit_log WHERE TRUE",
-        page.cursor_columns()
-    ));
+pub async fn list(pool: &sqlx::PgPool, f: &Filter, page: &PageSpec) -> StoreResult<Page<AuditEntry>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM audit_log WHERE TRUE", page.cursor_columns()));
     let exact = [
         ("tenant_id", &f.tenant_id),
         ("key_id", &f.key_id),
@@ -212,27 +183,19 @@ pub async fn list(
             qb.push(format!(" AND {column} = ")).push_bind(v.clone());
         }
     }
-    for (column, values) in [
-        ("operation", &f.operation),
-        ("resource_type", &f.resource_type),
-        ("error_code", &f.error_code),
-    ] {
+    for (column, values) in
+        [("operation", &f.operation), ("resource_type", &f.resource_type), ("error_code", &f.error_code)]
+    {
         if !values.is_empty() {
-            qb.push(format!(" AND {column} = ANY("))
-                .push_bind(values.clone())
-                .push(")");
+            qb.push(format!(" AND {column} = ANY(")).push_bind(values.clone()).push(")");
         }
     }
     if !f.error_code_exclude.is_empty() {
-        qb.push(" AND (error_code IS NULL OR NOT error_code = ANY(")
-            .push_bind(f.error_code_exclude.clone())
-            .push("))");
+        qb.push(" AND (error_code IS NULL OR NOT error_code = ANY(").push_bind(f.error_code_exclude.clone()).push("))");
     }
-    for (sql, value) in [
-        (" AND status = ", f.status),
-        (" AND status >= ", f.status_min),
-        (" AND status <= ", f.status_max),
-    ] {
+    for (sql, value) in
+        [(" AND status = ", f.status), (" AND status >= ", f.status_min), (" AND status <= ", f.status_max)]
+    {
         if let Some(v) = value {
             qb.push(sql).push_bind(v);
         }
@@ -247,8 +210,7 @@ pub async fn list(
         let pattern = super::like_pattern(search);
         qb.push(" AND (operation ILIKE ").push_bind(pattern.clone());
         qb.push(" OR resource_id ILIKE ").push_bind(pattern.clone());
-        qb.push(" OR resource_type ILIKE ")
-            .push_bind(pattern.clone());
+        qb.push(" OR resource_type ILIKE ").push_bind(pattern.clone());
         qb.push(" OR tenant_id ILIKE ").push_bind(pattern).push(")");
     }
     page.push_after(&mut qb);

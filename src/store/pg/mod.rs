@@ -69,11 +69,7 @@ impl PgStore {
 
 /// Announces an auth-relevant change; delivered to listeners when the transaction commits.
 pub async fn notify_auth(tx: &mut PgTx, payload: &str) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(AUTH_CHANNEL)
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)").bind(AUTH_CHANNEL).bind(payload).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -33,10 +33,7 @@ impl PageSpec {
     pub fn push_after(&self, qb: &mut QueryBuilder<Postgres>) {
         if let Some(after) = &self.after {
             let op = if self.descending { "<" } else { ">" };
-            qb.push(format!(
-                " AND ({}, {}) {op} (",
-                self.column.expr, self.column.id_expr
-            ));
+            qb.push(format!(" AND ({}, {}) {op} (", self.column.expr, self.column.id_expr));
             qb.push_bind(after.value.clone());
             qb.push(format!("::{}, ", self.column.cast));
             qb.push_bind(after.id.clone());
@@ -57,10 +54,7 @@ impl PageSpec {
 
     /// The select-list item that yields each row's cursor values.
     pub fn cursor_columns(&self) -> String {
-        format!(
-            "({})::text AS cursor_value, ({})::text AS cursor_id",
-            self.column.expr, self.column.id_expr
-        )
+        format!("({})::text AS cursor_value, ({})::text AS cursor_id", self.column.expr, self.column.id_expr)
     }
 }
 
@@ -75,22 +69,12 @@ pub struct Page<T> {
 pub fn finish<T>(mut rows: Vec<(T, After)>, limit: u32) -> Page<T> {
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next = if has_more {
-        rows.last().map(|(_, after)| after.clone())
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(item, _)| item).collect(),
-        next,
-    }
+    let next = if has_more { rows.last().map(|(_, after)| after.clone()) } else { None };
+    Page { items: rows.into_iter().map(|(item, _)| item).collect(), next }
 }
 
 /// Reads the cursor columns that `PageSpec::cursor_columns` added to a row.
 pub fn after_of(row: &sqlx::postgres::PgRow) -> Result<After, sqlx::Error> {
     use sqlx::Row as _;
-    Ok(After {
-        value: row.try_get("cursor_value")?,
-        id: row.try_get("cursor_id")?,
-    })
+    Ok(After { value: row.try_get("cursor_value")?, id: row.try_get("cursor_id")? })
 }

@@ -7,9 +7,7 @@ use time::OffsetDateTime;
 
 use super::page::{After, Page, PageSpec, after_of, finish};
 use super::{PgTx, like_pattern};
-use crate::domain::tenant::{
-    CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier,
-};
+use crate::domain::tenant::{CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier};
 use crate::store::{StoreError, StoreResult};
 
 const COLUMNS: &str = "tenant_id, name, status, tier, parent_tenant_id, default_commit_overage_policy, \
@@ -44,16 +42,13 @@ impl TryFrom<Row> for Tenant {
 
     fn try_from(r: Row) -> Result<Self, StoreError> {
         Ok(Tenant {
-            tenant_id: TenantId::parse(&r.tenant_id)
-                .map_err(|_| corrupt("tenant_id", &r.tenant_id))?,
+            tenant_id: TenantId::parse(&r.tenant_id).map_err(|_| corrupt("tenant_id", &r.tenant_id))?,
             name: r.name,
             status: TenantStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?,
             tier: Tier::parse(&r.tier).ok_or_else(|| corrupt("tier", &r.tier))?,
             parent_tenant_id: r.parent_tenant_id,
-            default_commit_overage_policy: CommitOveragePolicy::parse(
-                &r.default_commit_overage_policy,
-            )
-            .ok_or_else(|| corrupt("overage policy", &r.default_commit_overage_policy))?,
+            default_commit_overage_policy: CommitOveragePolicy::parse(&r.default_commit_overage_policy)
+                .ok_or_else(|| corrupt("overage policy", &r.default_commit_overage_policy))?,
             default_reservation_ttl_ms: r.default_reservation_ttl_ms,
             max_reservation_ttl_ms: r.max_reservation_ttl_ms,
             max_reservation_extensions: r.max_reservation_extensions,
@@ -97,19 +92,13 @@ pub async fn insert(tx: &mut PgTx, t: &Tenant) -> StoreResult<bool> {
 /// Reads a tenant and locks its row until the transaction ends.
 pub async fn get_for_update(tx: &mut PgTx, id: &str) -> StoreResult<Option<Tenant>> {
     let sql = format!("SELECT {COLUMNS} FROM tenants WHERE tenant_id = $1 FOR UPDATE");
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **tx).await?;
     row.map(Tenant::try_from).transpose()
 }
 
 pub async fn get(pool: &sqlx::PgPool, id: &str) -> StoreResult<Option<Tenant>> {
     let sql = format!("SELECT {COLUMNS} FROM tenants WHERE tenant_id = $1");
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?;
     row.map(Tenant::try_from).transpose()
 }
 
@@ -144,21 +133,14 @@ pub struct Filter {
     pub search: Option<String>,
 }
 
-pub async fn list(
-    pool: &sqlx::PgPool,
-    filter: &Filter,
-    page: &PageSpec,
-) -> StoreResult<Page<Tenant>> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {COLUMNS}, {} FROM tenants WHERE TRUE",
-        page.cursor_columns()
-    ));
+pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Tenant>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM tenants WHERE TRUE", page.cursor_columns()));
     if let Some(status) = filter.status {
         qb.push(" AND status = ").push_bind(status.as_str());
     }
     if let Some(parent) = &filter.parent_tenant_id {
-        qb.push(" AND parent_tenant_id = ")
-            .push_bind(parent.clone());
+        qb.push(" AND parent_tenant_id = ").push_bind(parent.clone());
     }
     if let Some(search) = &filter.search {
         let pattern = like_pattern(search);
@@ -174,34 +156,24 @@ pub async fn list(
         .into_iter()
         .map(|r| Ok((Row::from_row(&r)?, after_of(&r)?)))
         .collect::<Result<_, sqlx::Error>>()?;
-    let rows = rows
-        .into_iter()
-        .map(|(row, after)| Ok((Tenant::try_from(row)?, after)))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let rows =
+        rows.into_iter().map(|(row, after)| Ok((Tenant::try_from(row)?, after))).collect::<StoreResult<Vec<_>>>()?;
     Ok(finish(rows, page.limit))
 }
 
 /// Every tenant id, in id order (cross-tenant admin listings, the expiry sweeper).
 pub async fn ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id").fetch_all(pool).await?)
 }
 
 /// Ids of the tenants whose reservations may need expiring (not CLOSED: a close releases them).
 pub async fn open_ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT tenant_id FROM tenants WHERE status <> 'CLOSED' ORDER BY tenant_id",
-    )
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE status <> 'CLOSED' ORDER BY tenant_id")
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Every tenant's id and status, for re-seeding the Redis status mirror at start.
 pub async fn statuses(pool: &sqlx::PgPool) -> StoreResult<Vec<(String, String)>> {
-    Ok(sqlx::query_as("SELECT tenant_id, status FROM tenants")
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as("SELECT tenant_id, status FROM tenants").fetch_all(pool).await?)
 }

@@ -14,9 +14,7 @@ impl Keys {
         if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.len() > 64 {
             return Err("the Redis key prefix must be 1..64 characters without braces".into());
         }
-        Ok(Self {
-            prefix: prefix.to_string(),
-        })
+        Ok(Self { prefix: prefix.to_string() })
     }
 
     pub fn prefix(&self) -> &str {
@@ -72,10 +70,7 @@ impl Keys {
 
     /// Idempotency record of an operation on one reservation (`commit`, `release`, `extend`).
     pub fn idem_on(&self, tenant: &str, op: &str, reservation_id: &str, key: &str) -> String {
-        format!(
-            "{}:idem:{op}:{reservation_id}:{key}",
-            self.tenant_tag(tenant)
-        )
+        format!("{}:idem:{op}:{reservation_id}:{key}", self.tenant_tag(tenant))
     }
 }
 

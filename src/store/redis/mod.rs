@@ -82,10 +82,7 @@ impl RedisStore {
     }
 
     /// Sends several commands that touch one tenant's keys in one round trip.
-    pub async fn pipeline<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> StoreResult<T> {
+    pub async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
         Ok(match &self.conn {
             Conn::Single(c) => pipe.query_async(&mut c.clone()).await?,
             Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
