@@ -17,57 +17,22 @@ async fn every_mutation_writes_exactly_one_audit_entry_carrying_its_request_and_
             .json(&json!({"tenant_id": id, "name": "Audited"})),
     )
     .await;
-    calls.push((
-        "createTenant",
-        create.header("x-request-id").to_string(),
-        id.clone(),
-    ));
-    let upd = send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}"))
-            .json(&json!({"name": "Renamed"})),
-    )
-    .await;
-    calls.push((
-        "updateTenant",
-        upd.header("x-request-id").to_string(),
-        id.clone(),
-    ));
-    let key = send(
-        app.admin(Method::POST, "/v1/admin/api-keys")
-            .json(&json!({"tenant_id": id, "name": "k"})),
-    )
-    .await;
+    calls.push(("createTenant", create.header("x-request-id").to_string(), id.clone()));
+    let upd =
+        send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}")).json(&json!({"name": "Renamed"}))).await;
+    calls.push(("updateTenant", upd.header("x-request-id").to_string(), id.clone()));
+    let key = send(app.admin(Method::POST, "/v1/admin/api-keys").json(&json!({"tenant_id": id, "name": "k"}))).await;
     let kid = key.body["key_id"].as_str().unwrap().to_string();
-    calls.push((
-        "createApiKey",
-        key.header("x-request-id").to_string(),
-        kid.clone(),
-    ));
-    let kupd = send(
-        app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{kid}"))
-            .json(&json!({"name": "k2"})),
-    )
-    .await;
-    calls.push((
-        "updateApiKey",
-        kupd.header("x-request-id").to_string(),
-        kid.clone(),
-    ));
+    calls.push(("createApiKey", key.header("x-request-id").to_string(), kid.clone()));
+    let kupd = send(app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{kid}")).json(&json!({"name": "k2"}))).await;
+    calls.push(("updateApiKey", kupd.header("x-request-id").to_string(), kid.clone()));
     let rev = send(app.admin(Method::DELETE, &format!("/v1/admin/api-keys/{kid}"))).await;
-    calls.push((
-        "revokeApiKey",
-        rev.header("x-request-id").to_string(),
-        kid.clone(),
-    ));
+    calls.push(("revokeApiKey", rev.header("x-request-id").to_string(), kid.clone()));
     let failed = send(app.admin(Method::DELETE, &format!("/v1/admin/api-keys/{kid}"))).await;
     assert_eq!(failed.status, 409);
 
     let all = app.audit("limit=100").await;
-    assert_eq!(
-        all.len(),
-        calls.len(),
-        "one entry per successful mutation: {all:#?}"
-    );
+    assert_eq!(all.len(), calls.len(), "one entry per successful mutation: {all:#?}");
     for (operation, request_id, resource) in &calls {
         let entries = app.audit(&format!("request_id={request_id}")).await;
         assert_eq!(entries.len(), 1, "{operation}");
@@ -91,25 +56,12 @@ async fn audit_filters_combine_and_validate() {
     let id = tenant_id("filt");
     app.create_tenant(&id).await;
     app.create_key(&id, json!({})).await;
-    assert_eq!(
-        app.audit("operation=createTenant,createApiKey").await.len(),
-        2
-    );
+    assert_eq!(app.audit("operation=createTenant,createApiKey").await.len(), 2);
     assert_eq!(app.audit("status_min=201&status_max=201").await.len(), 2);
     assert_eq!(app.audit("resource_type=api_key").await.len(), 1);
-    assert_eq!(
-        app.audit("error_code=INTERNAL_ERROR").await.len(),
-        0,
-        "success entries never match error_code"
-    );
-    assert_eq!(
-        app.audit("error_code_exclude=INTERNAL_ERROR").await.len(),
-        2
-    );
-    assert_eq!(
-        app.audit("sort_by=operation&sort_dir=asc").await[0]["operation"],
-        "createApiKey"
-    );
+    assert_eq!(app.audit("error_code=INTERNAL_ERROR").await.len(), 0, "success entries never match error_code");
+    assert_eq!(app.audit("error_code_exclude=INTERNAL_ERROR").await.len(), 2);
+    assert_eq!(app.audit("sort_by=operation&sort_dir=asc").await[0]["operation"], "createApiKey");
     for (query, field) in [
         ("status=200&status_min=100", "status"),
         ("status_min=500&status_max=400", "status_min"),
@@ -123,11 +75,7 @@ async fn audit_filters_combine_and_validate() {
         assert!(msg.contains(field), "{query}: {msg}");
     }
     let many: Vec<String> = (0..26).map(|i| format!("op{i}")).collect();
-    let r = send(app.admin(
-        Method::GET,
-        &format!("/v1/admin/audit/logs?operation={}", many.join(",")),
-    ))
-    .await;
+    let r = send(app.admin(Method::GET, &format!("/v1/admin/audit/logs?operation={}", many.join(",")))).await;
     assert!(r.expect_error(400, "INVALID_REQUEST").contains("operation"));
 }
 
@@ -143,37 +91,24 @@ fn verify_cli(app: &TestApp) -> (bool, String) {
         .env("DATABASE_URL", &app.env.database_url)
         .output()
         .expect("run tollgate audit verify");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 async fn three_entries(app: &TestApp) {
     let id = tenant_id("chain");
     app.create_tenant(&id).await;
     app.create_key(&id, json!({})).await;
-    send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}"))
-            .json(&json!({"tier": "dev"})),
-    )
-    .await;
+    send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}")).json(&json!({"tier": "dev"}))).await;
 }
 
 #[tokio::test]
 async fn an_altered_audit_row_is_reported_by_verify() {
     let app = TestApp::spawn().await;
     three_entries(&app).await;
-    assert_eq!(
-        verify(&app).await,
-        json!({"valid": true, "entries_checked": 3})
-    );
+    assert_eq!(verify(&app).await, json!({"valid": true, "entries_checked": 3}));
     let (ok, out) = verify_cli(&app);
     assert!(ok && out.contains("intact: 3 entries"), "{out}");
-    sqlx::query("UPDATE audit_log SET status = 500 WHERE seq = 2")
-        .execute(&app.pg)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE audit_log SET status = 500 WHERE seq = 2").execute(&app.pg).await.unwrap();
     let report = verify(&app).await;
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 2);
@@ -185,29 +120,18 @@ async fn an_altered_audit_row_is_reported_by_verify() {
 async fn a_deleted_audit_row_is_reported_by_verify() {
     let app = TestApp::spawn().await;
     three_entries(&app).await;
-    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
-        .execute(&app.pg)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2").execute(&app.pg).await.unwrap();
     let report = verify(&app).await;
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 3);
-    assert!(
-        report["first_broken"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("missing")
-    );
+    assert!(report["first_broken"]["reason"].as_str().unwrap().contains("missing"));
 }
 
 #[tokio::test]
 async fn a_truncated_audit_tail_is_reported_by_verify() {
     let app = TestApp::spawn().await;
     three_entries(&app).await;
-    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
-        .execute(&app.pg)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3").execute(&app.pg).await.unwrap();
     let report = verify(&app).await;
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 3);

@@ -15,33 +15,15 @@ struct Case {
 }
 
 fn case(method: Method, path: &str, body: Value, field: &'static str) -> Case {
-    Case {
-        method,
-        path: path.to_string(),
-        body: Some(body),
-        raw: None,
-        field,
-    }
+    Case { method, path: path.to_string(), body: Some(body), raw: None, field }
 }
 
 fn query(path: &str, field: &'static str) -> Case {
-    Case {
-        method: Method::GET,
-        path: path.to_string(),
-        body: None,
-        raw: None,
-        field,
-    }
+    Case { method: Method::GET, path: path.to_string(), body: None, raw: None, field }
 }
 
 fn malformed(method: Method, path: &str) -> Case {
-    Case {
-        method,
-        path: path.to_string(),
-        body: None,
-        raw: Some("{not json"),
-        field: "JSON",
-    }
+    Case { method, path: path.to_string(), body: None, raw: Some("{not json"), field: "JSON" }
 }
 
 #[tokio::test]
@@ -54,46 +36,15 @@ async fn every_admin_endpoint_answers_bad_input_with_400_naming_the_field() {
     let tenant = format!("/v1/admin/tenants/{id}");
     let api_key = format!("/v1/admin/api-keys/{kid}");
     let long = "x".repeat(600);
-    let many: serde_json::Map<String, Value> =
-        (0..33).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let many: serde_json::Map<String, Value> = (0..33).map(|i| (format!("k{i}"), json!("v"))).collect();
     let cases = vec![
         malformed(Method::POST, "/v1/admin/tenants"),
-        case(
-            Method::POST,
-            "/v1/admin/tenants",
-            json!({"tenant_id": "abc", "name": "n", "colour": 1}),
-            "colour",
-        ),
-        case(
-            Method::POST,
-            "/v1/admin/tenants",
-            json!({"tenant_id": "AB", "name": "n"}),
-            "tenant_id",
-        ),
-        case(
-            Method::POST,
-            "/v1/admin/tenants",
-            json!({"name": "n"}),
-            "tenant_id",
-        ),
-        case(
-            Method::POST,
-            "/v1/admin/tenants",
-            json!({"tenant_id": "abc", "name": long}),
-            "name",
-        ),
-        case(
-            Method::POST,
-            "/v1/admin/tenants",
-            json!({"tenant_id": "abc", "name": "n", "tier": "gold"}),
-            "tier",
-        ),
-        case(
-            Method::POST,
-            "/v1/admin/tenants",
-            json!({"tenant_id": "abc", "name": "n", "metadata": many}),
-            "metadata",
-        ),
+        case(Method::POST, "/v1/admin/tenants", json!({"tenant_id": "abc", "name": "n", "colour": 1}), "colour"),
+        case(Method::POST, "/v1/admin/tenants", json!({"tenant_id": "AB", "name": "n"}), "tenant_id"),
+        case(Method::POST, "/v1/admin/tenants", json!({"name": "n"}), "tenant_id"),
+        case(Method::POST, "/v1/admin/tenants", json!({"tenant_id": "abc", "name": long}), "name"),
+        case(Method::POST, "/v1/admin/tenants", json!({"tenant_id": "abc", "name": "n", "tier": "gold"}), "tier"),
+        case(Method::POST, "/v1/admin/tenants", json!({"tenant_id": "abc", "name": "n", "metadata": many}), "metadata"),
         case(
             Method::POST,
             "/v1/admin/tenants",
@@ -119,44 +70,14 @@ async fn every_admin_endpoint_answers_bad_input_with_400_naming_the_field() {
             "reservation_expiry_policy",
         ),
         malformed(Method::PATCH, &tenant),
-        case(
-            Method::PATCH,
-            &tenant,
-            json!({"tenant_id": "other"}),
-            "tenant_id",
-        ),
-        case(
-            Method::PATCH,
-            &tenant,
-            json!({"status": "DELETED"}),
-            "status",
-        ),
-        case(
-            Method::PATCH,
-            &tenant,
-            json!({"max_reservation_ttl_ms": 86400001}),
-            "max_reservation_ttl_ms",
-        ),
+        case(Method::PATCH, &tenant, json!({"tenant_id": "other"}), "tenant_id"),
+        case(Method::PATCH, &tenant, json!({"status": "DELETED"}), "status"),
+        case(Method::PATCH, &tenant, json!({"max_reservation_ttl_ms": 86400001}), "max_reservation_ttl_ms"),
         case(Method::PATCH, &tenant, json!({"name": ""}), "name"),
-        case(
-            Method::PATCH,
-            &tenant,
-            json!({"metadata": {"k": 1}}),
-            "metadata",
-        ),
+        case(Method::PATCH, &tenant, json!({"metadata": {"k": 1}}), "metadata"),
         malformed(Method::POST, "/v1/admin/api-keys"),
-        case(
-            Method::POST,
-            "/v1/admin/api-keys",
-            json!({"tenant_id": id, "name": "k", "secret": "s"}),
-            "secret",
-        ),
-        case(
-            Method::POST,
-            "/v1/admin/api-keys",
-            json!({"tenant_id": id, "name": ""}),
-            "name",
-        ),
+        case(Method::POST, "/v1/admin/api-keys", json!({"tenant_id": id, "name": "k", "secret": "s"}), "secret"),
+        case(Method::POST, "/v1/admin/api-keys", json!({"tenant_id": id, "name": ""}), "name"),
         case(
             Method::POST,
             "/v1/admin/api-keys",
@@ -175,47 +96,19 @@ async fn every_admin_endpoint_answers_bad_input_with_400_naming_the_field() {
             json!({"tenant_id": id, "name": "k", "expires_at": "tomorrow"}),
             "expires_at",
         ),
-        case(
-            Method::POST,
-            "/v1/admin/api-keys",
-            json!({"tenant_id": id}),
-            "name",
-        ),
+        case(Method::POST, "/v1/admin/api-keys", json!({"tenant_id": id}), "name"),
         malformed(Method::PATCH, &api_key),
-        case(
-            Method::PATCH,
-            &api_key,
-            json!({"tenant_id": "other"}),
-            "tenant_id",
-        ),
+        case(Method::PATCH, &api_key, json!({"tenant_id": "other"}), "tenant_id"),
         case(Method::PATCH, &api_key, json!({"name": long}), "name"),
-        case(
-            Method::PATCH,
-            &api_key,
-            json!({"permissions": "balances:read"}),
-            "permissions",
-        ),
+        case(Method::PATCH, &api_key, json!({"permissions": "balances:read"}), "permissions"),
         malformed(Method::POST, "/v1/auth/validate"),
-        case(
-            Method::POST,
-            "/v1/auth/validate",
-            json!({"key": "x"}),
-            "key",
-        ),
-        case(
-            Method::POST,
-            "/v1/auth/validate",
-            json!({"key_secret": 123}),
-            "key_secret",
-        ),
+        case(Method::POST, "/v1/auth/validate", json!({"key": "x"}), "key"),
+        case(Method::POST, "/v1/auth/validate", json!({"key_secret": 123}), "key_secret"),
         query("/v1/admin/tenants?limit=0", "limit"),
         query("/v1/admin/tenants?limit=abc", "limit"),
         query("/v1/admin/tenants?status=GONE", "status"),
         query("/v1/admin/tenants?sort_dir=up", "sort_dir"),
-        query(
-            &format!("/v1/admin/tenants?search={}", "s".repeat(129)),
-            "search",
-        ),
+        query(&format!("/v1/admin/tenants?search={}", "s".repeat(129)), "search"),
         query("/v1/admin/tenants?cursor=%%%", "cursor"),
         query("/v1/admin/api-keys?limit=101", "limit"),
         query("/v1/admin/api-keys?status=NEW", "status"),
@@ -238,13 +131,7 @@ async fn every_admin_endpoint_answers_bad_input_with_400_naming_the_field() {
         }
         let r = send(rb).await;
         let msg = r.expect_error(400, "INVALID_REQUEST");
-        assert!(
-            msg.contains(c.field),
-            "{} {}: message {msg:?} does not name {}",
-            c.method,
-            c.path,
-            c.field
-        );
+        assert!(msg.contains(c.field), "{} {}: message {msg:?} does not name {}", c.method, c.path, c.field);
     }
 }
 
@@ -259,24 +146,10 @@ async fn a_body_without_a_json_content_type_or_too_large_is_400() {
         (Method::POST, "/v1/admin/api-keys".to_string()),
         (Method::POST, "/v1/auth/validate".to_string()),
     ] {
-        let r = send(
-            app.admin(method.clone(), &path)
-                .header("content-type", "text/plain")
-                .body("{}"),
-        )
-        .await;
-        assert!(
-            r.expect_error(400, "INVALID_REQUEST")
-                .contains("Content-Type"),
-            "{method} {path}"
-        );
+        let r = send(app.admin(method.clone(), &path).header("content-type", "text/plain").body("{}")).await;
+        assert!(r.expect_error(400, "INVALID_REQUEST").contains("Content-Type"), "{method} {path}");
         let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
-        let r = send(
-            app.admin(method.clone(), &path)
-                .header("content-type", "application/json")
-                .body(big),
-        )
-        .await;
+        let r = send(app.admin(method.clone(), &path).header("content-type", "application/json").body(big)).await;
         r.expect_error(400, "INVALID_REQUEST");
     }
 }
@@ -293,10 +166,6 @@ async fn unknown_routes_and_wrong_methods_answer_json_on_both_planes() {
     let r = send(app.admin(Method::GET, "/v1/admin/tenants/%FF%FE")).await;
     assert!(r.status.is_client_error(), "{}", r.text);
     assert!(r.body["error"].is_string());
-    let r = send(app.admin(
-        Method::GET,
-        &format!("/v1/admin/tenants/{}", "z".repeat(5000)),
-    ))
-    .await;
+    let r = send(app.admin(Method::GET, &format!("/v1/admin/tenants/{}", "z".repeat(5000)))).await;
     r.expect_error(404, "TENANT_NOT_FOUND");
 }

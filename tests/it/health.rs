@@ -15,10 +15,7 @@ async fn livez_and_readyz_answer_200_when_both_stores_are_up() {
     assert_eq!(live.status, 200);
     let ready = send(app.client.get(app.admin_url("/readyz"))).await;
     assert_eq!(ready.status, 200);
-    assert_eq!(
-        ready.body,
-        json!({"status": "ready", "checks": {"redis": "ok", "postgres": "ok"}})
-    );
+    assert_eq!(ready.body, json!({"status": "ready", "checks": {"redis": "ok", "postgres": "ok"}}));
 }
 
 /// A Redis of the test's own on a free loopback port, stopped when dropped.
@@ -29,22 +26,9 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -67,20 +51,13 @@ async fn readyz_is_503_and_mutations_are_503_with_retry_after_when_redis_is_down
     let mut redis = PrivateRedis::start().await;
     let port = redis.port;
     let app = TestApp::spawn_with(|c| c.redis_url = format!("redis://127.0.0.1:{port}")).await;
-    assert_eq!(
-        send(app.client.get(app.admin_url("/readyz"))).await.status,
-        200
-    );
+    assert_eq!(send(app.client.get(app.admin_url("/readyz"))).await.status, 200);
     redis.child.kill().await.unwrap();
     let ready = send(app.client.get(app.admin_url("/readyz"))).await;
     assert_eq!(ready.status, 503);
     assert_ne!(ready.body["checks"]["redis"], "ok");
     assert_eq!(ready.body["checks"]["postgres"], "ok");
-    let r = send(
-        app.admin(Method::POST, "/v1/admin/tenants")
-            .json(&json!({"tenant_id": "down-1", "name": "n"})),
-    )
-    .await;
+    let r = send(app.admin(Method::POST, "/v1/admin/tenants").json(&json!({"tenant_id": "down-1", "name": "n"}))).await;
     r.expect_error(503, "INTERNAL_ERROR");
     assert_eq!(r.header("retry-after"), "1");
 }
@@ -100,23 +77,10 @@ async fn every_response_carries_request_and_trace_ids_and_honours_traceparent() 
         assert!(!r.header("x-request-id").is_empty());
     }
     let cycles = "11111111111111111111111111111111";
-    let r = send(
-        app.client
-            .get(app.admin_url("/livez"))
-            .header("x-cycles-trace-id", cycles),
-    )
-    .await;
+    let r = send(app.client.get(app.admin_url("/livez")).header("x-cycles-trace-id", cycles)).await;
     assert_eq!(r.header("x-cycles-trace-id"), cycles);
-    let r = send(
-        app.client
-            .get(app.admin_url("/livez"))
-            .header("traceparent", "garbage"),
-    )
-    .await;
-    assert_eq!(
-        r.status, 200,
-        "a malformed traceparent is ignored, not rejected"
-    );
+    let r = send(app.client.get(app.admin_url("/livez")).header("traceparent", "garbage")).await;
+    assert_eq!(r.status, 200, "a malformed traceparent is ignored, not rejected");
     assert_eq!(r.header("x-cycles-trace-id").len(), 32);
 }
 
@@ -130,9 +94,7 @@ async fn the_admin_plane_refuses_to_start_without_an_admin_key() {
     let mut runtime_only = env.config();
     runtime_only.admin_api_key = None;
     runtime_only.plane = tollgate::config::Plane::Runtime;
-    let instance = Instance::start(runtime_only)
-        .await
-        .expect("the runtime plane alone needs no admin key");
+    let instance = Instance::start(runtime_only).await.expect("the runtime plane alone needs no admin key");
     assert!(instance.admin.is_none());
     instance.stop().await.unwrap();
 }
@@ -140,11 +102,8 @@ async fn the_admin_plane_refuses_to_start_without_an_admin_key() {
 #[tokio::test]
 async fn several_instances_starting_at_once_migrate_the_database_once() {
     let env = Env::new().await;
-    let (a, b, c) = tokio::join!(
-        Instance::start(env.config()),
-        Instance::start(env.config()),
-        Instance::start(env.config())
-    );
+    let (a, b, c) =
+        tokio::join!(Instance::start(env.config()), Instance::start(env.config()), Instance::start(env.config()));
     for i in [a, b, c] {
         i.expect("instance starts").stop().await.unwrap();
     }
@@ -156,8 +115,5 @@ async fn stopping_finishes_cleanly_and_closes_the_listeners() {
     let instance = Instance::start(env.config()).await.unwrap();
     let admin = instance.admin.unwrap();
     instance.stop().await.expect("stops cleanly");
-    assert!(
-        tokio::net::TcpStream::connect(admin).await.is_err(),
-        "no longer accepting"
-    );
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err(), "no longer accepting");
 }

@@ -29,9 +29,7 @@ pub fn redis_url() -> String {
 
 /// `url` with its database name replaced.
 pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let cut = base.rfind('/').unwrap_or(base.len());
     let mut out = format!("{}/{db}", &base[..cut]);
     if let Some(q) = query {
@@ -53,9 +51,7 @@ impl Env {
     pub async fn new() -> Env {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("tollgate_test_{id}");
-        let admin = PgPool::connect(&pg_admin_url())
-            .await
-            .expect("connect to the test Postgres");
+        let admin = PgPool::connect(&pg_admin_url()).await.expect("connect to the test Postgres");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
             .execute(&admin)
             .await
@@ -80,28 +76,18 @@ impl Env {
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
             log_format: LogFormat::Pretty,
-            store: StoreConfig {
-                database_url: self.database_url.clone(),
-                pg_max_connections: 5,
-            },
+            store: StoreConfig { database_url: self.database_url.clone(), pg_max_connections: 5 },
         }
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let (db, prefix, redis) = (
-            self.db_name.clone(),
-            self.redis_prefix.clone(),
-            self.redis_url.clone(),
-        );
+        let (db, prefix, redis) = (self.db_name.clone(), self.redis_prefix.clone(), self.redis_url.clone());
         // Drop runs inside the test's runtime (and during a panic): clean up on a thread of
         // its own with its own runtime.
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 if let Ok(admin) = PgPool::connect(&pg_admin_url()).await {
                     let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
@@ -159,12 +145,7 @@ impl Instance {
         let app = Application::build(config).await?;
         let (runtime, admin, stop) = (app.runtime_addr(), app.admin_addr(), app.shutdown_token());
         let task = tokio::spawn(app.run_until_stopped());
-        Ok(Instance {
-            runtime,
-            admin,
-            stop,
-            task: Some(task),
-        })
+        Ok(Instance { runtime, admin, stop, task: Some(task) })
     }
 
     /// Stops the instance as SIGTERM would and waits until it has.
@@ -202,33 +183,15 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     /// Asserts the spec's error body and returns its message.
     pub fn expect_error(&self, status: u16, code: &str) -> &str {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text
-        );
-        assert_eq!(
-            self.body["error"], code,
-            "unexpected error code; body: {}",
-            self.text
-        );
-        assert_eq!(
-            self.body["request_id"].as_str(),
-            Some(self.header("x-request-id"))
-        );
-        assert_eq!(
-            self.body["trace_id"].as_str(),
-            Some(self.header("x-cycles-trace-id"))
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(self.body["error"], code, "unexpected error code; body: {}", self.text);
+        assert_eq!(self.body["request_id"].as_str(), Some(self.header("x-request-id")));
+        assert_eq!(self.body["trace_id"].as_str(), Some(self.header("x-cycles-trace-id")));
         self.body["message"].as_str().expect("message")
     }
 }
@@ -239,12 +202,7 @@ pub async fn send(rb: RequestBuilder) -> Reply {
     let headers = resp.headers().clone();
     let text = resp.text().await.expect("body read");
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-        text,
-    }
+    Reply { status, headers, body, text }
 }
 
 impl TestApp {
@@ -257,26 +215,14 @@ impl TestApp {
         let mut config = env.config();
         adjust(&mut config);
         let instance = Instance::start(config).await.expect("application starts");
-        let pg = PgPool::connect(&env.database_url)
-            .await
-            .expect("connect to the test database");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        TestApp {
-            instance,
-            client,
-            pg,
-            env,
-        }
+        let pg = PgPool::connect(&env.database_url).await.expect("connect to the test database");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        TestApp { instance, client, pg, env }
     }
 
     /// Another instance sharing this one's database and Redis prefix.
     pub async fn another_instance(&self) -> Instance {
-        Instance::start(self.env.config())
-            .await
-            .expect("second instance starts")
+        Instance::start(self.env.config()).await.expect("second instance starts")
     }
 
     pub fn admin_url(&self, path: &str) -> String {
@@ -284,26 +230,18 @@ impl TestApp {
     }
 
     pub fn runtime_url(&self, path: &str) -> String {
-        format!(
-            "http://{}{path}",
-            self.instance.runtime.expect("runtime plane")
-        )
+        format!("http://{}{path}", self.instance.runtime.expect("runtime plane"))
     }
 
     /// A request to the admin plane carrying the admin key.
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, self.admin_url(path))
-            .header("x-admin-api-key", ADMIN_KEY)
+        self.client.request(method, self.admin_url(path)).header("x-admin-api-key", ADMIN_KEY)
     }
 
     pub async fn create_tenant(&self, id: &str) -> Value {
-        let r = send(
-            self.admin(Method::POST, "/v1/admin/tenants")
-                .json(&serde_json::json!({
-                    "tenant_id": id, "name": format!("Tenant {id}")
-                })),
-        )
+        let r = send(self.admin(Method::POST, "/v1/admin/tenants").json(&serde_json::json!({
+            "tenant_id": id, "name": format!("Tenant {id}")
+        })))
         .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body
@@ -321,12 +259,7 @@ impl TestApp {
     }
 
     pub async fn introspect(&self, secret: &str) -> Reply {
-        send(
-            self.client
-                .get(self.admin_url("/v1/auth/introspect"))
-                .header("x-cycles-api-key", secret),
-        )
-        .await
+        send(self.client.get(self.admin_url("/v1/auth/introspect")).header("x-cycles-api-key", secret)).await
     }
 
     pub async fn audit(&self, query: &str) -> Vec<Value> {
@@ -356,8 +289,5 @@ where
 
 /// A tenant id unique to this run.
 pub fn tenant_id(label: &str) -> String {
-    format!(
-        "{label}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
+    format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }

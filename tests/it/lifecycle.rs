@@ -6,11 +6,7 @@ use serde_json::json;
 use crate::helpers::{TestApp, send, tenant_id};
 
 async fn set_status(app: &TestApp, id: &str, status: &str) -> crate::helpers::Reply {
-    send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}"))
-            .json(&json!({ "status": status })),
-    )
-    .await
+    send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}")).json(&json!({ "status": status }))).await
 }
 
 #[tokio::test]
@@ -52,10 +48,7 @@ async fn a_closed_tenant_cannot_be_reactivated_or_suspended() {
         assert!(msg.contains("status"), "{msg}");
     }
     let got = send(app.admin(Method::GET, &format!("/v1/admin/tenants/{id}"))).await;
-    assert_eq!(
-        got.body["status"], "CLOSED",
-        "reads stay available and the tenant stays closed"
-    );
+    assert_eq!(got.body["status"], "CLOSED", "reads stay available and the tenant stays closed");
 }
 
 #[tokio::test]
@@ -65,12 +58,7 @@ async fn closing_a_tenant_revokes_its_keys_and_audits_each_one_under_one_correla
     app.create_tenant(&id).await;
     let k1 = app.create_key(&id, json!({})).await;
     let k2 = app.create_key(&id, json!({})).await;
-    assert_eq!(
-        app.introspect(k1["key_secret"].as_str().unwrap())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.introspect(k1["key_secret"].as_str().unwrap()).await.status, 200);
     set_status(&app, &id, "CLOSED").await;
     for k in [&k1, &k2] {
         let r = app.introspect(k["key_secret"].as_str().unwrap()).await;
@@ -81,25 +69,13 @@ async fn closing_a_tenant_revokes_its_keys_and_audits_each_one_under_one_correla
         assert_eq!(k["status"], "REVOKED");
         assert_eq!(k["revoked_reason"], "tenant_closed");
     }
-    let cascade = app
-        .audit(&format!("tenant_id={id}&operation=tenant_close_cascade"))
-        .await;
+    let cascade = app.audit(&format!("tenant_id={id}&operation=tenant_close_cascade")).await;
     assert_eq!(cascade.len(), 2);
-    let close = app
-        .audit(&format!("tenant_id={id}&operation=updateTenant"))
-        .await;
+    let close = app.audit(&format!("tenant_id={id}&operation=updateTenant")).await;
     assert_eq!(close.len(), 1);
     let correlation = &close[0]["metadata"]["correlation_id"];
-    assert!(
-        cascade
-            .iter()
-            .all(|e| &e["metadata"]["correlation_id"] == correlation)
-    );
-    assert!(
-        cascade
-            .iter()
-            .all(|e| e["metadata"]["event_kind"] == "api_key.revoked_via_tenant_cascade")
-    );
+    assert!(cascade.iter().all(|e| &e["metadata"]["correlation_id"] == correlation));
+    assert!(cascade.iter().all(|e| e["metadata"]["event_kind"] == "api_key.revoked_via_tenant_cascade"));
 }
 
 #[tokio::test]
@@ -112,10 +88,7 @@ async fn closing_a_closed_tenant_again_is_a_no_op_without_duplicate_audit_entrie
     let before = app.audit(&format!("tenant_id={id}&limit=100")).await.len();
     let again = set_status(&app, &id, "CLOSED").await;
     assert_eq!(again.status, 200, "{}", again.text);
-    assert_eq!(
-        app.audit(&format!("tenant_id={id}&limit=100")).await.len(),
-        before
-    );
+    assert_eq!(app.audit(&format!("tenant_id={id}&limit=100")).await.len(), before);
 }
 
 #[tokio::test]
@@ -125,24 +98,12 @@ async fn a_closed_tenant_refuses_other_changes_and_new_keys_with_409_tenant_clos
     app.create_tenant(&id).await;
     let key = app.create_key(&id, json!({})).await;
     set_status(&app, &id, "CLOSED").await;
-    let r = send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}"))
-            .json(&json!({"name": "x"})),
-    )
-    .await;
+    let r = send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}")).json(&json!({"name": "x"}))).await;
     r.expect_error(409, "TENANT_CLOSED");
-    let r = send(
-        app.admin(Method::POST, "/v1/admin/api-keys")
-            .json(&json!({"tenant_id": id, "name": "n"})),
-    )
-    .await;
+    let r = send(app.admin(Method::POST, "/v1/admin/api-keys").json(&json!({"tenant_id": id, "name": "n"}))).await;
     r.expect_error(409, "TENANT_CLOSED");
     let kid = key["key_id"].as_str().unwrap();
-    let r = send(
-        app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{kid}"))
-            .json(&json!({"name": "n"})),
-    )
-    .await;
+    let r = send(app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{kid}")).json(&json!({"name": "n"}))).await;
     r.expect_error(409, "TENANT_CLOSED");
 }
 
@@ -155,11 +116,6 @@ async fn closing_flips_the_redis_mirror_to_closed() {
     let client = redis::Client::open(app.env.redis_url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}:{{t:{id}}}:tenant", app.env.redis_prefix);
-    let status: String = redis::cmd("HGET")
-        .arg(&key)
-        .arg("status")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let status: String = redis::cmd("HGET").arg(&key).arg("status").query_async(&mut conn).await.unwrap();
     assert_eq!(status, "CLOSED");
 }

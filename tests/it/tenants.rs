@@ -41,11 +41,7 @@ async fn creating_a_tenant_id_that_exists_with_another_name_is_409_duplicate_res
     let app = TestApp::spawn().await;
     let id = tenant_id("dup");
     app.create_tenant(&id).await;
-    let r = send(
-        app.admin(Method::POST, "/v1/admin/tenants")
-            .json(&json!({"tenant_id": id, "name": "Other"})),
-    )
-    .await;
+    let r = send(app.admin(Method::POST, "/v1/admin/tenants").json(&json!({"tenant_id": id, "name": "Other"}))).await;
     r.expect_error(409, "DUPLICATE_RESOURCE");
 }
 
@@ -61,14 +57,11 @@ async fn patching_a_tenant_changes_only_the_given_fields() {
     let app = TestApp::spawn().await;
     let id = tenant_id("patch");
     app.create_tenant(&id).await;
-    let r = send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}"))
-            .json(&json!({
-                "name": "Renamed", "tier": "enterprise", "metadata": {"team": "core"},
-                "default_reservation_ttl_ms": 30000, "max_reservation_extensions": 3,
-                "default_commit_overage_policy": "REJECT"
-            })),
-    )
+    let r = send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}")).json(&json!({
+        "name": "Renamed", "tier": "enterprise", "metadata": {"team": "core"},
+        "default_reservation_ttl_ms": 30000, "max_reservation_extensions": 3,
+        "default_commit_overage_policy": "REJECT"
+    })))
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["name"], "Renamed");
@@ -98,17 +91,12 @@ async fn a_default_ttl_above_the_max_ttl_is_refused_naming_the_field() {
 #[tokio::test]
 async fn listing_tenants_filters_by_status_and_pages_with_a_cursor() {
     let app = TestApp::spawn().await;
-    let mut ids: Vec<String> = (0..5)
-        .map(|i| format!("page-{i}-{}", tenant_id("t")))
-        .collect();
+    let mut ids: Vec<String> = (0..5).map(|i| format!("page-{i}-{}", tenant_id("t"))).collect();
     for id in &ids {
         app.create_tenant(id).await;
     }
-    send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", ids[4]))
-            .json(&json!({"status": "SUSPENDED"})),
-    )
-    .await;
+    send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{}", ids[4])).json(&json!({"status": "SUSPENDED"})))
+        .await;
     ids.sort();
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -136,18 +124,8 @@ async fn listing_tenants_filters_by_status_and_pages_with_a_cursor() {
     assert_eq!(seen, ids, "every tenant once, in order");
     let suspended = send(app.admin(Method::GET, "/v1/admin/tenants?status=SUSPENDED")).await;
     assert_eq!(suspended.body["tenants"].as_array().unwrap().len(), 1);
-    let searched = send(app.admin(
-        Method::GET,
-        &format!("/v1/admin/tenants?search={}", &ids[2][..8]),
-    ))
-    .await;
-    assert!(
-        searched.body["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["tenant_id"] == ids[2].as_str())
-    );
+    let searched = send(app.admin(Method::GET, &format!("/v1/admin/tenants?search={}", &ids[2][..8]))).await;
+    assert!(searched.body["tenants"].as_array().unwrap().iter().any(|t| t["tenant_id"] == ids[2].as_str()));
 }
 
 #[tokio::test]
@@ -158,11 +136,7 @@ async fn a_cursor_from_another_sort_is_refused() {
     }
     let first = send(app.admin(Method::GET, "/v1/admin/tenants?sort_by=name&limit=1")).await;
     let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
-    let r = send(app.admin(
-        Method::GET,
-        &format!("/v1/admin/tenants?sort_by=tenant_id&limit=1&cursor={cursor}"),
-    ))
-    .await;
+    let r = send(app.admin(Method::GET, &format!("/v1/admin/tenants?sort_by=tenant_id&limit=1&cursor={cursor}"))).await;
     let msg = r.expect_error(400, "INVALID_REQUEST");
     assert!(msg.contains("cursor"), "{msg}");
 }
@@ -172,26 +146,12 @@ async fn the_tenant_status_and_settings_are_mirrored_into_redis() {
     let app = TestApp::spawn().await;
     let id = tenant_id("mirror");
     app.create_tenant(&id).await;
-    send(
-        app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}"))
-            .json(&json!({"status": "SUSPENDED"})),
-    )
-    .await;
+    send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{id}")).json(&json!({"status": "SUSPENDED"}))).await;
     let client = redis::Client::open(app.env.redis_url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}:{{t:{id}}}:tenant", app.env.redis_prefix);
-    let status: String = redis::cmd("HGET")
-        .arg(&key)
-        .arg("status")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let status: String = redis::cmd("HGET").arg(&key).arg("status").query_async(&mut conn).await.unwrap();
     assert_eq!(status, "SUSPENDED");
-    let ttl: i64 = redis::cmd("HGET")
-        .arg(&key)
-        .arg("default_reservation_ttl_ms")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl: i64 = redis::cmd("HGET").arg(&key).arg("default_reservation_ttl_ms").query_async(&mut conn).await.unwrap();
     assert_eq!(ttl, 60000);
 }
