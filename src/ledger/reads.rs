@@ -216,15 +216,18 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The tenant's budgets as `(scope, unit)`, in lexical order of `scope|unit`.
+    /// The tenant's budgets as `(scope, unit)`, ordered by scope then unit.
     pub async fn budget_members(&self, tenant: &str) -> ApiResult<Vec<(String, Unit)>> {
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(self.keys().budget_index(tenant)).arg(0).arg(BUDGETS_SCAN_MAX - 1);
         let members: Vec<String> = self.redis.query(&cmd).await?;
-        Ok(members
+        let mut out: Vec<(String, Unit)> = members
             .iter()
             .filter_map(|m| m.split_once('|').and_then(|(s, u)| Unit::parse(u).map(|u| (s.to_string(), u))))
-            .collect())
+            .collect();
+        // Parents before children: sort by scope, then unit (the index orders `scope|unit`).
+        out.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+        Ok(out)
     }
 
     pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> ApiResult<Vec<BudgetDoc>> {

@@ -71,7 +71,10 @@ pub async fn list(
         .cursor
         .as_deref()
         .filter(|s| !s.is_empty())
-        .map(|c| hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok()));
+        .map(|c| {
+            let text = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
+            text.and_then(|t| t.rsplit_once('|').map(|(s, u)| (s.to_string(), u.to_string())))
+        });
     let after = match after {
         Some(None) => {
             return Err(ApiError::invalid_field("cursor", "is not a cursor this server issued"));
@@ -85,8 +88,7 @@ pub async fn list(
         .await?
         .into_iter()
         .filter(|(scope, unit)| {
-            let member = format!("{scope}|{}", unit.as_str());
-            after.as_ref().is_none_or(|a| member > *a)
+            after.as_ref().is_none_or(|(s, u)| (scope.as_str(), unit.as_str()) > (s.as_str(), u.as_str()))
                 && wanted.iter().all(|w| scope.split('/').any(|seg| seg == w))
                 && filter_allows(&caller.key.scope_filter, scope)
         })
