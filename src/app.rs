@@ -64,8 +64,15 @@ impl Application {
         scripts.load(&redis).await.context("loading the ledger scripts into Redis")?;
         let ledger = Ledger::new(redis.clone(), scripts);
         let hasher = key_hasher(&config, &pg).await?;
-        let catalogue = Catalogue { pg: pg.clone(), redis, hasher: hasher.clone(), ledger: ledger.clone() };
-        let auth = Arc::new(Authenticator::new(admin_key, hasher, KeyCache::new(pg.clone())));
+        let key_cache = Arc::new(KeyCache::new(pg.clone()));
+        let catalogue = Catalogue {
+            pg: pg.clone(),
+            redis,
+            hasher: hasher.clone(),
+            ledger: ledger.clone(),
+            key_cache: key_cache.clone(),
+        };
+        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache));
         let state = AppState { catalogue, ledger, auth };
         if config.plane.admin() {
             let mirrored = state.catalogue.reseed_mirror().await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -231,7 +231,8 @@ pub async fn create(
     );
     let ledger = state.ledger.clone();
     let id = ledger_id.clone();
-    let doc = state.catalogue.audited(entry, async move { ledger.create_budget(&new, &id, &corr).await }).await?;
+    let doc =
+        state.catalogue.audited(entry, async move { ledger.create_budget(&new, &id, &corr).await }, |_| true).await?;
     Ok((StatusCode::CREATED, Json(doc.into())))
 }
 
@@ -309,7 +310,7 @@ pub async fn update(
     let policy = req.commit_overage_policy;
     let doc = state
         .catalogue
-        .audited(entry, async move { ledger.update_budget(&t, &s, unit, limit, policy, &corr).await })
+        .audited(entry, async move { ledger.update_budget(&t, &s, unit, limit, policy, &corr).await }, |_| true)
         .await?;
     Ok(Json(doc.into()))
 }
@@ -345,7 +346,7 @@ async fn set_status(
     let (t, s) = (tenant.clone(), scope.clone());
     let doc = state
         .catalogue
-        .audited(entry, async move { ledger.set_budget_status(&t, &s, unit, freeze, &reason, &corr).await })
+        .audited(entry, async move { ledger.set_budget_status(&t, &s, unit, freeze, &reason, &corr).await }, |_| true)
         .await?;
     Ok(Json(doc.into()))
 }
@@ -469,10 +470,14 @@ pub async fn fund(
     let (t, s, key) = (r.tenant.clone(), scope.clone(), req.idempotency_key.clone());
     let outcome = state
         .catalogue
-        .audited(entry, async move {
-            let idem = key.as_deref().map(|k| (k, hash.as_str()));
-            ledger.fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr).await
-        })
+        .audited(
+            entry,
+            async move {
+                let idem = key.as_deref().map(|k| (k, hash.as_str()));
+                ledger.fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr).await
+            },
+            |o| !o.replay,
+        )
         .await?;
     let a = |v: i64| amount(unit, v);
     let signed = |v: i64| SignedAmount { unit, amount: v };
@@ -486,7 +491,7 @@ pub async fn fund(
         new_debt: a(outcome.new.debt),
         previous_spent: a(outcome.previous.spent),
         new_spent: a(outcome.new.spent),
-        timestamp: rfc3339_ms(outcome.now_ms),
+        timestamp: rfc3339_ms(outcome.applied_at_ms),
     }))
 }
 

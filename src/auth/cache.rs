@@ -127,6 +127,22 @@ impl KeyCache {
         self.entries.retain(|_, e| e.info.as_ref().is_none_or(|i| i.tenant_id.as_str() != tenant));
     }
 
+    /// Applies an auth-channel announcement (`key:<digest hex>` or `tenant:<id>`); anything
+    /// unrecognised clears everything, the safe choice.
+    pub fn apply(&self, payload: &str) {
+        match payload.split_once(':') {
+            Some(("key", digest_hex)) => {
+                let mut digest = [0_u8; 32];
+                match hex::decode_to_slice(digest_hex, &mut digest) {
+                    Ok(()) => self.evict_key(&digest),
+                    Err(_) => self.clear(),
+                }
+            }
+            Some(("tenant", tenant)) => self.evict_tenant(tenant),
+            _ => self.clear(),
+        }
+    }
+
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.clear();

@@ -27,7 +27,7 @@ pub struct Authenticator {
     /// `None` on a runtime-only instance started without an admin key.
     admin_key: Option<AdminKey>,
     hasher: KeyHasher,
-    cache: KeyCache,
+    cache: Arc<KeyCache>,
 }
 
 /// A request made with a tenant API key that is valid now.
@@ -62,7 +62,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Authenticator {
-    pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: KeyCache) -> Self {
+    pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: Arc<KeyCache>) -> Self {
         Self { admin_key, hasher, cache }
     }
 

@@ -135,8 +135,7 @@ impl Catalogue {
         let tenant = key.tenant_id.as_str();
         let entry = actor.entry("updateApiKey", tenant, ("api_key", key_id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
-        pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(&digest))).await?;
-        pg::commit(tx).await?;
+        self.commit_announcing(tx, &[format!("key:{}", hex::encode(&digest))]).await?;
         Ok(key)
     }
 
@@ -155,8 +154,7 @@ impl Catalogue {
         let tenant = key.tenant_id.as_str();
         let entry = actor.entry("revokeApiKey", tenant, ("api_key", key_id), 200, json!({ "reason": reason }));
         audit::append(&mut tx, &entry).await?;
-        pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(&digest))).await?;
-        pg::commit(tx).await?;
+        self.commit_announcing(tx, &[format!("key:{}", hex::encode(&digest))]).await?;
         Ok(key)
     }
 

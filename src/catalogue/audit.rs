@@ -53,17 +53,21 @@ impl Actor {
 
 impl super::Catalogue {
     /// Runs a ledger mutation with its audit entry: the entry is appended in an open
-    /// transaction that commits only if the mutation succeeded. (A crash between the ledger
-    /// write and the commit loses the entry; the mutation itself stays all-or-nothing.)
+    /// transaction that commits only if the mutation changed something (`changed` says so;
+    /// an idempotent replay did not). A crash between the ledger write and the commit loses
+    /// the entry; the mutation itself stays all-or-nothing.
     pub async fn audited<T>(
         &self,
         entry: crate::domain::audit::AuditEntry,
         mutation: impl std::future::Future<Output = crate::error::ApiResult<T>>,
+        changed: impl FnOnce(&T) -> bool,
     ) -> crate::error::ApiResult<T> {
         let mut tx = self.pg.begin().await?;
         crate::store::pg::audit::append(&mut tx, &entry).await?;
         let out = mutation.await?;
-        crate::store::pg::commit(tx).await?;
+        if changed(&out) {
+            crate::store::pg::commit(tx).await?;
+        }
         Ok(out)
     }
 }

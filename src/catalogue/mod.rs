@@ -6,6 +6,9 @@ pub mod api_keys;
 pub mod audit;
 pub mod tenants;
 
+use std::sync::Arc;
+
+use crate::auth::cache::KeyCache;
 use crate::auth::secret::KeyHasher;
 use crate::ledger::Ledger;
 use crate::store::pg::PgStore;
@@ -18,6 +21,29 @@ pub struct Catalogue {
     pub hasher: KeyHasher,
     /// The tenant close cascade releases reservations and closes budgets in the ledger.
     pub ledger: Ledger,
+    /// This instance's key cache: auth changes evict here at commit, before the response,
+    /// and on every other instance through the Postgres NOTIFY they send.
+    pub key_cache: Arc<KeyCache>,
+}
+
+impl Catalogue {
+    /// Commits `tx` with auth-change announcements (`key:<digest hex>`, `tenant:<id>`): sent
+    /// with NOTIFY inside the transaction (delivered to every instance at commit) and
+    /// applied to this instance's cache right after the commit.
+    pub async fn commit_announcing(
+        &self,
+        mut tx: crate::store::pg::PgTx,
+        payloads: &[String],
+    ) -> crate::error::ApiResult<()> {
+        for p in payloads {
+            crate::store::pg::notify_auth(&mut tx, p).await?;
+        }
+        crate::store::pg::commit(tx).await?;
+        for p in payloads {
+            self.key_cache.apply(p);
+        }
+        Ok(())
+    }
 }
 
 /// Now, truncated to the microsecond precision Postgres stores, so what a response shows

@@ -121,10 +121,8 @@ impl Catalogue {
         }
         let entry = actor.entry("updateTenant", id, ("tenant", id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
-        if updated.status != current.status {
-            pg::notify_auth(&mut tx, &format!("tenant:{id}")).await?;
-        }
-        pg::commit(tx).await?;
+        let announce = if updated.status != current.status { vec![format!("tenant:{id}")] } else { Vec::new() };
+        self.commit_announcing(tx, &announce).await?;
         self.redis.mirror_tenant(&updated).await?;
         Ok(updated)
     }
@@ -153,6 +151,7 @@ impl Catalogue {
             audit::append(&mut tx, &entry).await?;
         }
         let revoked = api_keys::revoke_all_of_tenant(&mut tx, id, at, "tenant_closed").await?;
+        let mut announce = Vec::with_capacity(revoked.len() + 1);
         for (key_id, digest) in &revoked {
             let entry = actor.entry(
                 "tenant_close_cascade",
@@ -166,10 +165,10 @@ impl Catalogue {
                 }),
             );
             audit::append(&mut tx, &entry).await?;
-            pg::notify_auth(&mut tx, &format!("key:{}", hex::encode(digest))).await?;
+            announce.push(format!("key:{}", hex::encode(digest)));
         }
-        pg::notify_auth(&mut tx, &format!("tenant:{id}")).await?;
-        pg::commit(tx).await?;
+        announce.push(format!("tenant:{id}"));
+        self.commit_announcing(tx, &announce).await?;
         Ok(closed)
     }
 

@@ -58,7 +58,9 @@ pub struct FundOutcome {
     pub operation: String,
     pub previous: FundState,
     pub new: FundState,
-    pub now_ms: i64,
+    /// When the operation was applied (the original time on a replay).
+    pub applied_at_ms: i64,
+    pub replay: bool,
 }
 
 fn fund_state(v: Option<&Value>) -> ApiResult<FundState> {
@@ -184,7 +186,8 @@ impl Ledger {
             operation: reply.str("operation")?.to_string(),
             previous: fund_state(reply.body.get("previous"))?,
             new: fund_state(reply.body.get("new"))?,
-            now_ms: reply.now_ms,
+            applied_at_ms: reply.int("ts")?,
+            replay: reply.replay,
         })
     }
 }

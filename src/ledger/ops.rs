@@ -69,6 +69,7 @@ pub struct CommitOutcome {
 
 #[derive(Debug, Clone)]
 pub struct ReleaseOutcome {
+    pub replay: bool,
     pub unit: Unit,
     pub released: i64,
     pub balances: Vec<Balance>,
@@ -221,7 +222,12 @@ impl Ledger {
         ];
         let reply = self.run("release", &self.scripts.release, keys, args).await?;
         let unit = unit_of(&reply)?;
-        Ok(ReleaseOutcome { unit, released: reply.int("released")?, balances: reply.balances(unit)? })
+        Ok(ReleaseOutcome {
+            replay: reply.replay,
+            unit,
+            released: reply.int("released")?,
+            balances: reply.balances(unit)?,
+        })
     }
 
     pub async fn extend(

@@ -67,14 +67,10 @@ pub async fn list(
             .filter(|n| (1..=LIMIT_MAX).contains(n))
             .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
     };
-    let after = q
-        .cursor
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|c| {
-            let text = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
-            text.and_then(|t| t.rsplit_once('|').map(|(s, u)| (s.to_string(), u.to_string())))
-        });
+    let after = q.cursor.as_deref().filter(|s| !s.is_empty()).map(|c| {
+        let text = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
+        text.and_then(|t| t.rsplit_once('|').map(|(s, u)| (s.to_string(), u.to_string())))
+    });
     let after = match after {
         Some(None) => {
             return Err(ApiError::invalid_field("cursor", "is not a cursor this server issued"));

@@ -157,7 +157,7 @@ pub async fn release(
             let (t, i, k) = (tenant.clone(), id.clone(), req.idempotency_key.clone());
             let outcome = state
                 .catalogue
-                .audited(entry, async move { ledger.release(&t, &i, &k, &hash, &reason, &corr).await })
+                .audited(entry, async move { ledger.release(&t, &i, &k, &hash, &reason, &corr).await }, |o| !o.replay)
                 .await?;
             (tenant, outcome)
         }

@@ -44,20 +44,6 @@ async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken
             auth.cache().clear();
             continue;
         };
-        apply(auth, notification.payload());
-    }
-}
-
-fn apply(auth: &Authenticator, payload: &str) {
-    match payload.split_once(':') {
-        Some(("key", digest_hex)) => {
-            let mut digest = [0_u8; 32];
-            match hex::decode_to_slice(digest_hex, &mut digest) {
-                Ok(()) => auth.cache().evict_key(&digest),
-                Err(_) => auth.cache().clear(),
-            }
-        }
-        Some(("tenant", tenant)) => auth.cache().evict_tenant(tenant),
-        _ => auth.cache().clear(),
+        auth.cache().apply(notification.payload());
     }
 }

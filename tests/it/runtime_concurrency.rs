@@ -50,7 +50,11 @@ async fn concurrent_duplicate_commits_settle_once() {
     fx.budget("", 1_000).await;
     let id = fx.reserved("r", json!({}), 100).await;
     let same = join_all((0..20).map(|_| fx.commit(&id, "one-key", 60))).await;
-    assert!(same.iter().all(|r| r.status == 200 && r.body == same[0].body), "{:?}", same.iter().map(|r| &r.text).collect::<Vec<_>>());
+    assert!(
+        same.iter().all(|r| r.status == 200 && r.body == same[0].body),
+        "{:?}",
+        same.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
     let b = fx.ledger("", USD).await;
     assert_eq!((amt(&b, "spent"), amt(&b, "reserved")), (60, 0));
     let id2 = fx.reserved("r2", json!({}), 100).await;
@@ -83,7 +87,8 @@ async fn a_commit_racing_the_expiry_sweep_settles_or_expires_never_both() {
     let replies = join_all(ids.iter().map(|id| fx.commit(id, "c", 40))).await;
     let committed: Vec<&String> = ids.iter().zip(&replies).filter(|(_, r)| r.status == 200).map(|(id, _)| id).collect();
     assert!(replies.iter().all(|r| r.status == 200 || r.body["error"] == "RESERVATION_EXPIRED"));
-    let settled = eventually(Duration::from_secs(10), || async { amt(&fx.ledger("", USD).await, "reserved") == 0 }).await;
+    let settled =
+        eventually(Duration::from_secs(10), || async { amt(&fx.ledger("", USD).await, "reserved") == 0 }).await;
     assert!(settled, "every unsettled reservation expired");
     for (id, reply) in ids.iter().zip(&replies) {
         let r = fx.get(&format!("/v1/reservations/{id}")).await;

@@ -31,7 +31,8 @@ async fn listing_reservations_filters_sorts_and_pages() {
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = fx.get(&format!("/v1/reservations?sort_by=reserved&sort_dir=asc&limit=2&from=&cursor={cursor}")).await;
+        let page =
+            fx.get(&format!("/v1/reservations?sort_by=reserved&sort_dir=asc&limit=2&from=&cursor={cursor}")).await;
         assert_eq!(page.status, 200, "{}", page.text);
         seen.extend(ids(&page.body));
         match page.body["next_cursor"].as_str() {
@@ -86,13 +87,20 @@ async fn balances_match_exact_segments_and_page() {
         assert_invariant(b);
     }
     let eng = fx.get("/v1/balances?workspace=ENG").await;
-    let scopes: Vec<&str> = eng.body["balances"].as_array().unwrap().iter().map(|b| b["scope"].as_str().unwrap()).collect();
+    let scopes: Vec<&str> =
+        eng.body["balances"].as_array().unwrap().iter().map(|b| b["scope"].as_str().unwrap()).collect();
     assert_eq!(scopes, vec![fx.scope("/workspace:eng"), fx.scope("/workspace:eng/agent:bot")]);
     let bots = fx.get("/v1/balances?agent=bot").await;
     assert_eq!(bots.body["balances"].as_array().unwrap().len(), 2);
     let page = fx.get(&format!("/v1/balances?tenant={}&limit=3", fx.tenant)).await;
     assert_eq!((page.body["balances"].as_array().unwrap().len(), page.body["has_more"].clone()), (3, json!(true)));
-    let rest = fx.get(&format!("/v1/balances?tenant={}&limit=3&cursor={}", fx.tenant, page.body["next_cursor"].as_str().unwrap())).await;
+    let rest = fx
+        .get(&format!(
+            "/v1/balances?tenant={}&limit=3&cursor={}",
+            fx.tenant,
+            page.body["next_cursor"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!((rest.body["balances"].as_array().unwrap().len(), rest.body["has_more"].clone()), (1, json!(false)));
     fx.get("/v1/balances").await.expect_error(400, "INVALID_REQUEST");
     fx.get("/v1/balances?tenant=someone-else").await.expect_error(403, "FORBIDDEN");
