@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixture::{Fx, USD, amt, assert_invariant};
+use crate::fixture::{Fx, USD, amt, assert_invariant, on_redis_and_cluster};
 use crate::helpers::send;
 
 fn q(fx: &Fx, suffix: &str) -> [(&'static str, String); 2] {
@@ -92,69 +92,69 @@ async fn a_tenant_key_manages_its_own_budgets_within_its_permissions_and_scope_f
     assert_eq!(audit[0]["metadata"]["actor_type"], "api_key");
 }
 
-#[tokio::test]
-async fn funding_operations_follow_the_admin_arithmetic_and_replay_by_idempotency_key() {
-    let fx = Fx::new().await;
-    fx.budget_with("", USD, 100, json!({"overdraft_limit": {"unit": USD, "amount": 100}})).await;
-    let id = fx.reserve_with("r", json!({}), 100, json!({"overage_policy": "ALLOW_WITH_OVERDRAFT"})).await.body["reservation_id"].as_str().unwrap().to_string();
-    fx.commit(&id, "c", 130).await;
-    let l = fx.ledger("", USD).await;
-    assert_eq!((amt(&l, "spent"), amt(&l, "debt"), amt(&l, "remaining")), (100, 30, -30));
-    let credit = fx.fund("", "CREDIT", 50).await;
-    assert_eq!(
-        (
-            amt(&credit.body, "new_allocated"),
-            amt(&credit.body, "new_debt"),
-            credit.body["new_remaining"]["amount"].clone()
-        ),
-        (150, 30, json!(20)),
-        "credit keeps debt"
-    );
-    fx.fund("", "DEBIT", 21).await.expect_error(409, "BUDGET_EXCEEDED");
-    let debit = fx.fund("", "DEBIT", 20).await;
-    assert_eq!(debit.body["new_remaining"]["amount"], 0);
-    let repay = fx.fund("", "REPAY_DEBT", 40).await;
-    assert_eq!(
-        (amt(&repay.body, "new_debt"), amt(&repay.body, "new_allocated")),
-        (0, 140),
-        "excess credited: {}",
-        repay.text
-    );
-    let reset = fx.fund("", "RESET", 500).await;
-    assert_eq!((amt(&reset.body, "new_allocated"), reset.body["new_remaining"]["amount"].clone()), (500, json!(400)));
-    let spent = send(fx.app.admin(Method::POST, "/v1/admin/budgets/fund").query(&[("tenant_id", fx.tenant.clone()), ("scope", fx.scope("")), ("unit", USD.into())])
-        .json(&json!({"operation": "RESET_SPENT", "amount": {"unit": USD, "amount": 300}, "spent": {"unit": USD, "amount": 10}}))).await;
-    assert_eq!(
-        (
-            amt(&spent.body, "previous_spent"),
-            amt(&spent.body, "new_spent"),
-            spent.body["new_remaining"]["amount"].clone()
-        ),
-        (100, 10, json!(290))
-    );
-    assert_invariant(&fx.ledger("", USD).await);
-    let idem = |amount: i64| {
-        send(fx.app.admin(Method::POST, "/v1/admin/budgets/fund").query(&[("tenant_id", fx.tenant.clone()), ("scope", fx.scope("")), ("unit", USD.into())])
-            .json(&json!({"operation": "CREDIT", "amount": {"unit": USD, "amount": amount}, "idempotency_key": "topup-1"})))
-    };
-    let first = idem(7).await;
-    let again = idem(7).await;
-    assert_eq!(first.body, again.body);
-    assert_eq!(amt(&fx.ledger("", USD).await, "allocated"), 307, "credited once");
-    idem(8).await.expect_error(409, "IDEMPOTENCY_MISMATCH");
-    let no_tenant = send(
-        fx.app
-            .admin(Method::POST, "/v1/admin/budgets/fund")
-            .query(&[("scope", fx.scope("")), ("unit", USD.into())])
-            .json(&json!({"operation": "CREDIT", "amount": {"unit": USD, "amount": 1}})),
-    )
-    .await;
-    assert!(no_tenant.expect_error(400, "INVALID_REQUEST").contains("tenant_id"));
-    let spent_elsewhere = send(fx.app.admin(Method::POST, "/v1/admin/budgets/fund").query(&[("tenant_id", fx.tenant.clone()), ("scope", fx.scope("")), ("unit", USD.into())])
-        .json(&json!({"operation": "CREDIT", "amount": {"unit": USD, "amount": 1}, "spent": {"unit": USD, "amount": 1}}))).await;
-    assert!(spent_elsewhere.expect_error(400, "INVALID_REQUEST").contains("spent"));
-    let fund_audit = fx.app.audit("operation=fundBudget&limit=100").await;
-    assert_eq!(fund_audit.len(), 6, "one entry per applied funding, none for refusals or replays");
+on_redis_and_cluster! {
+    async fn funding_operations_follow_the_admin_arithmetic_and_replay_by_idempotency_key(fx: Fx) {
+        fx.budget_with("", USD, 100, json!({"overdraft_limit": {"unit": USD, "amount": 100}})).await;
+        let id = fx.reserve_with("r", json!({}), 100, json!({"overage_policy": "ALLOW_WITH_OVERDRAFT"})).await.body["reservation_id"].as_str().unwrap().to_string();
+        fx.commit(&id, "c", 130).await;
+        let l = fx.ledger("", USD).await;
+        assert_eq!((amt(&l, "spent"), amt(&l, "debt"), amt(&l, "remaining")), (100, 30, -30));
+        let credit = fx.fund("", "CREDIT", 50).await;
+        assert_eq!(
+            (
+                amt(&credit.body, "new_allocated"),
+                amt(&credit.body, "new_debt"),
+                credit.body["new_remaining"]["amount"].clone()
+            ),
+            (150, 30, json!(20)),
+            "credit keeps debt"
+        );
+        fx.fund("", "DEBIT", 21).await.expect_error(409, "BUDGET_EXCEEDED");
+        let debit = fx.fund("", "DEBIT", 20).await;
+        assert_eq!(debit.body["new_remaining"]["amount"], 0);
+        let repay = fx.fund("", "REPAY_DEBT", 40).await;
+        assert_eq!(
+            (amt(&repay.body, "new_debt"), amt(&repay.body, "new_allocated")),
+            (0, 140),
+            "excess credited: {}",
+            repay.text
+        );
+        let reset = fx.fund("", "RESET", 500).await;
+        assert_eq!((amt(&reset.body, "new_allocated"), reset.body["new_remaining"]["amount"].clone()), (500, json!(400)));
+        let spent = send(fx.app.admin(Method::POST, "/v1/admin/budgets/fund").query(&[("tenant_id", fx.tenant.clone()), ("scope", fx.scope("")), ("unit", USD.into())])
+            .json(&json!({"operation": "RESET_SPENT", "amount": {"unit": USD, "amount": 300}, "spent": {"unit": USD, "amount": 10}}))).await;
+        assert_eq!(
+            (
+                amt(&spent.body, "previous_spent"),
+                amt(&spent.body, "new_spent"),
+                spent.body["new_remaining"]["amount"].clone()
+            ),
+            (100, 10, json!(290))
+        );
+        assert_invariant(&fx.ledger("", USD).await);
+        let idem = |amount: i64| {
+            send(fx.app.admin(Method::POST, "/v1/admin/budgets/fund").query(&[("tenant_id", fx.tenant.clone()), ("scope", fx.scope("")), ("unit", USD.into())])
+                .json(&json!({"operation": "CREDIT", "amount": {"unit": USD, "amount": amount}, "idempotency_key": "topup-1"})))
+        };
+        let first = idem(7).await;
+        let again = idem(7).await;
+        assert_eq!(first.body, again.body);
+        assert_eq!(amt(&fx.ledger("", USD).await, "allocated"), 307, "credited once");
+        idem(8).await.expect_error(409, "IDEMPOTENCY_MISMATCH");
+        let no_tenant = send(
+            fx.app
+                .admin(Method::POST, "/v1/admin/budgets/fund")
+                .query(&[("scope", fx.scope("")), ("unit", USD.into())])
+                .json(&json!({"operation": "CREDIT", "amount": {"unit": USD, "amount": 1}})),
+        )
+        .await;
+        assert!(no_tenant.expect_error(400, "INVALID_REQUEST").contains("tenant_id"));
+        let spent_elsewhere = send(fx.app.admin(Method::POST, "/v1/admin/budgets/fund").query(&[("tenant_id", fx.tenant.clone()), ("scope", fx.scope("")), ("unit", USD.into())])
+            .json(&json!({"operation": "CREDIT", "amount": {"unit": USD, "amount": 1}, "spent": {"unit": USD, "amount": 1}}))).await;
+        assert!(spent_elsewhere.expect_error(400, "INVALID_REQUEST").contains("spent"));
+        let fund_audit = fx.app.audit("operation=fundBudget&limit=100").await;
+        assert_eq!(fund_audit.len(), 6, "one entry per applied funding, none for refusals or replays");
+    }
 }
 
 #[tokio::test]

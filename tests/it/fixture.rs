@@ -18,6 +18,11 @@ impl Fx {
         Fx::on(TestApp::spawn().await).await
     }
 
+    /// A tenant on an engine whose ledger is a three-master Redis Cluster.
+    pub async fn cluster() -> Fx {
+        Fx::on(TestApp::spawn_on_cluster().await).await
+    }
+
     /// A fresh tenant and key on `app`.
     pub async fn on(app: TestApp) -> Fx {
         let tenant = tenant_id("rt");
@@ -176,3 +181,28 @@ pub fn assert_invariant(b: &Value) {
         - i128::from(amt(b, "debt"));
     assert_eq!(lhs, rhs, "ledger invariant broken: {b}");
 }
+
+/// Defines a scenario once and runs it twice: `<name>::on_redis` against the single Redis and
+/// `<name>::on_redis_cluster` against the three-master cluster.
+macro_rules! on_redis_and_cluster {
+    ($(#[$doc:meta])* async fn $name:ident($fx:ident: Fx) $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario($fx: Fx) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_redis() {
+                scenario(Fx::new().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_redis_cluster() {
+                scenario(Fx::cluster().await).await
+            }
+        }
+    };
+}
+pub(crate) use on_redis_and_cluster;

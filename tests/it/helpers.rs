@@ -45,6 +45,8 @@ pub struct Env {
     pub database_url: String,
     pub redis_url: String,
     pub redis_prefix: String,
+    /// Redis Cluster node URLs when the test runs against the cluster (else empty).
+    pub cluster_nodes: Vec<String>,
 }
 
 impl Env {
@@ -62,7 +64,15 @@ impl Env {
             db_name,
             redis_url: redis_url(),
             redis_prefix: format!("tgtest-{id}"),
+            cluster_nodes: Vec::new(),
         }
+    }
+
+    /// An environment whose ledger is the test process's Redis Cluster.
+    pub async fn on_cluster() -> Env {
+        let mut env = Env::new().await;
+        env.cluster_nodes = tokio::task::spawn_blocking(crate::cluster::nodes).await.expect("cluster");
+        env
     }
 
     pub fn config(&self) -> ServeConfig {
@@ -71,7 +81,7 @@ impl Env {
             runtime_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: "127.0.0.1:0".parse().unwrap(),
             redis_url: self.redis_url.clone(),
-            redis_cluster_nodes: Vec::new(),
+            redis_cluster_nodes: self.cluster_nodes.clone(),
             redis_prefix: self.redis_prefix.clone(),
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
@@ -83,7 +93,11 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let (db, prefix, redis) = (self.db_name.clone(), self.redis_prefix.clone(), self.redis_url.clone());
+        let (db, prefix) = (self.db_name.clone(), self.redis_prefix.clone());
+        let mut servers = self.cluster_nodes.clone();
+        if servers.is_empty() {
+            servers.push(self.redis_url.clone());
+        }
         // Drop runs inside the test's runtime (and during a panic): clean up on a thread of
         // its own with its own runtime.
         let cleanup = std::thread::spawn(move || {
@@ -94,7 +108,9 @@ impl Drop for Env {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
                     admin.close().await;
                 }
-                delete_keys(&redis, &prefix).await;
+                for server in &servers {
+                    delete_keys(server, &prefix).await;
+                }
             });
         });
         let _ = cleanup.join();
@@ -122,8 +138,9 @@ pub async fn delete_keys(redis_url: &str, prefix: &str) {
         else {
             return;
         };
-        if !keys.is_empty() {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        // One key per DEL: on a cluster node, keys of different tenants live in different slots.
+        for key in &keys {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
         }
         if next == 0 {
             return;
@@ -210,8 +227,16 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// An instance whose ledger is the test process's three-master Redis Cluster.
+    pub async fn spawn_on_cluster() -> TestApp {
+        Self::spawn_in(Env::on_cluster().await, |_| {}).await
+    }
+
     pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
-        let env = Env::new().await;
+        Self::spawn_in(Env::new().await, adjust).await
+    }
+
+    async fn spawn_in(env: Env, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
         let mut config = env.config();
         adjust(&mut config);
         let instance = Instance::start(config).await.expect("application starts");

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod budgets_admin;
+mod cluster;
 mod fixture;
 mod health;
 mod helpers;

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::fixture::{Fx, USD, amt, assert_invariant};
+use crate::fixture::{Fx, USD, amt, assert_invariant, on_redis_and_cluster};
 use crate::helpers::send;
 
 // R-A1: every runtime call needs X-Cycles-API-Key; a missing or unknown key is 401.
@@ -154,32 +154,32 @@ async fn a_key_without_the_routes_permission_is_403() {
 // R-B1, R-B2, R-B3, R-B4, R-B6, R-B7: scopes are the cumulative prefixes of the named levels in
 // canonical order with gaps skipped and values lowercased; every budgeted scope is charged,
 // unbudgeted ones are skipped, parents do not aggregate children.
-#[tokio::test]
-async fn scopes_are_cumulative_prefixes_and_every_budgeted_scope_is_charged() {
-    let fx = Fx::new().await;
-    fx.budget("", 1000).await;
-    fx.budget("/workspace:eng/agent:bot", 100).await;
-    let r = fx.reserve("k", json!({"agent": "Bot", "workspace": "ENG", "toolset": "search"}), 30).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let t = &fx.tenant;
-    assert_eq!(
-        r.body["affected_scopes"],
-        json!([
-            format!("tenant:{t}"),
-            format!("tenant:{t}/workspace:eng"),
-            format!("tenant:{t}/workspace:eng/agent:bot"),
-            format!("tenant:{t}/workspace:eng/agent:bot/toolset:search")
-        ])
-    );
-    assert_eq!(r.body["scope_path"], format!("tenant:{t}/workspace:eng/agent:bot/toolset:search"));
-    let balances = r.body["balances"].as_array().unwrap();
-    assert_eq!(balances.len(), 2, "only budgeted scopes are charged");
-    for b in balances {
-        assert_eq!(amt(b, "reserved"), 30);
-        assert_invariant(b);
+on_redis_and_cluster! {
+    async fn scopes_are_cumulative_prefixes_and_every_budgeted_scope_is_charged(fx: Fx) {
+        fx.budget("", 1000).await;
+        fx.budget("/workspace:eng/agent:bot", 100).await;
+        let r = fx.reserve("k", json!({"agent": "Bot", "workspace": "ENG", "toolset": "search"}), 30).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let t = &fx.tenant;
+        assert_eq!(
+            r.body["affected_scopes"],
+            json!([
+                format!("tenant:{t}"),
+                format!("tenant:{t}/workspace:eng"),
+                format!("tenant:{t}/workspace:eng/agent:bot"),
+                format!("tenant:{t}/workspace:eng/agent:bot/toolset:search")
+            ])
+        );
+        assert_eq!(r.body["scope_path"], format!("tenant:{t}/workspace:eng/agent:bot/toolset:search"));
+        let balances = r.body["balances"].as_array().unwrap();
+        assert_eq!(balances.len(), 2, "only budgeted scopes are charged");
+        for b in balances {
+            assert_eq!(amt(b, "reserved"), 30);
+            assert_invariant(b);
+        }
+        assert_eq!(amt(&fx.ledger("", USD).await, "remaining"), 970);
+        assert_eq!(amt(&fx.ledger("/workspace:eng/agent:bot", USD).await, "remaining"), 70);
     }
-    assert_eq!(amt(&fx.ledger("", USD).await, "remaining"), 970);
-    assert_eq!(amt(&fx.ledger("/workspace:eng/agent:bot", USD).await, "remaining"), 70);
 }
 
 // R-B4, R-E5, R-C2: no budget at any derived scope is 404 live, DENY BUDGET_NOT_FOUND on dry
@@ -211,50 +211,50 @@ async fn a_missing_budget_is_404_live_deny_on_dry_run_and_unit_mismatch_when_ano
 
 // R-E1..R-E4, R-I1, R-I2, R-D4, EC-7: frozen/closed first, then over-limit on ANY scope (even
 // with debt), then remaining < estimate (strict); repaying the debt clears the over-limit.
-#[tokio::test]
-async fn reserve_checks_run_in_the_spec_order_and_over_limit_blocks_until_repaid() {
-    let fx = Fx::new().await;
-    fx.budget("", 1000).await;
-    fx.budget_with("/agent:a", USD, 100, json!({"overdraft_limit": {"unit": USD, "amount": 10}})).await;
-    let a = json!({"agent": "a"});
-    let overdraft = json!({"overage_policy": "ALLOW_WITH_OVERDRAFT"});
-    let r = fx.reserve_with("k1", a.clone(), 100, overdraft).await;
-    assert_eq!(r.status, 200, "remaining == estimate is allowed: {}", r.text);
-    let id = r.body["reservation_id"].as_str().unwrap().to_string();
-    fx.reserve("k2", a.clone(), 1).await.expect_error(409, "BUDGET_EXCEEDED");
-    let c = fx.commit(&id, "c1", 110).await;
-    assert_eq!(c.status, 200, "{}", c.text);
-    assert_eq!(amt(&c.body, "charged"), 110);
-    let agent = fx.ledger("/agent:a", USD).await;
-    assert_eq!(
-        (amt(&agent, "debt"), amt(&agent, "remaining"), agent["is_over_limit"].clone()),
-        (10, -10, json!(false))
-    );
-    assert_invariant(&agent);
-    let q = [("scope", fx.scope("/agent:a")), ("unit", USD.to_string())];
-    let p = send(
-        fx.app
-            .admin(Method::PATCH, "/v1/admin/budgets")
-            .query(&q)
-            .json(&json!({"overdraft_limit": {"unit": USD, "amount": 5}})),
-    )
-    .await;
-    assert_eq!(p.body["is_over_limit"], true, "{}", p.text);
-    let over = fx.reserve("k3", a.clone(), 1).await;
-    over.expect_error(409, "OVERDRAFT_LIMIT_EXCEEDED");
-    assert_eq!(over.body["details"]["scope"], fx.scope("/agent:a"));
-    fx.reserved("k4", json!({}), 1).await;
-    let tq = [("scope", fx.scope("")), ("unit", USD.to_string())];
-    send(fx.app.admin(Method::POST, "/v1/admin/budgets/freeze").query(&tq)).await;
-    fx.reserve("k5", a.clone(), 1).await.expect_error(409, "BUDGET_FROZEN");
-    send(fx.app.admin(Method::POST, "/v1/admin/budgets/unfreeze").query(&tq)).await;
-    let repaid = fx.fund("/agent:a", "REPAY_DEBT", 10).await;
-    assert_eq!(amt(&repaid.body, "new_debt"), 0, "{}", repaid.text);
-    let agent = fx.ledger("/agent:a", USD).await;
-    assert_eq!(agent["is_over_limit"], false);
-    fx.reserve("k6", a.clone(), 1).await.expect_error(409, "BUDGET_EXCEEDED");
-    fx.fund("/agent:a", "CREDIT", 50).await;
-    fx.reserved("k7", a, 50).await;
+on_redis_and_cluster! {
+    async fn reserve_checks_run_in_the_spec_order_and_over_limit_blocks_until_repaid(fx: Fx) {
+        fx.budget("", 1000).await;
+        fx.budget_with("/agent:a", USD, 100, json!({"overdraft_limit": {"unit": USD, "amount": 10}})).await;
+        let a = json!({"agent": "a"});
+        let overdraft = json!({"overage_policy": "ALLOW_WITH_OVERDRAFT"});
+        let r = fx.reserve_with("k1", a.clone(), 100, overdraft).await;
+        assert_eq!(r.status, 200, "remaining == estimate is allowed: {}", r.text);
+        let id = r.body["reservation_id"].as_str().unwrap().to_string();
+        fx.reserve("k2", a.clone(), 1).await.expect_error(409, "BUDGET_EXCEEDED");
+        let c = fx.commit(&id, "c1", 110).await;
+        assert_eq!(c.status, 200, "{}", c.text);
+        assert_eq!(amt(&c.body, "charged"), 110);
+        let agent = fx.ledger("/agent:a", USD).await;
+        assert_eq!(
+            (amt(&agent, "debt"), amt(&agent, "remaining"), agent["is_over_limit"].clone()),
+            (10, -10, json!(false))
+        );
+        assert_invariant(&agent);
+        let q = [("scope", fx.scope("/agent:a")), ("unit", USD.to_string())];
+        let p = send(
+            fx.app
+                .admin(Method::PATCH, "/v1/admin/budgets")
+                .query(&q)
+                .json(&json!({"overdraft_limit": {"unit": USD, "amount": 5}})),
+        )
+        .await;
+        assert_eq!(p.body["is_over_limit"], true, "{}", p.text);
+        let over = fx.reserve("k3", a.clone(), 1).await;
+        over.expect_error(409, "OVERDRAFT_LIMIT_EXCEEDED");
+        assert_eq!(over.body["details"]["scope"], fx.scope("/agent:a"));
+        fx.reserved("k4", json!({}), 1).await;
+        let tq = [("scope", fx.scope("")), ("unit", USD.to_string())];
+        send(fx.app.admin(Method::POST, "/v1/admin/budgets/freeze").query(&tq)).await;
+        fx.reserve("k5", a.clone(), 1).await.expect_error(409, "BUDGET_FROZEN");
+        send(fx.app.admin(Method::POST, "/v1/admin/budgets/unfreeze").query(&tq)).await;
+        let repaid = fx.fund("/agent:a", "REPAY_DEBT", 10).await;
+        assert_eq!(amt(&repaid.body, "new_debt"), 0, "{}", repaid.text);
+        let agent = fx.ledger("/agent:a", USD).await;
+        assert_eq!(agent["is_over_limit"], false);
+        fx.reserve("k6", a.clone(), 1).await.expect_error(409, "BUDGET_EXCEEDED");
+        fx.fund("/agent:a", "CREDIT", 50).await;
+        fx.reserved("k7", a, 50).await;
+    }
 }
 
 // R-E1: a FROZEN budget is 409 BUDGET_FROZEN live, DENY on dry run; unfreezing restores it.

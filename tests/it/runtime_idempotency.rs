@@ -5,27 +5,27 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::fixture::{Fx, USD, amt};
+use crate::fixture::{Fx, USD, amt, on_redis_and_cluster};
 use crate::helpers::send;
 
 // R-L2, R-L3, R-L4: the same key and request replays the stored response (same
 // reservation_id and balances, nothing charged twice); the same key with another request
 // is 409 IDEMPOTENCY_MISMATCH.
-#[tokio::test]
-async fn a_repeated_reserve_replays_the_original_response_and_charges_once() {
-    let fx = Fx::new().await;
-    fx.budget("", 100).await;
-    let first = fx.reserve("k", json!({}), 30).await;
-    let again = fx.reserve("k", json!({}), 30).await;
-    assert_eq!(again.status, 200);
-    for field in ["reservation_id", "expires_at_ms", "balances", "affected_scopes"] {
-        assert_eq!(first.body[field], again.body[field], "{field}");
+on_redis_and_cluster! {
+    async fn a_repeated_reserve_replays_the_original_response_and_charges_once(fx: Fx) {
+        fx.budget("", 100).await;
+        let first = fx.reserve("k", json!({}), 30).await;
+        let again = fx.reserve("k", json!({}), 30).await;
+        assert_eq!(again.status, 200);
+        for field in ["reservation_id", "expires_at_ms", "balances", "affected_scopes"] {
+            assert_eq!(first.body[field], again.body[field], "{field}");
+        }
+        assert!(again.body["remaining_ttl_ms"].as_i64().unwrap() <= first.body["remaining_ttl_ms"].as_i64().unwrap());
+        assert_eq!(amt(&fx.ledger("", USD).await, "reserved"), 30);
+        fx.reserve("k", json!({}), 31).await.expect_error(409, "IDEMPOTENCY_MISMATCH");
+        let flipped = fx.reserve_with("k", json!({}), 30, json!({"dry_run": true})).await;
+        flipped.expect_error(409, "IDEMPOTENCY_MISMATCH");
     }
-    assert!(again.body["remaining_ttl_ms"].as_i64().unwrap() <= first.body["remaining_ttl_ms"].as_i64().unwrap());
-    assert_eq!(amt(&fx.ledger("", USD).await, "reserved"), 30);
-    fx.reserve("k", json!({}), 31).await.expect_error(409, "IDEMPOTENCY_MISMATCH");
-    let flipped = fx.reserve_with("k", json!({}), 30, json!({"dry_run": true})).await;
-    flipped.expect_error(409, "IDEMPOTENCY_MISMATCH");
 }
 
 // R-L3: a replay after the reservation finished reports remaining_ttl_ms 0.
@@ -42,19 +42,19 @@ async fn a_reserve_replay_after_commit_reports_no_remaining_ttl() {
 
 // R-L2, R-L3, EC-21, EC-22: commit and release keys are per reservation; a repeated commit
 // replays; another key on a committed reservation is RESERVATION_FINALIZED.
-#[tokio::test]
-async fn a_repeated_commit_replays_and_another_key_is_finalized() {
-    let fx = Fx::new().await;
-    fx.budget("", 100).await;
-    let id = fx.reserved("k", json!({}), 30).await;
-    let c1 = fx.commit(&id, "same", 20).await;
-    let c2 = fx.commit(&id, "same", 20).await;
-    assert_eq!(c1.body, c2.body);
-    assert_eq!(amt(&fx.ledger("", USD).await, "spent"), 20, "charged once");
-    fx.commit(&id, "same", 21).await.expect_error(409, "IDEMPOTENCY_MISMATCH");
-    fx.commit(&id, "other", 20).await.expect_error(409, "RESERVATION_FINALIZED");
-    let id2 = fx.reserved("k2", json!({}), 5).await;
-    assert_eq!(fx.commit(&id2, "same", 1).await.status, 200, "the same key on another reservation is independent");
+on_redis_and_cluster! {
+    async fn a_repeated_commit_replays_and_another_key_is_finalized(fx: Fx) {
+        fx.budget("", 100).await;
+        let id = fx.reserved("k", json!({}), 30).await;
+        let c1 = fx.commit(&id, "same", 20).await;
+        let c2 = fx.commit(&id, "same", 20).await;
+        assert_eq!(c1.body, c2.body);
+        assert_eq!(amt(&fx.ledger("", USD).await, "spent"), 20, "charged once");
+        fx.commit(&id, "same", 21).await.expect_error(409, "IDEMPOTENCY_MISMATCH");
+        fx.commit(&id, "other", 20).await.expect_error(409, "RESERVATION_FINALIZED");
+        let id2 = fx.reserved("k2", json!({}), 5).await;
+        assert_eq!(fx.commit(&id2, "same", 1).await.status, 200, "the same key on another reservation is independent");
+    }
 }
 
 // R-L6: failures are not stored; after funding, the same key succeeds.
@@ -97,39 +97,39 @@ async fn an_event_may_reuse_a_commit_key_after_the_reservation_expired() {
 // R-M1, R-M2, R-M4, R-M5, R-L5: after the close, persisting calls are 409 TENANT_CLOSED (ahead
 // of FINALIZED), dry run and decide DENY with TENANT_CLOSED, reads still work, and a replay of
 // a pre-close success still returns it. The close releases the holds once (DESIGN.md).
-#[tokio::test]
-async fn a_closed_tenant_is_refused_by_the_ledger_but_replays_and_reads_still_work() {
-    let fx = Fx::new().await;
-    fx.budget("", 100).await;
-    let id = fx.reserved("k", json!({}), 30).await;
-    let done = fx.reserved("k-done", json!({}), 5).await;
-    fx.commit(&done, "c-done", 5).await;
-    // the key is revoked by the close, so act through a ledger view that still has it: the
-    // admin key may read and release; the tenant key answers 401 after the close.
-    let before = fx.reserve("k", json!({}), 30).await;
-    fx.set_tenant_status("CLOSED").await;
-    let b = fx.ledger("", USD).await;
-    assert_eq!(b["status"], "CLOSED", "{b}");
-    assert_eq!((amt(&b, "reserved"), amt(&b, "spent"), amt(&b, "remaining")), (0, 5, 95), "drained once");
-    fx.reserve("k", json!({}), 30).await.expect_error(401, "UNAUTHORIZED");
-    let admin_get = send(
-        fx.app
-            .client
-            .get(fx.app.runtime_url(&format!("/v1/reservations/{id}")))
-            .header("x-admin-api-key", crate::helpers::ADMIN_KEY),
-    )
-    .await;
-    assert_eq!(admin_get.body["status"], "RELEASED", "{}", admin_get.text);
-    let rel = send(
-        fx.app
-            .client
-            .post(fx.app.runtime_url(&format!("/v1/reservations/{done}/release")))
-            .header("x-admin-api-key", crate::helpers::ADMIN_KEY)
-            .json(&json!({"idempotency_key": "x"})),
-    )
-    .await;
-    rel.expect_error(409, "TENANT_CLOSED");
-    let _ = before;
+on_redis_and_cluster! {
+    async fn a_closed_tenant_is_refused_by_the_ledger_but_replays_and_reads_still_work(fx: Fx) {
+        fx.budget("", 100).await;
+        let id = fx.reserved("k", json!({}), 30).await;
+        let done = fx.reserved("k-done", json!({}), 5).await;
+        fx.commit(&done, "c-done", 5).await;
+        // the key is revoked by the close, so act through a ledger view that still has it: the
+        // admin key may read and release; the tenant key answers 401 after the close.
+        let before = fx.reserve("k", json!({}), 30).await;
+        fx.set_tenant_status("CLOSED").await;
+        let b = fx.ledger("", USD).await;
+        assert_eq!(b["status"], "CLOSED", "{b}");
+        assert_eq!((amt(&b, "reserved"), amt(&b, "spent"), amt(&b, "remaining")), (0, 5, 95), "drained once");
+        fx.reserve("k", json!({}), 30).await.expect_error(401, "UNAUTHORIZED");
+        let admin_get = send(
+            fx.app
+                .client
+                .get(fx.app.runtime_url(&format!("/v1/reservations/{id}")))
+                .header("x-admin-api-key", crate::helpers::ADMIN_KEY),
+        )
+        .await;
+        assert_eq!(admin_get.body["status"], "RELEASED", "{}", admin_get.text);
+        let rel = send(
+            fx.app
+                .client
+                .post(fx.app.runtime_url(&format!("/v1/reservations/{done}/release")))
+                .header("x-admin-api-key", crate::helpers::ADMIN_KEY)
+                .json(&json!({"idempotency_key": "x"})),
+        )
+        .await;
+        rel.expect_error(409, "TENANT_CLOSED");
+        let _ = before;
+    }
 }
 
 // R-M1, R-M2 through the ledger itself: with the tenant mirror CLOSED but keys not yet
