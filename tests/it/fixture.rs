@@ -1,5 +1,7 @@
 //! A tenant with an API key on a running engine, and the calls runtime tests make.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -8,7 +10,7 @@ use crate::helpers::{Reply, TestApp, send, tenant_id};
 pub const USD: &str = "USD_MICROCENTS";
 
 pub struct Fx {
-    pub app: TestApp,
+    pub app: Arc<TestApp>,
     pub tenant: String,
     pub key: String,
 }
@@ -25,10 +27,15 @@ impl Fx {
 
     /// A fresh tenant and key on `app`.
     pub async fn on(app: TestApp) -> Fx {
+        Fx::with_tenant(&Arc::new(app)).await
+    }
+
+    /// Another fresh tenant and key on a shared engine.
+    pub async fn with_tenant(app: &Arc<TestApp>) -> Fx {
         let tenant = tenant_id("rt");
         app.create_tenant(&tenant).await;
         let key = app.create_key(&tenant, json!({})).await["key_secret"].as_str().unwrap().to_string();
-        Fx { app, tenant, key }
+        Fx { app: app.clone(), tenant, key }
     }
 
     /// `tenant:<t>` followed by `suffix` (e.g. `/agent:bot`).
