@@ -12,7 +12,8 @@
 -- TENANT_CLOSED, RESERVATION_EXPIRED (status), RESERVATION_FINALIZED, UNIT_MISMATCH,
 -- RESERVATION_EXPIRED (past expires_at + grace), BUDGET_EXCEEDED (REJECT),
 -- OVERDRAFT_LIMIT_EXCEEDED, INVALID_REQUEST (int64 overflow); or
--- {status=COMMITTED, charged, released, unit, balances, now}.
+-- {status=COMMITTED, charged, released, debt_added, unit, balances, now} (debt_added: summed over
+-- the reservation's scopes).
 -- Every check runs before the first write.
 
 local hash, rq, tr, rid = ARGV[1], ARGV[6], ARGV[7], ARGV[5]
@@ -61,14 +62,14 @@ end
 redis.call('HSET', KEYS[4], 'st', 'COMMITTED', 'cm', S(charged), 'cmj', ARGV[4], 'f', ms(now))
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 redis.call('ZREM', KEYS[5], rid)
+local debt_added = ZERO
+for _, p in ipairs(plans) do debt_added = add(debt_added, p.add_d) end
 if lt(E, A) then
-  local debt = ZERO
-  for _, p in ipairs(plans) do debt = add(debt, p.add_d) end
   emit(KEYS[6], 'reservation.commit_overage', now, r[8], unit, rq, tr,
     {reservation_id = rid, estimated_amount = r[3], actual_amount = ARGV[3], overage = S(sub(A, E)),
-     overage_policy = policy, debt_incurred = S(debt)})
+     overage_policy = policy, debt_incurred = S(debt_added)})
 end
 local released = ZERO
 if lt(charged, E) then released = sub(E, charged) end
 return succeed(KEYS[3], hash, {status = 'COMMITTED', unit = unit, charged = S(charged), released = S(released),
-  balances = balances}, ARGV[8], now)
+  debt_added = S(debt_added), balances = balances}, ARGV[8], now)

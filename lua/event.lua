@@ -10,7 +10,7 @@
 -- Returns JSON: a stored result plus {replay, now}; or {e, m, ...} in precedence order
 -- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, FORBIDDEN (suspended), UNIT_MISMATCH,
 -- NOT_FOUND, BUDGET_FROZEN, BUDGET_CLOSED, BUDGET_EXCEEDED (REJECT), OVERDRAFT_LIMIT_EXCEEDED,
--- INVALID_REQUEST (overflow); or {status=APPLIED, event_id, charged, capped, balances, now}.
+-- INVALID_REQUEST (overflow); or {status=APPLIED, event_id, charged, capped, debt_added, balances, now}.
 -- Debt and over-limit do not block events (they block new reservations only).
 
 local hash, unit, A = ARGV[1], ARGV[2], I(ARGV[3])
@@ -62,7 +62,9 @@ local overflow = check_plans(budgets, ZERO, plans)
 if overflow then return overflow end
 
 local balances = {}
+local debt_added = ZERO
 for i, b in ipairs(budgets) do
+  debt_added = add(debt_added, plans[i].add_d)
   local before_x = b.x
   b.s = add(b.s, plans[i].add_s)
   b.d = add(b.d, plans[i].add_d)
@@ -72,4 +74,4 @@ for i, b in ipairs(budgets) do
   balances[#balances + 1] = balance(b)
 end
 return succeed(KEYS[3], hash, {status = 'APPLIED', event_id = ARGV[5], unit = unit, charged = S(charged),
-  capped = lt(charged, A) and '1' or '0', balances = balances}, ARGV[8], now)
+  capped = lt(charged, A) and '1' or '0', debt_added = S(debt_added), balances = balances}, ARGV[8], now)

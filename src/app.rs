@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::auth::cache::KeyCache;
 use crate::auth::secret::{self, AdminKey, KeyHasher};
@@ -25,7 +26,7 @@ use crate::store::redis::{Keys, RedisStore};
 
 /// How long workers get to finish after the listeners have drained.
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the metrics exporter does its housekeeping.
+/// How often the metrics exporter and the rate limiters do their housekeeping.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct Application {
@@ -47,6 +48,7 @@ async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHas
 
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let admission_config = config.admission()?;
         crate::telemetry::init_metrics();
         let admin_key = config.admin_api_key.as_ref().map(|k| AdminKey::new(k.expose_secret()));
         if config.plane.admin() && admin_key.is_none() {
@@ -73,7 +75,9 @@ impl Application {
             key_cache: key_cache.clone(),
         };
         let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache));
-        let state = AppState { catalogue, ledger, auth };
+        let admission = Arc::new(Admission::new(admission_config, auth.clone()));
+        crate::telemetry::set_tenant_label(config.metrics_tenant_label);
+        let state = AppState { catalogue, ledger, auth, admission };
         if config.plane.admin() {
             let mirrored = state.catalogue.reseed_mirror().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
@@ -81,7 +85,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let mut workers = vec![
             tokio::spawn(crate::workers::auth_listener::run(pg, state.auth.clone(), shutdown.clone())),
-            tokio::spawn(metrics_upkeep(shutdown.clone())),
+            tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
         ];
         if config.plane.runtime() {
             let (pg, ledger) = (state.catalogue.pg.clone(), state.ledger.clone());
@@ -147,12 +151,16 @@ impl Application {
     }
 }
 
-async fn metrics_upkeep(shutdown: CancellationToken) {
+/// Periodic housekeeping: the metrics exporter's, and dropping idle rate-limit state.
+async fn upkeep(admission: Arc<Admission>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => crate::telemetry::run_upkeep(),
+            _ = tick.tick() => {
+                crate::telemetry::run_upkeep();
+                admission.limits.shrink();
+            }
         }
     }
 }

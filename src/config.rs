@@ -104,6 +104,31 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_KEY_HASH_SECRET", hide_env_values = true)]
     pub key_hash_secret: Option<SecretString>,
 
+    /// Runtime requests in flight per instance at most (the priority gate's ceiling).
+    #[arg(long, env = "TOLLGATE_MAX_CONCURRENT", default_value_t = 1024)]
+    pub max_concurrent: usize,
+
+    /// Priority class of each tenant tier: premium, standard or bulk.
+    #[arg(long, env = "TOLLGATE_TIER_CLASSES", default_value = "enterprise=premium,pro=standard,dev=bulk,free=bulk")]
+    pub tier_classes: String,
+
+    /// Percent of max-concurrent each class may fill before it is shed.
+    #[arg(long, env = "TOLLGATE_CLASS_SHARES", default_value = "premium=100,standard=80,bulk=50")]
+    pub class_shares: String,
+
+    /// Per-instance rate limit of each tier as requests per second/burst, applied per API key and
+    /// per tenant (tenants may override theirs), or `off`.
+    #[arg(
+        long,
+        env = "TOLLGATE_RATE_LIMITS",
+        default_value = "free=50/100,dev=200/400,pro=1000/2000,enterprise=5000/10000"
+    )]
+    pub rate_limits: String,
+
+    /// Label gateway metrics with the tenant (switch off for many tenants).
+    #[arg(long, env = "TOLLGATE_METRICS_TENANT_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_tenant_label: bool,
+
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -116,3 +141,20 @@ pub struct ServeConfig {
 pub const MISSING_ADMIN_KEY: &str = "ADMIN_API_KEY is not set: the admin plane needs an admin key. \
     Set it in the environment (export ADMIN_API_KEY=<a long random secret>) or pass --admin-api-key, \
     or serve only the runtime plane with --plane runtime.";
+
+impl ServeConfig {
+    /// The admission settings, parsed (a bad value names its option).
+    pub fn admission(&self) -> anyhow::Result<crate::admission::AdmissionConfig> {
+        use crate::admission::{parse_class_shares, parse_rate_limits, parse_tier_classes};
+        let ctx = |name: &'static str| move |e: String| anyhow::anyhow!("{name}: {e}");
+        if self.max_concurrent == 0 {
+            anyhow::bail!("--max-concurrent must be at least 1");
+        }
+        Ok(crate::admission::AdmissionConfig {
+            max_concurrent: self.max_concurrent,
+            tier_classes: parse_tier_classes(&self.tier_classes).map_err(ctx("--tier-classes"))?,
+            class_shares_pct: parse_class_shares(&self.class_shares).map_err(ctx("--class-shares"))?,
+            rate_limits: parse_rate_limits(&self.rate_limits).map_err(ctx("--rate-limits"))?,
+        })
+    }
+}

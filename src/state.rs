@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::catalogue::Catalogue;
 use crate::ledger::Ledger;
@@ -14,6 +15,7 @@ pub struct AppState {
     pub catalogue: Catalogue,
     pub ledger: Ledger,
     pub auth: Arc<Authenticator>,
+    pub admission: Arc<Admission>,
 }
 
 impl FromRef<AppState> for Arc<Authenticator> {

@@ -1,23 +1,92 @@
-//! Logs and metrics, named once. Logs are structured (JSON by default); metrics are served
-//! as Prometheus text by the admin plane's `/metrics`. The recorder is process-wide, so it is
-//! installed once however many applications a process builds (the tests build many).
+//! Logs and metrics, named once. Logs are structured (JSON by default); metrics are served as
+//! Prometheus text by the admin plane's `/metrics`. Every series is described at start and its
+//! labels come from small fixed sets (the tenant label can be switched off). The recorder is
+//! process-wide, so it is installed once however many applications a process builds.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use axum::extract::{MatchedPath, Request};
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::Unit;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-pub const AUTH_CACHE_LOOKUPS: &str = "cycles_auth_cache_lookups_total";
+pub const HTTP_REQUESTS: &str = "cycles_http_requests_total";
+pub const HTTP_DURATION: &str = "cycles_http_request_duration_seconds";
+pub const LEDGER_OPERATIONS: &str = "cycles_ledger_operations_total";
+pub const LEDGER_AMOUNT: &str = "cycles_ledger_amount_total";
+pub const OVERDRAFT_INCURRED: &str = "cycles_overdraft_incurred_total";
 pub const SCRIPT_DURATION: &str = "cycles_redis_script_duration_seconds";
 pub const EXPIRED: &str = "cycles_reservations_expired_total";
 pub const EXPIRY_BACKLOG: &str = "cycles_expiry_backlog";
+pub const OUTBOX_BACKLOG: &str = "cycles_outbox_backlog";
+pub const OUTBOX_LAG: &str = "cycles_outbox_lag_seconds";
+pub const AUTH_CACHE_LOOKUPS: &str = "cycles_auth_cache_lookups_total";
+pub const RATE_LIMITED: &str = "cycles_rate_limited_total";
+pub const GATE_REQUESTS: &str = "gateway_priority_requests_total";
+pub const GATE_THROTTLED: &str = "gateway_priority_throttled_total";
+pub const GATE_IN_FLIGHT: &str = "gateway_priority_in_flight";
 
-/// Histogram buckets (seconds) for store and request latencies: 50 µs to 2.5 s.
+/// Histogram buckets (seconds) for request and store latencies: 50 µs to 2.5 s.
 const LATENCY_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static TENANT_LABEL: AtomicBool = AtomicBool::new(true);
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests served, by plane, route template, method and status.");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency, by plane, route template and method.");
+    describe_counter!(
+        LEDGER_OPERATIONS,
+        "Ledger script outcomes, by operation and outcome (ALLOW, DENY, OK, REPLAY or the error code) and deny reason."
+    );
+    describe_counter!(
+        LEDGER_AMOUNT,
+        "Amounts moved by the ledger, by operation (reserved, charged, released) and unit."
+    );
+    describe_counter!(OVERDRAFT_INCURRED, "Debt created by overdraft charges, by unit.");
+    describe_histogram!(SCRIPT_DURATION, Unit::Seconds, "Ledger script round trips (EVALSHA), by script.");
+    describe_counter!(EXPIRED, "Reservations expired by this instance's sweeper.");
+    describe_gauge!(EXPIRY_BACKLOG, "Reservations past their deadline at the end of the last sweep.");
+    describe_gauge!(OUTBOX_BACKLOG, "Events waiting in the tenants' outbox streams at the last sweep.");
+    describe_gauge!(
+        OUTBOX_LAG,
+        Unit::Seconds,
+        "Age of the oldest event waiting in any outbox stream at the last sweep."
+    );
+    describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
+    describe_counter!(RATE_LIMITED, "Runtime requests refused by a rate limit, by limiter (api_key or tenant).");
+    describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");
+    describe_counter!(GATE_THROTTLED, "Runtime requests the priority gate shed, by tenant and priority tier.");
+    describe_gauge!(GATE_IN_FLIGHT, "Runtime requests in flight on this instance, by priority tier.");
+}
+
+/// Creates the label sets dashboards query, so panels show 0 rather than "no data".
+fn precreate() {
+    for result in ["hit", "miss"] {
+        metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => result).increment(0);
+    }
+    for limiter in ["api_key", "tenant"] {
+        metrics::counter!(RATE_LIMITED, "limiter" => limiter).increment(0);
+    }
+    for tier in ["premium", "standard", "bulk"] {
+        metrics::gauge!(GATE_IN_FLIGHT, "tier" => tier).set(0.0);
+        metrics::counter!(GATE_REQUESTS, "tenant" => "all", "tier" => tier).increment(0);
+        metrics::counter!(GATE_THROTTLED, "tenant" => "all", "tier" => tier).increment(0);
+    }
+    metrics::counter!(EXPIRED).increment(0);
+    metrics::gauge!(EXPIRY_BACKLOG).set(0.0);
+    metrics::gauge!(OUTBOX_BACKLOG).set(0.0);
+    metrics::gauge!(OUTBOX_LAG).set(0.0);
+    for unit in crate::domain::amount::Unit::ALL {
+        metrics::counter!(OVERDRAFT_INCURRED, "unit" => unit.as_str()).increment(0);
+    }
+}
 
 /// Installs the Prometheus recorder (once) and describes every metric.
 pub fn init_metrics() {
@@ -29,28 +98,81 @@ pub fn init_metrics() {
             // Another recorder is installed (only possible in tests); keep a detached one.
             Err(_) => builder().build_recorder().handle(),
         };
-        metrics::describe_counter!(
-            AUTH_CACHE_LOOKUPS,
-            "API-key cache lookups on the request path, by result (hit or miss)."
-        );
-        for result in ["hit", "miss"] {
-            metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => result).increment(0);
-        }
+        describe();
+        precreate();
         handle
     });
+}
+
+/// Whether gateway metrics carry the tenant (`false` folds every tenant into `all`).
+pub fn set_tenant_label(on: bool) {
+    TENANT_LABEL.store(on, Ordering::Relaxed);
+}
+
+fn tenant_label(tenant: &str) -> String {
+    if TENANT_LABEL.load(Ordering::Relaxed) { tenant.to_string() } else { "all".to_string() }
 }
 
 pub fn auth_cache_lookup(hit: bool) {
     metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => if hit { "hit" } else { "miss" }).increment(1);
 }
 
-pub fn script_latency(script: &'static str, elapsed: std::time::Duration) {
+pub fn script_latency(script: &'static str, elapsed: Duration) {
     metrics::histogram!(SCRIPT_DURATION, "script" => script).record(elapsed.as_secs_f64());
+}
+
+/// One ledger outcome: `outcome` is ALLOW, DENY, OK, REPLAY or an error code.
+pub fn ledger_outcome(operation: &'static str, outcome: &str, reason: &str) {
+    metrics::counter!(LEDGER_OPERATIONS, "operation" => operation, "outcome" => outcome.to_string(), "reason" => reason.to_string())
+        .increment(1);
+}
+
+pub fn ledger_amount(operation: &'static str, unit: &'static str, amount: i64) {
+    metrics::counter!(LEDGER_AMOUNT, "operation" => operation, "unit" => unit).increment(amount.unsigned_abs());
+}
+
+pub fn overdraft_incurred(unit: &'static str, amount: i64) {
+    metrics::counter!(OVERDRAFT_INCURRED, "unit" => unit).increment(amount.unsigned_abs());
 }
 
 pub fn expiry_sweep(expired: u64, backlog: u64) {
     metrics::counter!(EXPIRED).increment(expired);
     metrics::gauge!(EXPIRY_BACKLOG).set(backlog as f64);
+}
+
+pub fn outbox(backlog: u64, lag: Duration) {
+    metrics::gauge!(OUTBOX_BACKLOG).set(backlog as f64);
+    metrics::gauge!(OUTBOX_LAG).set(lag.as_secs_f64());
+}
+
+pub fn rate_limited(limiter: &'static str) {
+    metrics::counter!(RATE_LIMITED, "limiter" => limiter).increment(1);
+}
+
+pub fn gate_request(tenant: &str, tier: &'static str) {
+    metrics::counter!(GATE_REQUESTS, "tenant" => tenant_label(tenant), "tier" => tier).increment(1);
+}
+
+pub fn gate_throttled(tenant: &str, tier: &'static str) {
+    metrics::counter!(GATE_THROTTLED, "tenant" => tenant_label(tenant), "tier" => tier).increment(1);
+}
+
+pub fn gate_in_flight(tier: &'static str, n: usize) {
+    metrics::gauge!(GATE_IN_FLIGHT, "tier" => tier).set(n as f64);
+}
+
+/// Route-layer middleware: request counts and latency by route template (never the raw URI).
+pub async fn track_http(plane: &'static str, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(HTTP_DURATION, "plane" => plane, "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(HTTP_REQUESTS, "plane" => plane, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
 }
 
 /// Housekeeping the exporter needs periodically (histogram buckets roll over).

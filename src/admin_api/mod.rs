@@ -32,6 +32,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/validate", post(auth::validate))
         .route("/v1/auth/introspect", get(auth::introspect))
         .route("/v1/admin/audit/logs", get(audit::list))
-        .route("/v1/x-tollgate/audit/verify", get(audit::verify));
+        .route("/v1/x-tollgate/audit/verify", get(audit::verify))
+        .route("/v1/admin/priority/stats", get(priority_stats))
+        .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("admin", r, n)));
     crate::http::finish(routes).with_state(state)
+}
+
+/// `GET /v1/admin/priority/stats`: the priority gate's in-flight counts and shares.
+async fn priority_stats(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    _: crate::auth::AdminAuth,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "object": "priority_stats", "data": state.admission.gate.stats() }))
 }

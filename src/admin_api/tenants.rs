@@ -13,7 +13,9 @@ use crate::auth::AdminAuth;
 use crate::catalogue::audit::Actor;
 use crate::catalogue::now;
 use crate::catalogue::tenants::TenantPatch;
-use crate::domain::tenant::{self as t, CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier};
+use crate::domain::tenant::{
+    self as t, CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantId, TenantStatus, Tier,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
@@ -52,6 +54,10 @@ pub struct TenantBody {
     suspended_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     closed_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_burst: Option<u32>,
 }
 
 impl From<Tenant> for TenantBody {
@@ -72,6 +78,8 @@ impl From<Tenant> for TenantBody {
             updated_at: t.updated_at,
             suspended_at: t.suspended_at,
             closed_at: t.closed_at,
+            rate_limit_per_second: t.rate_limit.map(|r| r.per_second),
+            rate_limit_burst: t.rate_limit.map(|r| r.burst),
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct CreateTenantRequest {
     max_reservation_ttl_ms: Option<i64>,
     max_reservation_extensions: Option<i64>,
     reservation_expiry_policy: Option<ExpiryPolicy>,
+    rate_limit_per_second: Option<u32>,
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +112,37 @@ pub struct UpdateTenantRequest {
     default_reservation_ttl_ms: Option<i64>,
     max_reservation_ttl_ms: Option<i64>,
     max_reservation_extensions: Option<i64>,
+    rate_limit_per_second: Option<u32>,
+    rate_limit_burst: Option<u32>,
+}
+
+/// Bounds of a per-tenant rate limit override (per instance).
+pub const RATE_LIMIT_MAX: u32 = 1_000_000;
+
+/// Resolves the rate-limit fields of a request: `None` = unchanged, `Some(None)` = back to
+/// the tier default (both 0), `Some(Some(_))` = an override (burst defaults to 2 × rate).
+fn rate_limit(per_second: Option<u32>, burst: Option<u32>) -> ApiResult<Option<Option<RateLimit>>> {
+    match (per_second, burst) {
+        (None, None) => Ok(None),
+        (Some(0), None | Some(0)) => Ok(Some(None)),
+        (None, Some(_)) => Err(ApiError::invalid_field("rate_limit_per_second", "is required with rate_limit_burst")),
+        (Some(p), b) => {
+            let b = b.unwrap_or(p.saturating_mul(2));
+            if !(1..=RATE_LIMIT_MAX).contains(&p) {
+                return Err(ApiError::invalid_field(
+                    "rate_limit_per_second",
+                    format!("must be between 1 and {RATE_LIMIT_MAX}, or 0 for the tier default"),
+                ));
+            }
+            if !(1..=RATE_LIMIT_MAX.saturating_mul(2)).contains(&b) {
+                return Err(ApiError::invalid_field(
+                    "rate_limit_burst",
+                    format!("must be between 1 and {}", RATE_LIMIT_MAX * 2),
+                ));
+            }
+            Ok(Some(Some(RateLimit { per_second: p, burst: b })))
+        }
+    }
 }
 
 pub fn check_name(field: &str, name: &str, len_max: usize) -> ApiResult<()> {
@@ -177,6 +218,7 @@ pub async fn create(
         updated_at: at,
         suspended_at: None,
         closed_at: None,
+        rate_limit: rate_limit(req.rate_limit_per_second, req.rate_limit_burst)?.flatten(),
     };
     let (stored, created) = state.catalogue.create_tenant(&Actor::admin(ctx), tenant).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -214,6 +256,7 @@ pub async fn update(
         default_reservation_ttl_ms: req.default_reservation_ttl_ms,
         max_reservation_ttl_ms: req.max_reservation_ttl_ms,
         max_reservation_extensions: req.max_reservation_extensions,
+        rate_limit: rate_limit(req.rate_limit_per_second, req.rate_limit_burst)?,
     };
     Ok(Json(state.catalogue.update_tenant(&Actor::admin(ctx), &id, patch).await?.into()))
 }

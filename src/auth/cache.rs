@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::secret::KeyDigest;
 use crate::domain::Permission;
 use crate::domain::api_key::KeyStatus;
-use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::domain::tenant::{RateLimit, TenantId, TenantStatus, Tier};
 use crate::store::StoreResult;
 use crate::store::pg::PgStore;
 use crate::store::pg::api_keys;
@@ -38,6 +38,9 @@ pub struct KeyInfo {
     pub stored_status: KeyStatus,
     pub expires_at: OffsetDateTime,
     pub tenant_status: TenantStatus,
+    pub tenant_tier: Tier,
+    /// The tenant's override of its tier's rate limit.
+    pub tenant_rate_limit: Option<RateLimit>,
 }
 
 impl KeyInfo {
@@ -98,6 +101,8 @@ impl KeyCache {
                 stored_status: k.key.stored_status,
                 expires_at: k.key.expires_at,
                 tenant_status: k.tenant_status,
+                tenant_tier: k.tenant_tier,
+                tenant_rate_limit: k.tenant_rate_limit,
             })
         });
         if self.generation.load(Ordering::Acquire) == generation {

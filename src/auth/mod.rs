@@ -153,6 +153,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(AnyAuth(caller.clone()));
+        }
         Arc::<Authenticator>::from_ref(state).any(&parts.headers).await.map(AnyAuth)
     }
 }
@@ -167,6 +170,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Arc::<Authenticator>::from_ref(state).require_tenant(&parts.headers).await.map(TenantAuth)
+        match parts.extensions.get::<Caller>() {
+            Some(Caller::Tenant(t)) => Ok(TenantAuth(t.clone())),
+            Some(Caller::Admin) => Err(ApiError::unauthorized("this route needs an X-Cycles-API-Key")),
+            None => Arc::<Authenticator>::from_ref(state).require_tenant(&parts.headers).await.map(TenantAuth),
+        }
     }
 }

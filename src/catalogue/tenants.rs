@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::audit::Actor;
 use super::{Catalogue, now};
-use crate::domain::tenant::{CommitOveragePolicy, Tenant, TenantStatus, Tier};
+use crate::domain::tenant::{CommitOveragePolicy, RateLimit, Tenant, TenantStatus, Tier};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::pg::{self, api_keys, audit, tenants};
 
@@ -29,6 +29,8 @@ pub struct TenantPatch {
     pub default_reservation_ttl_ms: Option<i64>,
     pub max_reservation_ttl_ms: Option<i64>,
     pub max_reservation_extensions: Option<i64>,
+    /// `Some(None)` returns the tenant to its tier's default rate limit.
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -121,7 +123,11 @@ impl Catalogue {
         }
         let entry = actor.entry("updateTenant", id, ("tenant", id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
-        let announce = if updated.status != current.status { vec![format!("tenant:{id}")] } else { Vec::new() };
+        // The runtime's key cache holds the tenant's status, tier and rate limit.
+        let auth_relevant = updated.status != current.status
+            || updated.tier != current.tier
+            || updated.rate_limit != current.rate_limit;
+        let announce = if auth_relevant { vec![format!("tenant:{id}")] } else { Vec::new() };
         self.commit_announcing(tx, &announce).await?;
         self.redis.mirror_tenant(&updated).await?;
         Ok(updated)
@@ -218,6 +224,7 @@ fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
         "max_reservation_extensions",
         patch.max_reservation_extensions.is_some_and(|v| v != t.max_reservation_extensions),
     );
+    check("rate_limit", patch.rate_limit.is_some_and(|v| v != t.rate_limit));
     out
 }
 
@@ -243,6 +250,9 @@ fn apply(mut t: Tenant, patch: &TenantPatch) -> Tenant {
     }
     if let Some(v) = patch.max_reservation_extensions {
         t.max_reservation_extensions = v;
+    }
+    if let Some(v) = patch.rate_limit {
+        t.rate_limit = v;
     }
     if let Some(status) = patch.status
         && status != t.status

@@ -149,4 +149,14 @@ pub struct Tenant {
     pub updated_at: time::OffsetDateTime,
     pub suspended_at: Option<time::OffsetDateTime>,
     pub closed_at: Option<time::OffsetDateTime>,
+    /// Overrides the tier's admission rate limit for this tenant.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// An admission rate limit: sustained requests per second and the burst allowed above it,
+/// per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
 }

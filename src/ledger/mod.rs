@@ -202,7 +202,18 @@ impl Ledger {
         let started = std::time::Instant::now();
         let raw: Result<String, _> = self.redis.eval(script, &keys, &args).await;
         crate::telemetry::script_latency(name, started.elapsed());
-        decode(&raw?)
+        let reply = decode(&raw?);
+        match &reply {
+            Ok(r) if r.replay => crate::telemetry::ledger_outcome(name, "REPLAY", ""),
+            Ok(r) => match r.opt_str("decision") {
+                Some(decision) => {
+                    crate::telemetry::ledger_outcome(name, decision, r.opt_str("reason_code").unwrap_or(""))
+                }
+                None => crate::telemetry::ledger_outcome(name, "OK", ""),
+            },
+            Err(e) => crate::telemetry::ledger_outcome(name, e.code.as_str(), ""),
+        }
+        reply
     }
 }
 

@@ -143,6 +143,9 @@ impl Ledger {
             _ => Decision::Allow,
         };
         let expires_at_ms = reply.opt_str("expires_at_ms").and_then(|s| s.parse().ok());
+        if !reply.replay && input.mode == Mode::Live && decision == Decision::Allow {
+            crate::telemetry::ledger_amount("reserve", input.unit.as_str(), input.estimate.get());
+        }
         Ok(ReserveOutcome {
             replay: reply.replay,
             now_ms: reply.now_ms,
@@ -186,12 +189,17 @@ impl Ledger {
         ];
         let reply = self.run("commit", &self.scripts.commit, keys, args).await?;
         let unit = unit_of(&reply)?;
-        Ok(CommitOutcome {
+        let outcome = CommitOutcome {
             unit,
             charged: reply.int("charged")?,
             released: reply.int("released")?,
             balances: reply.balances(unit)?,
-        })
+        };
+        if !reply.replay {
+            crate::telemetry::ledger_amount("commit", unit.as_str(), outcome.charged);
+            crate::telemetry::overdraft_incurred(unit.as_str(), reply.int("debt_added")?);
+        }
+        Ok(outcome)
     }
 
     pub async fn release(
@@ -222,6 +230,9 @@ impl Ledger {
         ];
         let reply = self.run("release", &self.scripts.release, keys, args).await?;
         let unit = unit_of(&reply)?;
+        if !reply.replay {
+            crate::telemetry::ledger_amount("release", unit.as_str(), reply.int("released")?);
+        }
         Ok(ReleaseOutcome {
             replay: reply.replay,
             unit,
@@ -282,6 +293,10 @@ impl Ledger {
         args.extend(scopes.affected.iter().cloned());
         let reply = self.run("event", &self.scripts.event, keys, args).await?;
         let unit = unit_of(&reply)?;
+        if !reply.replay {
+            crate::telemetry::ledger_amount("event", unit.as_str(), reply.int("charged")?);
+            crate::telemetry::overdraft_incurred(unit.as_str(), reply.int("debt_added")?);
+        }
         Ok(EventOutcome {
             event_id: reply.str("event_id")?.to_string(),
             unit,

@@ -24,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reservations/{reservation_id}/release", post(settle::release))
         .route("/v1/reservations/{reservation_id}/extend", post(settle::extend))
         .route("/v1/balances", get(balances::list))
-        .route("/v1/events", post(events::create));
+        .route("/v1/events", post(events::create))
+        .route_layer(axum::middleware::from_fn_with_state(state.admission.clone(), crate::admission::middleware))
+        .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("runtime", r, n)));
     crate::http::finish(routes).with_state(state)
 }

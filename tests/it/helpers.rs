@@ -86,6 +86,12 @@ impl Env {
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
             log_format: LogFormat::Pretty,
+            max_concurrent: 1024,
+            tier_classes: "enterprise=premium,pro=standard,dev=bulk,free=bulk".into(),
+            class_shares: "premium=100,standard=80,bulk=50".into(),
+            // Tests drive many requests per second from one tenant; the admission tests set their own.
+            rate_limits: "off".into(),
+            metrics_tenant_label: true,
             store: StoreConfig { database_url: self.database_url.clone(), pg_max_connections: 5 },
         }
     }

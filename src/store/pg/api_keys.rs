@@ -7,7 +7,7 @@ use super::PgTx;
 use super::page::{After, Page, PageSpec, after_of, finish};
 use crate::domain::Permission;
 use crate::domain::api_key::{ApiKey, KeyStatus};
-use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::domain::tenant::{RateLimit, TenantId, TenantStatus, Tier};
 use crate::store::{StoreError, StoreResult};
 
 const COLUMNS: &str = "k.key_id, k.tenant_id, k.key_prefix, k.name, k.description, k.permissions, \
@@ -143,11 +143,14 @@ pub async fn revoke_all_of_tenant(
 pub struct KeyWithTenant {
     pub key: ApiKey,
     pub tenant_status: TenantStatus,
+    pub tenant_tier: Tier,
+    pub tenant_rate_limit: Option<RateLimit>,
 }
 
 pub async fn find_by_digest(pool: &sqlx::PgPool, digest: &[u8]) -> StoreResult<Option<KeyWithTenant>> {
     let sql = format!(
-        "SELECT {COLUMNS}, t.status AS tenant_status FROM api_keys k \
+        "SELECT {COLUMNS}, t.status AS tenant_status, t.tier AS tenant_tier, t.rate_limit_per_second, \
+         t.rate_limit_burst FROM api_keys k \
          JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_digest = $1"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(digest).fetch_optional(pool).await?;
@@ -156,7 +159,16 @@ pub async fn find_by_digest(pool: &sqlx::PgPool, digest: &[u8]) -> StoreResult<O
         let status: String = row.try_get("tenant_status")?;
         let tenant_status =
             TenantStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("tenant status {status:?}")))?;
-        Ok(KeyWithTenant { key: ApiKey::try_from(Row::from_row(&row)?)?, tenant_status })
+        let tier: String = row.try_get("tenant_tier")?;
+        let tenant_tier = Tier::parse(&tier).ok_or_else(|| StoreError::Internal(format!("tenant tier {tier:?}")))?;
+        let tenant_rate_limit =
+            super::tenants::rate_limit_of(row.try_get("rate_limit_per_second")?, row.try_get("rate_limit_burst")?);
+        Ok(KeyWithTenant {
+            key: ApiKey::try_from(Row::from_row(&row)?)?,
+            tenant_status,
+            tenant_tier,
+            tenant_rate_limit,
+        })
     })
     .transpose()
 }

@@ -7,12 +7,13 @@ use time::OffsetDateTime;
 
 use super::page::{After, Page, PageSpec, after_of, finish};
 use super::{PgTx, like_pattern};
-use crate::domain::tenant::{CommitOveragePolicy, ExpiryPolicy, Tenant, TenantId, TenantStatus, Tier};
+use crate::domain::tenant::{CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantId, TenantStatus, Tier};
 use crate::store::{StoreError, StoreResult};
 
 const COLUMNS: &str = "tenant_id, name, status, tier, parent_tenant_id, default_commit_overage_policy, \
     default_reservation_ttl_ms, max_reservation_ttl_ms, max_reservation_extensions, \
-    reservation_expiry_policy, metadata, created_at, updated_at, suspended_at, closed_at";
+    reservation_expiry_policy, metadata, created_at, updated_at, suspended_at, closed_at, rate_limit_per_second, \
+    rate_limit_burst";
 
 #[derive(FromRow)]
 struct Row {
@@ -31,6 +32,8 @@ struct Row {
     updated_at: OffsetDateTime,
     suspended_at: Option<OffsetDateTime>,
     closed_at: Option<OffsetDateTime>,
+    rate_limit_per_second: Option<i32>,
+    rate_limit_burst: Option<i32>,
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
@@ -59,6 +62,7 @@ impl TryFrom<Row> for Tenant {
             updated_at: r.updated_at,
             suspended_at: r.suspended_at,
             closed_at: r.closed_at,
+            rate_limit: rate_limit_of(r.rate_limit_per_second, r.rate_limit_burst),
         })
     }
 }
@@ -68,8 +72,9 @@ pub async fn insert(tx: &mut PgTx, t: &Tenant) -> StoreResult<bool> {
     let done = sqlx::query(
         "INSERT INTO tenants (tenant_id, name, status, tier, parent_tenant_id, \
          default_commit_overage_policy, default_reservation_ttl_ms, max_reservation_ttl_ms, \
-         max_reservation_extensions, reservation_expiry_policy, metadata, created_at, updated_at) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (tenant_id) DO NOTHING",
+         max_reservation_extensions, reservation_expiry_policy, metadata, created_at, updated_at, \
+         rate_limit_per_second, rate_limit_burst) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (tenant_id) DO NOTHING",
     )
     .bind(t.tenant_id.as_str())
     .bind(&t.name)
@@ -84,6 +89,8 @@ pub async fn insert(tx: &mut PgTx, t: &Tenant) -> StoreResult<bool> {
     .bind(t.metadata.as_ref().map(sqlx::types::Json))
     .bind(t.created_at)
     .bind(t.updated_at)
+    .bind(t.rate_limit.map(|r| r.per_second as i32))
+    .bind(t.rate_limit.map(|r| r.burst as i32))
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -107,7 +114,8 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
     sqlx::query(
         "UPDATE tenants SET name=$2, status=$3, tier=$4, default_commit_overage_policy=$5, \
          default_reservation_ttl_ms=$6, max_reservation_ttl_ms=$7, max_reservation_extensions=$8, \
-         metadata=$9, updated_at=$10, suspended_at=$11, closed_at=$12 WHERE tenant_id=$1",
+         metadata=$9, updated_at=$10, suspended_at=$11, closed_at=$12, rate_limit_per_second=$13, \
+         rate_limit_burst=$14 WHERE tenant_id=$1",
     )
     .bind(t.tenant_id.as_str())
     .bind(&t.name)
@@ -121,6 +129,8 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
     .bind(t.updated_at)
     .bind(t.suspended_at)
     .bind(t.closed_at)
+    .bind(t.rate_limit.map(|r| r.per_second as i32))
+    .bind(t.rate_limit.map(|r| r.burst as i32))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -176,4 +186,12 @@ pub async fn open_ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
 /// Every tenant's id and status, for re-seeding the Redis status mirror at start.
 pub async fn statuses(pool: &sqlx::PgPool) -> StoreResult<Vec<(String, String)>> {
     Ok(sqlx::query_as("SELECT tenant_id, status FROM tenants").fetch_all(pool).await?)
+}
+
+/// A stored override, when both columns are set to positive values.
+pub fn rate_limit_of(per_second: Option<i32>, burst: Option<i32>) -> Option<RateLimit> {
+    match (per_second, burst) {
+        (Some(p), Some(b)) if p > 0 && b > 0 => Some(RateLimit { per_second: p as u32, burst: b as u32 }),
+        _ => None,
+    }
 }
