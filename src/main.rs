@@ -23,7 +23,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
         Command::Serve(config) => {
-            let app = tollgate::app::Application::build(config).await?;
+            let app = tollgate::app::Application::build(*config).await?;
             tokio::spawn(tollgate::app::cancel_on_signal(app.shutdown_token()));
             app.run_until_stopped().await?;
         }
