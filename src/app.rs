@@ -59,9 +59,14 @@ impl Application {
             .context("connecting to Postgres (DATABASE_URL)")?;
         pg.migrate().await.context("applying database migrations")?;
         let keys = Keys::new(&config.redis_prefix).map_err(anyhow::Error::msg)?;
-        let redis = RedisStore::connect(&config.redis_url, &config.redis_cluster_nodes, keys)
-            .await
-            .context("connecting to Redis (REDIS_URL)")?;
+        let redis = RedisStore::connect_with_timeout(
+            &config.redis_url,
+            &config.redis_cluster_nodes,
+            keys,
+            Duration::from_millis(config.redis_timeout_ms.max(1)),
+        )
+        .await
+        .context("connecting to Redis (REDIS_URL)")?;
         let scripts = Arc::new(Scripts::new());
         scripts.load(&redis).await.context("loading the ledger scripts into Redis")?;
         let ledger = Ledger::new(redis.clone(), scripts);

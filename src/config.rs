@@ -95,6 +95,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tg")]
     pub redis_prefix: String,
 
+    /// Per-command Redis response timeout in milliseconds; a slower answer fails the request
+    /// with 503 (its outcome is then unknown: retry with the same idempotency key).
+    #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+
     /// The admin key callers present in X-Admin-API-Key. Required by the admin plane.
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,

@@ -1,12 +1,9 @@
 //! Health probes, correlation headers, start-up rules and shutdown.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Env, Instance, TestApp, eventually, send};
+use crate::helpers::{Env, Instance, PrivateRedis, TestApp, send};
 
 #[tokio::test]
 async fn livez_and_readyz_answer_200_when_both_stores_are_up() {
@@ -16,34 +13,6 @@ async fn livez_and_readyz_answer_200_when_both_stores_are_up() {
     let ready = send(app.client.get(app.admin_url("/readyz"))).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body, json!({"status": "ready", "checks": {"redis": "ok", "postgres": "ok"}}));
-}
-
-/// A Redis of the test's own on a free loopback port, stopped when dropped.
-struct PrivateRedis {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server on PATH");
-        let url = format!("redis://127.0.0.1:{port}");
-        let up = eventually(Duration::from_secs(10), || async {
-            let Ok(c) = redis::Client::open(url.as_str()) else {
-                return false;
-            };
-            c.get_multiplexed_async_connection().await.is_ok()
-        })
-        .await;
-        assert!(up, "private redis started");
-        PrivateRedis { child, port }
-    }
 }
 
 #[tokio::test]

@@ -83,6 +83,7 @@ impl Env {
             redis_url: self.redis_url.clone(),
             redis_cluster_nodes: self.cluster_nodes.clone(),
             redis_prefix: self.redis_prefix.clone(),
+            redis_timeout_ms: 1000,
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
             log_format: LogFormat::Pretty,
@@ -321,4 +322,32 @@ where
 /// A tenant id unique to this run.
 pub fn tenant_id(label: &str) -> String {
     format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A Redis of the test's own on a free loopback port, stopped when dropped.
+pub struct PrivateRedis {
+    pub child: tokio::process::Child,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server on PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        let up = eventually(Duration::from_secs(10), || async {
+            let Ok(c) = redis::Client::open(url.as_str()) else {
+                return false;
+            };
+            c.get_multiplexed_async_connection().await.is_ok()
+        })
+        .await;
+        assert!(up, "private redis started");
+        PrivateRedis { child, port }
+    }
 }

@@ -1,6 +1,7 @@
 //! Black-box tests of Tollgate against real Redis and Postgres: one binary, every test on its
 //! own database and Redis key prefix (see `helpers`), so they run in parallel.
 
+mod admission;
 mod api_keys;
 mod audit;
 mod auth;
@@ -12,6 +13,7 @@ mod health;
 mod helpers;
 mod ledger_model;
 mod lifecycle;
+mod metrics;
 mod runtime_amounts;
 mod runtime_basics;
 mod runtime_concurrency;

@@ -14,8 +14,9 @@ pub use keys::Keys;
 use crate::domain::tenant::Tenant;
 use crate::store::StoreResult;
 
-/// Per-command response timeout: a healthy script answers in well under a millisecond.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Default per-command response timeout: a healthy script answers in well under a
+/// millisecond; past this a request fails with 503 instead of hanging on a stuck Redis.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
@@ -33,15 +34,25 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects to one Redis at `url`, or to a cluster when `cluster_nodes` is non-empty.
     pub async fn connect(url: &str, cluster_nodes: &[String], keys: Keys) -> anyhow::Result<Self> {
+        Self::connect_with_timeout(url, cluster_nodes, keys, RESPONSE_TIMEOUT).await
+    }
+
+    /// As [`RedisStore::connect`], with a chosen per-command response timeout.
+    pub async fn connect_with_timeout(
+        url: &str,
+        cluster_nodes: &[String],
+        keys: Keys,
+        response_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let conn = if cluster_nodes.is_empty() {
             let client = redis::Client::open(url)?;
             let config = ConnectionManagerConfig::new()
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_response_timeout(Some(response_timeout))
                 .set_connection_timeout(Some(CONNECT_TIMEOUT));
             Conn::Single(ConnectionManager::new_with_config(client, config).await?)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.to_vec())
-                .response_timeout(RESPONSE_TIMEOUT)
+                .response_timeout(response_timeout)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .build()?;
             Conn::Cluster(client.get_async_connection().await?)
