@@ -100,7 +100,7 @@ impl Application {
             let listener = TcpListener::bind(config.runtime_addr)
                 .await
                 .with_context(|| format!("binding the runtime plane to {}", config.runtime_addr))?;
-            Some((listener, crate::runtime_api::router(state.clone())))
+            Some((listener, crate::runtime_api::router(state.clone(), !config.plane.admin())))
         } else {
             None
         };

@@ -47,7 +47,7 @@ fn describe() {
     );
     describe_counter!(
         LEDGER_AMOUNT,
-        "Amounts moved by the ledger, by operation (reserved, charged, released) and unit."
+        "Amounts moved by the ledger, by operation (reserve: held, commit: charged, release: returned, event: charged) and unit."
     );
     describe_counter!(OVERDRAFT_INCURRED, "Debt created by overdraft charges, by unit.");
     describe_histogram!(SCRIPT_DURATION, Unit::Seconds, "Ledger script round trips (EVALSHA), by script.");

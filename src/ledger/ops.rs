@@ -137,7 +137,12 @@ impl Ledger {
             input.scopes.path().to_string(),
         ];
         args.extend(input.scopes.affected.iter().cloned());
-        let reply = self.run("reserve", &self.scripts.reserve, keys, args).await?;
+        let name = match input.mode {
+            Mode::Live => "reserve",
+            Mode::DryRun => "reserve_dry_run",
+            Mode::Decide => "decide",
+        };
+        let reply = self.run(name, &self.scripts.reserve, keys, args).await?;
         let decision = match reply.str("decision")? {
             "DENY" => Decision::Deny(reply.str("reason_code")?.to_string()),
             _ => Decision::Allow,

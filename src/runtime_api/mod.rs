@@ -15,7 +15,8 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// `serve_metrics`: also answer `GET /metrics` here (for instances that run no admin plane).
+pub fn router(state: AppState, serve_metrics: bool) -> Router {
     let routes = Router::new()
         .route("/v1/decide", post(reservations::decide))
         .route("/v1/reservations", post(reservations::create).get(reads::list))
@@ -27,5 +28,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(events::create))
         .route_layer(axum::middleware::from_fn_with_state(state.admission.clone(), crate::admission::middleware))
         .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("runtime", r, n)));
+    let routes = if serve_metrics { routes.route("/metrics", get(crate::telemetry::render)) } else { routes };
     crate::http::finish(routes).with_state(state)
 }
