@@ -129,7 +129,7 @@ for _, b in ipairs(budgets) do
   balances[#balances + 1] = balance(b)
 end
 redis.call('HSET', KEYS[4], 'st', 'ACTIVE', 'u', unit, 'e', ARGV[4], 'sc', table.concat(held, '\n'),
-  'sp', ARGV[16], 'as', cjson.encode(scopes), 'sj', ARGV[10], 'aj', ARGV[11], 'mj', ARGV[12], 'ik', ARGV[9],
+  'sp', ARGV[16], 'sj', ARGV[10], 'aj', ARGV[11], 'mj', ARGV[12], 'ik', ARGV[9],
   'c', ms(now), 'x', ms(expires), 'g', ms(grace), 'p', policy, 'n', '0', 'ttl', ms(ttl))
 redis.call('ZADD', KEYS[5], expires + grace, ARGV[8])
 redis.call('ZADD', KEYS[6], now, ARGV[8])

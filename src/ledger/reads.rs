@@ -66,6 +66,16 @@ pub struct ReservationRecord {
     pub finalized_at_ms: Option<i64>,
 }
 
+/// A reservation's affected scopes are the cumulative prefixes of its scope path (only the
+/// path is stored).
+fn cumulative_prefixes(path: &str) -> Vec<String> {
+    path.char_indices()
+        .filter(|(_, c)| *c == '/')
+        .map(|(i, _)| path[..i].to_string())
+        .chain((!path.is_empty()).then(|| path.to_string()))
+        .collect()
+}
+
 fn corrupt(what: &str) -> ApiError {
     ApiError::internal(format!("reservation record has a bad {what}"))
 }
@@ -83,7 +93,7 @@ impl ReservationRecord {
             unit: f.get("u").and_then(|s| Unit::parse(s)).ok_or_else(|| corrupt("unit"))?,
             estimate: int("e").ok_or_else(|| corrupt("estimate"))?,
             scope_path: f.get("sp").cloned().unwrap_or_default(),
-            affected_scopes: json_field(f, "as").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+            affected_scopes: cumulative_prefixes(f.get("sp").map(String::as_str).unwrap_or_default()),
             subject: json_field(f, "sj").unwrap_or(Value::Object(Default::default())),
             action: json_field(f, "aj").unwrap_or(Value::Object(Default::default())),
             metadata: json_field(f, "mj"),
@@ -252,5 +262,15 @@ impl Ledger {
         cmd.arg(self.keys().ledger(tenant)).arg(doc_fields(scope, unit));
         let values: Vec<Option<String>> = self.redis.query(&cmd).await?;
         BudgetDoc::from_values(tenant, scope, unit, &values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn affected_scopes_are_the_cumulative_prefixes_of_the_path() {
+        assert_eq!(super::cumulative_prefixes("tenant:a/agent:b"), vec!["tenant:a", "tenant:a/agent:b"]);
+        assert_eq!(super::cumulative_prefixes("tenant:a"), vec!["tenant:a"]);
+        assert!(super::cumulative_prefixes("").is_empty());
     }
 }
