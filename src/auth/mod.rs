@@ -74,9 +74,10 @@ impl Authenticator {
         &self.cache
     }
 
-    /// Whether the headers carry the admin key; 401 if they carry a wrong one.
+    /// Whether the headers carry the admin key; 401 if they carry a wrong one. An empty
+    /// header counts as absent.
     pub fn admin(&self, headers: &HeaderMap) -> ApiResult<Option<()>> {
-        let Some(presented) = header(headers, ADMIN_KEY_HEADER) else {
+        let Some(presented) = header(headers, ADMIN_KEY_HEADER).filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
         match &self.admin_key {

@@ -32,9 +32,9 @@ pub struct ReserveRequest {
     subject: Subject,
     action: Action,
     estimate: Amount,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::amount::de_opt_int")]
     ttl_ms: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::domain::amount::de_opt_int")]
     grace_period_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     overage_policy: Option<CommitOveragePolicy>,

@@ -174,6 +174,7 @@ pub async fn release(
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     idempotency_key: String,
+    #[serde(deserialize_with = "crate::domain::amount::de_int")]
     extend_by_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Map<String, Value>>,

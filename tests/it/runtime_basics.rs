@@ -349,7 +349,7 @@ async fn bad_amounts_and_subjects_are_400_naming_the_field() {
         ("/subject", json!({"dimensions": {"a": "b"}}), "subject"),
         ("/subject/agent", json!("bad agent!"), "subject.agent"),
         ("/subject/agent", json!("x".repeat(129)), "subject.agent"),
-        ("/action/kind", json!(""), "action.kind"),
+        ("/action/kind", json!("k".repeat(65)), "action.kind"),
         ("/idempotency_key", json!(""), "idempotency_key"),
     ];
     for (pointer, value, field) in cases {
