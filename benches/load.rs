@@ -577,9 +577,7 @@ async fn ceiling_iteration(plan: &CeilingPlan, cs: &ClientSubject, idem: &str, o
         overage_policy: None,
         idempotency_key: idem.to_string(),
         request_hash: request_hash(&wire_request).unwrap_or_default(),
-        subject_json: cs.subject_json.clone(),
-        action_json: serde_json::to_string(&action).unwrap_or_default(),
-        metadata_json: String::new(),
+        document: serde_json::json!({"subject": serde_json::from_str::<serde_json::Value>(&cs.subject_json).unwrap_or_default(), "action": action, "metadata": null, "idempotency_key": idem}).to_string(),
         scopes: cs.scopes.clone(),
     };
     let ctx = tollgate::http::context::RequestCtx::fresh(&axum::http::HeaderMap::new());

@@ -37,12 +37,10 @@ end
 if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
 
 local E, A, policy = I(r[3]), I(ARGV[3]), r[7]
-local budgets = {}
-for scope in string.gmatch(r[4], '[^\n]+') do
-  local b = read_budget(KEYS[2], scope, unit)
-  if not b then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing: ' .. scope) end
-  budgets[#budgets + 1] = b
-end
+local held = {}
+for scope in string.gmatch(r[4], '[^\n]+') do held[#held + 1] = scope end
+local budgets = read_budgets(KEYS[2], held, unit)
+if #budgets ~= #held then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing') end
 local charged, plans = plan_charge(budgets, E, A, policy, true)
 if not charged then return plans end
 local overflow = check_plans(budgets, E, plans)
@@ -55,10 +53,10 @@ for i, b in ipairs(budgets) do
   b.d = add(b.d, plans[i].add_d)
   b.r = sub(b.r, E)
   b.x = b.x or plans[i].over or cmp(b.d, b.o) > 0
-  write_budget(KEYS[2], b, now)
   emit_budget_changes(KEYS[6], before_x, b, unit, now, rq, tr, rid, plans[i].add_d, policy)
   balances[#balances + 1] = balance(b)
 end
+write_budgets(KEYS[2], budgets, now, true)
 redis.call('HSET', KEYS[4], 'st', 'COMMITTED', 'cm', S(charged), 'cmj', ARGV[4], 'f', ms(now))
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 redis.call('ZREM', KEYS[5], rid)

@@ -27,11 +27,7 @@ if tenant.status == 'SUSPENDED' then return err('FORBIDDEN', 'tenant is suspende
 
 local scopes = {}
 for i = 10, #ARGV do scopes[#scopes + 1] = ARGV[i] end
-local budgets = {}
-for _, scope in ipairs(scopes) do
-  local b = read_budget(KEYS[2], scope, unit)
-  if b then budgets[#budgets + 1] = b end
-end
+local budgets = read_budgets(KEYS[2], scopes, unit)
 if #budgets == 0 then
   local units = {'USD_MICROCENTS', 'TOKENS', 'CREDITS', 'RISK_POINTS'}
   for _, scope in ipairs(scopes) do
@@ -69,9 +65,9 @@ for i, b in ipairs(budgets) do
   b.s = add(b.s, plans[i].add_s)
   b.d = add(b.d, plans[i].add_d)
   b.x = b.x or plans[i].over or cmp(b.d, b.o) > 0
-  write_budget(KEYS[2], b, now)
   emit_budget_changes(KEYS[4], before_x, b, unit, now, rq, tr, '', plans[i].add_d, policy)
   balances[#balances + 1] = balance(b)
 end
+write_budgets(KEYS[2], budgets, now, true)
 return succeed(KEYS[3], hash, {status = 'APPLIED', event_id = ARGV[5], unit = unit, charged = S(charged),
   capped = lt(charged, A) and '1' or '0', debt_added = S(debt_added), balances = balances}, ARGV[8], now)

@@ -19,17 +19,12 @@ for i = 4, #KEYS do
     redis.call('ZREM', KEYS[2], rid)
   elseif now > tonumber(r[5]) + tonumber(r[6]) then
     local unit, E = r[2], I(r[3])
-    local budgets, ok = {}, true
-    for scope in string.gmatch(r[4], '[^\n]+') do
-      local b = read_budget(KEYS[1], scope, unit)
-      if not b then ok = false; break end
-      budgets[#budgets + 1] = b
-    end
-    if ok then
-      for _, b in ipairs(budgets) do
-        b.r = sub(b.r, E)
-        redis.call('HSET', KEYS[1], b.prefix .. 'r', S(b.r), b.prefix .. 'u', ms(now))
-      end
+    local held = {}
+    for scope in string.gmatch(r[4], '[^\n]+') do held[#held + 1] = scope end
+    local budgets = read_budgets(KEYS[1], held, unit)
+    if #budgets == #held then
+      for _, b in ipairs(budgets) do b.r = sub(b.r, E) end
+      write_budgets(KEYS[1], budgets, now, false)
       redis.call('HSET', KEYS[i], 'st', 'EXPIRED')
       redis.call('PEXPIRE', KEYS[i], ARGV[1])
       redis.call('ZREM', KEYS[2], rid)

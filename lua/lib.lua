@@ -1,13 +1,15 @@
 -- lib.lua: helpers prepended to every ledger script (the loader concatenates them, so each
 -- script is one self-contained text with one SHA). Defines no keys and writes nothing.
 --
--- Money is int64 and Lua numbers are doubles, exact only below 2^53. Amounts therefore
--- travel as decimal strings and are computed as pairs {h, l} meaning h * 1e9 + l, where h
--- and l are integral doubles of the same sign (|l| < 1e9). Every intermediate stays far
--- below 2^53, so the arithmetic is exact across the whole int64 range.
+-- Money is int64 and Lua numbers are doubles, exact only below 2^53. Amounts travel as
+-- decimal strings. Below 2^53 (the usual case) they are computed as plain Lua numbers;
+-- anything larger, or any result that reaches 2^53, is computed as a pair {h, l} meaning
+-- h * 1e9 + l, with h and l integral doubles of the same sign (|l| < 1e9). Every
+-- intermediate stays far below 2^53, so the arithmetic is exact across the whole int64 range.
 
 local B = 1000000000
-local ZERO = {0, 0}
+local SAFE = 9007199254740992 -- 2^53: plain numbers are exact strictly below it
+local ZERO = 0
 local I64_MAX = {9223372036, 854775807}
 
 local function norm(h, l)
@@ -16,35 +18,65 @@ local function norm(h, l)
   return {h, l}
 end
 
+-- A plain number as a pair (exact: |a| < 2^53 splits into parts below 1e9 and 2^53/1e9).
+local function pair(a)
+  if type(a) ~= 'number' then return a end
+  local h
+  if a >= 0 then h = math.floor(a / B) else h = -math.floor(-a / B) end
+  return {h, a - h * B}
+end
+
 -- Parses a decimal string (absent or empty means 0). Inputs come from Tollgate itself.
 local function I(s)
-  if not s or s == '' then return ZERO end
-  local neg = string.byte(s, 1) == 45
-  if neg then s = string.sub(s, 2) end
+  if not s or s == '' then return 0 end
   local n = #s
-  local h, l
-  if n <= 9 then h = 0; l = tonumber(s) else h = tonumber(string.sub(s, 1, n - 9)); l = tonumber(string.sub(s, n - 8)) end
+  if n <= 15 then return tonumber(s) end
+  local neg = string.byte(s, 1) == 45
+  if neg then s = string.sub(s, 2); n = n - 1 end
+  local h, l = tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))
   if neg then return {-h, -l} end
   return {h, l}
 end
 
 local function S(a)
+  if type(a) == 'number' then return string.format('%d', a) end
   local h, l = a[1], a[2]
   if h == 0 then return string.format('%d', l) end
   if h < 0 then return string.format('-%d%09d', -h, -l) end
   return string.format('%d%09d', h, l)
 end
 
-local function add(a, b) return norm(a[1] + b[1], a[2] + b[2]) end
-local function sub(a, b) return norm(a[1] - b[1], a[2] - b[2]) end
+local function add(a, b)
+  if type(a) == 'number' and type(b) == 'number' then
+    local r = a + b
+    if r < SAFE and r > -SAFE then return r end
+  end
+  local x, y = pair(a), pair(b)
+  return norm(x[1] + y[1], x[2] + y[2])
+end
+
+local function sub(a, b)
+  if type(a) == 'number' and type(b) == 'number' then
+    local r = a - b
+    if r < SAFE and r > -SAFE then return r end
+  end
+  local x, y = pair(a), pair(b)
+  return norm(x[1] - y[1], x[2] - y[2])
+end
+
 local function cmp(a, b)
-  if a[1] ~= b[1] then if a[1] < b[1] then return -1 end return 1 end
-  if a[2] ~= b[2] then if a[2] < b[2] then return -1 end return 1 end
+  if type(a) == 'number' and type(b) == 'number' then
+    if a < b then return -1 elseif a > b then return 1 end
+    return 0
+  end
+  local x, y = pair(a), pair(b)
+  if x[1] ~= y[1] then if x[1] < y[1] then return -1 end return 1 end
+  if x[2] ~= y[2] then if x[2] < y[2] then return -1 end return 1 end
   return 0
 end
 local function lt(a, b) return cmp(a, b) < 0 end
-local function pos(a) return a[1] > 0 or (a[1] == 0 and a[2] > 0) end
-local function neg(a) return a[1] < 0 or (a[1] == 0 and a[2] < 0) end
+local function pos(a) return cmp(a, 0) > 0 end
+local function neg(a) return cmp(a, 0) < 0 end
 local function max0(a) if neg(a) then return ZERO end return a end
 local function min(a, b) if cmp(a, b) <= 0 then return a end return b end
 local function fits(a) return not neg(a) and cmp(a, I64_MAX) <= 0 end
@@ -93,10 +125,43 @@ local function read_budget(ledger, scope, unit)
   return b
 end
 
-local function write_budget(ledger, b, now)
-  redis.call('HSET', ledger, b.prefix .. 's', S(b.s), b.prefix .. 'r', S(b.r), b.prefix .. 'd', S(b.d),
-    b.prefix .. 'x', b.x and '1' or '0', b.prefix .. 'u', ms(now))
+-- Several budgets of one unit in one HMGET; returns those that exist, in scope order.
+local function read_budgets(ledger, scopes, unit)
+  local fields, n = {}, 0
+  for _, scope in ipairs(scopes) do
+    local p = scope .. '|' .. unit .. '|'
+    for _, f in ipairs(BF) do n = n + 1; fields[n] = p .. f end
+  end
+  local v = redis.call('HMGET', ledger, unpack(fields))
+  local out = {}
+  for i, scope in ipairs(scopes) do
+    local o = (i - 1) * 8
+    if v[o + 1] then
+      local b = {scope = scope, prefix = scope .. '|' .. unit .. '|', st = v[o + 1], a = I(v[o + 2]), s = I(v[o + 3]),
+        r = I(v[o + 4]), d = I(v[o + 5]), o = I(v[o + 6]), x = v[o + 7] == '1', p = v[o + 8] or ''}
+      b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
+      out[#out + 1] = b
+    end
+  end
+  return out
 end
+
+-- Writes the given fields of several budgets (and their update time) in one HSET.
+local function write_budgets(ledger, budgets, now, with_settlement)
+  local args, n = {}, 0
+  local t = ms(now)
+  for _, b in ipairs(budgets) do
+    args[n + 1] = b.prefix .. 'r'; args[n + 2] = S(b.r); args[n + 3] = b.prefix .. 'u'; args[n + 4] = t
+    n = n + 4
+    if with_settlement then
+      args[n + 1] = b.prefix .. 's'; args[n + 2] = S(b.s); args[n + 3] = b.prefix .. 'd'; args[n + 4] = S(b.d)
+      args[n + 5] = b.prefix .. 'x'; args[n + 6] = b.x and '1' or '0'
+      n = n + 6
+    end
+  end
+  redis.call('HSET', ledger, unpack(args))
+end
+
 
 local function balance(b)
   return {scope = b.scope, a = S(b.a), s = S(b.s), r = S(b.r), d = S(b.d), o = S(b.o), x = b.x and '1' or '0'}

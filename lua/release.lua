@@ -27,18 +27,16 @@ if r[1] ~= 'ACTIVE' then return err('RESERVATION_FINALIZED', 'reservation is alr
 if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
 
 local unit, E = r[2], I(r[3])
-local budgets = {}
-for scope in string.gmatch(r[4], '[^\n]+') do
-  local b = read_budget(KEYS[2], scope, unit)
-  if not b then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing: ' .. scope) end
-  budgets[#budgets + 1] = b
-end
+local held = {}
+for scope in string.gmatch(r[4], '[^\n]+') do held[#held + 1] = scope end
+local budgets = read_budgets(KEYS[2], held, unit)
+if #budgets ~= #held then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing') end
 local balances = {}
 for _, b in ipairs(budgets) do
   b.r = sub(b.r, E)
-  redis.call('HSET', KEYS[2], b.prefix .. 'r', S(b.r), b.prefix .. 'u', ms(now))
   balances[#balances + 1] = balance(b)
 end
+write_budgets(KEYS[2], budgets, now, false)
 redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], rid)

@@ -37,9 +37,9 @@ pub struct ReserveInput {
     pub overage_policy: Option<CommitOveragePolicy>,
     pub idempotency_key: String,
     pub request_hash: String,
-    pub subject_json: String,
-    pub action_json: String,
-    pub metadata_json: String,
+    /// The reservation's descriptive document (subject, action, metadata, idempotency key)
+    /// as JSON, stored with it as it is.
+    pub document: String,
     pub scopes: Scopes,
 }
 
@@ -127,10 +127,7 @@ impl Ledger {
             input.grace_ms.to_string(),
             policy_arg(input.overage_policy),
             reservation_id.to_string(),
-            input.idempotency_key.clone(),
-            input.subject_json.clone(),
-            input.action_json.clone(),
-            input.metadata_json.clone(),
+            input.document.clone(),
             corr.request_id.clone(),
             corr.trace_id.clone(),
             IDEM_RETENTION_MS.to_string(),

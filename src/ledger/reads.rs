@@ -87,6 +87,7 @@ fn json_field(f: &HashMap<String, String>, k: &str) -> Option<Value> {
 impl ReservationRecord {
     fn from_fields(id: &str, f: &HashMap<String, String>) -> ApiResult<Self> {
         let int = |k: &str| f.get(k).and_then(|s| s.parse::<i64>().ok());
+        let doc = json_field(f, "d").unwrap_or(Value::Null);
         Ok(Self {
             reservation_id: id.to_string(),
             status: f.get("st").and_then(|s| ReservationStatus::parse(s)).ok_or_else(|| corrupt("status"))?,
@@ -94,10 +95,10 @@ impl ReservationRecord {
             estimate: int("e").ok_or_else(|| corrupt("estimate"))?,
             scope_path: f.get("sp").cloned().unwrap_or_default(),
             affected_scopes: cumulative_prefixes(f.get("sp").map(String::as_str).unwrap_or_default()),
-            subject: json_field(f, "sj").unwrap_or(Value::Object(Default::default())),
-            action: json_field(f, "aj").unwrap_or(Value::Object(Default::default())),
-            metadata: json_field(f, "mj"),
-            idempotency_key: f.get("ik").cloned().unwrap_or_default(),
+            subject: doc.get("subject").cloned().unwrap_or(Value::Object(Default::default())),
+            action: doc.get("action").cloned().unwrap_or(Value::Object(Default::default())),
+            metadata: doc.get("metadata").cloned().filter(|m| !m.is_null()),
+            idempotency_key: doc.get("idempotency_key").and_then(Value::as_str).unwrap_or_default().to_string(),
             created_at_ms: int("c").ok_or_else(|| corrupt("created_at"))?,
             expires_at_ms: int("x").ok_or_else(|| corrupt("expires_at"))?,
             committed: int("cm"),

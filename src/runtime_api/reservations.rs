@@ -82,6 +82,23 @@ pub struct DecideBody {
     affected_scopes: Vec<String>,
 }
 
+/// What a reservation stores about itself besides amounts: returned by GET and listings.
+fn document(
+    subject: &super::wire::Subject,
+    action: &super::wire::Action,
+    metadata: &Option<Map<String, Value>>,
+    idempotency_key: &str,
+) -> ApiResult<String> {
+    metadata_json("metadata", metadata)?;
+    serde_json::to_string(&serde_json::json!({
+        "subject": subject,
+        "action": action,
+        "metadata": metadata,
+        "idempotency_key": idempotency_key,
+    }))
+    .map_err(ApiError::internal)
+}
+
 fn check_range(field: &str, v: Option<i64>, min: i64, max: i64) -> ApiResult<()> {
     match v {
         Some(v) if !(min..=max).contains(&v) => {
@@ -124,9 +141,7 @@ pub async fn create(
         overage_policy: req.overage_policy,
         idempotency_key: req.idempotency_key.clone(),
         request_hash: request_hash(&req)?,
-        subject_json: serde_json::to_string(&req.subject).map_err(ApiError::internal)?,
-        action_json: serde_json::to_string(&req.action).map_err(ApiError::internal)?,
-        metadata_json: metadata_json("metadata", &req.metadata)?,
+        document: document(&req.subject, &req.action, &req.metadata, &req.idempotency_key)?,
         scopes: scopes.clone(),
     };
     let rid = new_reservation_id(tenant);
@@ -190,9 +205,7 @@ pub async fn decide(
         overage_policy: None,
         idempotency_key: req.idempotency_key.clone(),
         request_hash: request_hash(&req)?,
-        subject_json: serde_json::to_string(&req.subject).map_err(ApiError::internal)?,
-        action_json: serde_json::to_string(&req.action).map_err(ApiError::internal)?,
-        metadata_json: metadata_json("metadata", &req.metadata)?,
+        document: document(&req.subject, &req.action, &req.metadata, &req.idempotency_key)?,
         scopes: scopes.clone(),
     };
     let outcome = state.ledger.reserve(&input, "", &Correlation::from(&ctx)).await?;
