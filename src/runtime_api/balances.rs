@@ -26,6 +26,8 @@ pub struct BalancesQuery {
     workflow: Option<String>,
     agent: Option<String>,
     toolset: Option<String>,
+    /// Accepted and ignored (the spec lets servers ignore it), but must be a boolean.
+    include_children: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -44,6 +46,9 @@ pub async fn list(
     QueryParams(q): QueryParams<BalancesQuery>,
 ) -> ApiResult<impl IntoResponse> {
     require(&caller, Permission::BalancesRead)?;
+    if q.include_children.as_deref().is_some_and(|v| !matches!(v, "" | "true" | "false")) {
+        return Err(ApiError::invalid_field("include_children", "must be true or false"));
+    }
     let tenant = caller.key.tenant_id.as_str();
     let values = [&q.tenant, &q.workspace, &q.app, &q.workflow, &q.agent, &q.toolset];
     let wanted: Vec<String> = LEVELS

@@ -181,6 +181,9 @@ pub async fn list(
     AnyAuth(caller): AnyAuth,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    if let Some(key) = blank(&q.idempotency_key) {
+        super::wire::check_idempotency_key("idempotency_key", key)?;
+    }
     let tenant = match &caller {
         Caller::Tenant(t) => {
             require(t, Permission::ReservationsList)?;

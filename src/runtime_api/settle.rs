@@ -22,15 +22,32 @@ pub const EXTEND_BY_MS_MAX: i64 = 86_400_000;
 pub const RELEASE_REASON_LEN_MAX: usize = 256;
 pub const MODEL_VERSION_LEN_MAX: usize = 128;
 
+/// A non-negative integer of any size (the spec's metric counters have no int64 bound, and
+/// Tollgate only records them).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(transparent)]
+pub struct Count(f64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Number::deserialize(d)?;
+        let non_negative_integer = v.is_u64() || v.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0);
+        if !non_negative_integer {
+            return Err(serde::de::Error::custom(format!("{v} is not a non-negative integer")));
+        }
+        Ok(Count(v.as_f64().unwrap_or_default()))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     #[serde(skip_serializing_if = "Option::is_none")]
-    tokens_input: Option<crate::domain::amount::Units>,
+    tokens_input: Option<Count>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tokens_output: Option<crate::domain::amount::Units>,
+    tokens_output: Option<Count>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ms: Option<crate::domain::amount::Units>,
+    latency_ms: Option<Count>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
