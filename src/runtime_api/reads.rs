@@ -181,7 +181,8 @@ pub async fn list(
     AnyAuth(caller): AnyAuth,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    if let Some(key) = blank(&q.idempotency_key) {
+    // Unlike the window bounds (blank = unset), a blank idempotency key is malformed.
+    if let Some(key) = &q.idempotency_key {
         super::wire::check_idempotency_key("idempotency_key", key)?;
     }
     let tenant = match &caller {
