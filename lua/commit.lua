@@ -23,12 +23,8 @@ local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
 local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'p', 'sp')
-if not r[1] then return err('NOT_FOUND', 'reservation not found') end
-local tenant = tenant_state(KEYS[1])
-if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
-if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed') end
-if r[1] == 'EXPIRED' then return err('RESERVATION_EXPIRED', 'reservation expired') end
-if r[1] ~= 'ACTIVE' then return err('RESERVATION_FINALIZED', 'reservation is already ' .. r[1]) end
+local tenant, failure = settleable(KEYS[1], r[1])
+if not tenant then return failure end
 local unit = r[2]
 if ARGV[2] ~= unit then
   return err('UNIT_MISMATCH', 'actual unit ' .. ARGV[2] .. ' differs from the reserved unit ' .. unit,

@@ -23,12 +23,8 @@ if replay then
 end
 
 local r = redis.call('HMGET', KEYS[3], 'st', 'x', 'g', 'n')
-if not r[1] then return err('NOT_FOUND', 'reservation not found') end
-local tenant = tenant_state(KEYS[1])
-if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
-if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed') end
-if r[1] == 'EXPIRED' then return err('RESERVATION_EXPIRED', 'reservation expired') end
-if r[1] ~= 'ACTIVE' then return err('RESERVATION_FINALIZED', 'reservation is already ' .. r[1]) end
+local tenant, failure = settleable(KEYS[1], r[1])
+if not tenant then return failure end
 local expires, grace, used = tonumber(r[2]), tonumber(r[3]), tonumber(r[4] or '0')
 if now > expires then return err('RESERVATION_EXPIRED', 'reservation expired') end
 if used >= tenant.max_ext then

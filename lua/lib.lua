@@ -308,3 +308,34 @@ local function emit_over_limit_flip(outbox, before_x, b, unit, now, rq, tr)
   emit(outbox, etype, now, b.scope, unit, rq, tr,
     {debt = S(b.d), overdraft_limit = S(b.o), is_over_limit = b.x and '1' or '0'})
 end
+
+-- The checks commit, release and extend share, in the spec's precedence: the reservation
+-- exists, the tenant record is sound and not CLOSED, the reservation is still ACTIVE.
+-- `status` is the reservation's stored status (false when absent). Returns the tenant state,
+-- or nil and the error to return.
+local function settleable(tenant_key, status)
+  if not status then return nil, err('NOT_FOUND', 'reservation not found') end
+  local tenant = tenant_state(tenant_key)
+  if not tenant then return nil, err('INTERNAL_ERROR', 'tenant record is corrupt') end
+  if tenant.status == 'CLOSED' then return nil, err('TENANT_CLOSED', 'tenant is closed') end
+  if status == 'EXPIRED' then return nil, err('RESERVATION_EXPIRED', 'reservation expired') end
+  if status ~= 'ACTIVE' then return nil, err('RESERVATION_FINALIZED', 'reservation is already ' .. status) end
+  return tenant
+end
+
+-- With no budget in `unit` at any of `scopes`: UNIT_MISMATCH when some scope is budgeted in
+-- another unit (naming it and the units it has), else nil.
+local function unit_mismatch(ledger, scopes, unit)
+  local units = {'USD_MICROCENTS', 'TOKENS', 'CREDITS', 'RISK_POINTS'}
+  for _, scope in ipairs(scopes) do
+    local expected = {}
+    for _, u in ipairs(units) do
+      if u ~= unit and redis.call('HEXISTS', ledger, scope .. '|' .. u .. '|st') == 1 then expected[#expected + 1] = u end
+    end
+    if #expected > 0 then
+      return err('UNIT_MISMATCH', 'no budget in ' .. unit .. ' at any derived scope; ' .. scope .. ' is budgeted in another unit',
+        {scope = scope, requested_unit = unit, expected_units = expected})
+    end
+  end
+  return nil
+end

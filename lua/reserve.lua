@@ -69,17 +69,8 @@ end
 local budgets = read_budgets(KEYS[2], scopes, unit)
 
 if #budgets == 0 then
-  local units = {'USD_MICROCENTS', 'TOKENS', 'CREDITS', 'RISK_POINTS'}
-  for _, scope in ipairs(scopes) do
-    local expected = {}
-    for _, u in ipairs(units) do
-      if u ~= unit and redis.call('HEXISTS', KEYS[2], scope .. '|' .. u .. '|st') == 1 then expected[#expected + 1] = u end
-    end
-    if #expected > 0 then
-      return err('UNIT_MISMATCH', 'no budget in ' .. unit .. ' at any derived scope; ' .. scope .. ' is budgeted in another unit',
-        {scope = scope, requested_unit = unit, expected_units = expected})
-    end
-  end
+  local mismatch = unit_mismatch(KEYS[2], scopes, unit)
+  if mismatch then return mismatch end
   if mode == 'live' then return err('NOT_FOUND', 'Budget not found for provided scope: ' .. ARGV[13]) end
   return finish_deny('BUDGET_NOT_FOUND', {})
 end
