@@ -14,7 +14,7 @@ fn header(r: &Reply, name: &str) -> i64 {
     r.header(name).parse().unwrap_or_else(|_| panic!("{name} in {:?}", r.headers))
 }
 
-// A free tenant limited to 1/s with a burst of 2: two calls pass (with the X-RateLimit-*
+// R-Q1, R-Q2: a free tenant limited to 1/s with a burst of 2: two calls pass (with the X-RateLimit-*
 // headers), the third is 429 LIMIT_EXCEEDED with Retry-After, and never reaches the ledger.
 #[tokio::test]
 async fn requests_beyond_the_rate_limit_are_429_with_retry_after_and_touch_no_ledger() {
@@ -58,7 +58,7 @@ async fn requests_beyond_the_rate_limit_are_429_with_retry_after_and_touch_no_le
     );
 }
 
-// With max_concurrent 4 and shares premium 100 / standard 80 / bulk 50, two bulk requests in
+// R-Q1 (429 only for throttling): with max_concurrent 4 and shares premium 100 / standard 80 / bulk 50, two bulk requests in
 // flight shed the third bulk request while a premium request is still admitted; the stats
 // endpoint shows the in-flight counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

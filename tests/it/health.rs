@@ -31,6 +31,8 @@ async fn readyz_is_503_and_mutations_are_503_with_retry_after_when_redis_is_down
     assert_eq!(r.header("retry-after"), "1");
 }
 
+// R-P1, R-P2, R-P3, R-P4, R-R1: trace id from traceparent, else X-Cycles-Trace-Id, else fresh;
+// malformed headers ignored; both ids echoed on every response and in every error body.
 #[tokio::test]
 async fn every_response_carries_request_and_trace_ids_and_honours_traceparent() {
     let app = TestApp::spawn().await;
