@@ -15,9 +15,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::extract::QueryParams;
 use crate::state::AppState;
 
-const LIMIT_DEFAULT: usize = 50;
-const LIMIT_MAX: usize = 200;
-
 #[derive(Deserialize)]
 pub struct BalancesQuery {
     tenant: Option<String>,
@@ -64,14 +61,7 @@ pub async fn list(
     if q.tenant.as_deref().map(str::trim).is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(tenant)) {
         return Err(ApiError::forbidden("tenant does not match the API key's tenant"));
     }
-    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
-        None => LIMIT_DEFAULT,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIMIT_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
-    };
+    let limit = super::common::limit_param(q.limit.as_deref())?;
     let after = q.cursor.as_deref().filter(|s| !s.is_empty()).map(|c| {
         let text = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
         text.and_then(|t| t.rsplit_once('|').map(|(s, u)| (s.to_string(), u.to_string())))

@@ -18,10 +18,6 @@ use crate::http::extract::{PathParam, QueryParams};
 use crate::ledger::reads::{ReservationRecord, ReservationStatus};
 use crate::state::AppState;
 
-/// Page size bounds of `listReservations` (spec: 1..200, default 50).
-const LIMIT_DEFAULT: usize = 50;
-const LIMIT_MAX: usize = 200;
-
 #[derive(Serialize)]
 pub struct ReservationBody {
     reservation_id: String,
@@ -218,14 +214,7 @@ pub async fn list(
         Some("asc") => false,
         Some(_) => return Err(ApiError::invalid_field("sort_dir", "must be asc or desc")),
     };
-    let limit = match blank(&q.limit) {
-        None => LIMIT_DEFAULT,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIMIT_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
-    };
+    let limit = super::common::limit_param(q.limit.as_deref())?;
     let include: Vec<&str> = q.include.as_deref().unwrap_or_default().split(',').map(str::trim).collect();
     let levels = [&q.tenant, &q.workspace, &q.app, &q.workflow, &q.agent, &q.toolset];
     let sort = sort_by.unwrap_or("created_at_ms");
