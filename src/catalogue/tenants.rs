@@ -33,6 +33,9 @@ pub struct TenantPatch {
     pub rate_limit: Option<Option<RateLimit>>,
 }
 
+/// Tenants read per query while reseeding the mirror.
+const RESEED_PAGE: u32 = 500;
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::TenantNotFound, format!("tenant {id} not found"))
 }
@@ -189,13 +192,20 @@ impl Catalogue {
     /// Copies every tenant's status and settings into Redis (at start, so a mirror lost with
     /// a Redis restart is rebuilt before the runtime serves).
     pub async fn reseed_mirror(&self) -> ApiResult<usize> {
-        let all = tenants::statuses(self.pg.pool()).await?;
-        for (id, _) in &all {
-            if let Some(t) = tenants::get(self.pg.pool(), id).await? {
-                self.redis.mirror_tenant(&t).await?;
+        let column = pg::page::SortColumn { expr: "tenant_id", cast: "text", id_expr: "tenant_id", id_cast: "text" };
+        let mut spec = pg::page::PageSpec { column, descending: false, after: None, limit: RESEED_PAGE };
+        let mut mirrored = 0;
+        loop {
+            let page = tenants::list(self.pg.pool(), &tenants::Filter::default(), &spec).await?;
+            for t in &page.items {
+                self.redis.mirror_tenant(t).await?;
+            }
+            mirrored += page.items.len();
+            match page.next {
+                Some(after) => spec.after = Some(after),
+                None => return Ok(mirrored),
             }
         }
-        Ok(all.len())
     }
 }
 

@@ -183,11 +183,6 @@ pub async fn open_ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
         .await?)
 }
 
-/// Every tenant's id and status, for re-seeding the Redis status mirror at start.
-pub async fn statuses(pool: &sqlx::PgPool) -> StoreResult<Vec<(String, String)>> {
-    Ok(sqlx::query_as("SELECT tenant_id, status FROM tenants").fetch_all(pool).await?)
-}
-
 /// A stored override, when both columns are set to positive values.
 pub fn rate_limit_of(per_second: Option<i32>, burst: Option<i32>) -> Option<RateLimit> {
     match (per_second, burst) {
