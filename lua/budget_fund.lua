@@ -61,6 +61,7 @@ local data = {operation = op, reason = ARGV[7], previous_state = before, new_sta
 if op == 'RESET_SPENT' then data.spent_override_provided = ARGV[6] ~= '' and '1' or '0' end
 emit(KEYS[4], etypes[op], now, scope, unit, ARGV[8], ARGV[9], data)
 emit_over_limit_flip(KEYS[4], before_x, b, unit, now, ARGV[8], ARGV[9])
+emit_thresholds(KEYS[4], b, unit, now, ARGV[8], ARGV[9])
 local result = {operation = op, previous = before, new = after, ts = ms(now)}
 if hash == '' then
   result.now = ms(now)

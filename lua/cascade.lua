@@ -38,17 +38,20 @@ for k, amount in pairs(drained) do
   local bar = string.find(k, '|', 1, true)
   local scope, unit = string.sub(k, 1, bar - 1), string.sub(k, bar + 1)
   emit(KEYS[5], 'reservation.released_via_tenant_cascade', now, scope, unit, ARGV[3], ARGV[4],
-    {released_amount = S(amount), cascade_reason = 'tenant_closed'})
+    {released_amount = S(amount), cascade_reason = 'tenant_closed',
+     ledger_id = redis.call('HGET', KEYS[2], k .. '|id') or ''})
 end
 if ARGV[2] == '1' then
   for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
     local bar = string.find(member, '|', 1, true)
     local scope, unit = string.sub(member, 1, bar - 1), string.sub(member, bar + 1)
     local p = member .. '|'
-    if redis.call('HGET', KEYS[2], p .. 'st') ~= 'CLOSED' then
+    local prior = redis.call('HGET', KEYS[2], p .. 'st')
+    if prior ~= 'CLOSED' then
       redis.call('HSET', KEYS[2], p .. 'st', 'CLOSED', p .. 'u', ms(now))
       emit(KEYS[5], 'budget.closed_via_tenant_cascade', now, scope, unit, ARGV[3], ARGV[4],
-        {cascade_reason = 'tenant_closed', ledger_id = redis.call('HGET', KEYS[2], p .. 'id') or ''})
+        {cascade_reason = 'tenant_closed', prior_status = prior or '', new_status = 'CLOSED',
+         ledger_id = redis.call('HGET', KEYS[2], p .. 'id') or ''})
       closed = closed + 1
     end
   end

@@ -25,6 +25,7 @@ for i = 4, #KEYS do
     if #budgets == #held then
       for _, b in ipairs(budgets) do b.r = sub(b.r, E) end
       write_budgets(KEYS[1], budgets, now, false)
+      for _, b in ipairs(budgets) do emit_thresholds(KEYS[3], b, unit, now, '', '') end
       redis.call('HSET', KEYS[i], 'st', 'EXPIRED')
       redis.call('PEXPIRE', KEYS[i], ARGV[1])
       redis.call('ZREM', KEYS[2], rid)

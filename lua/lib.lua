@@ -122,6 +122,7 @@ local function read_budget(ledger, scope, unit)
   local b = {scope = scope, prefix = p, st = v[1], a = I(v[2]), s = I(v[3]), r = I(v[4]), d = I(v[5]),
     o = I(v[6]), x = v[7] == '1', p = v[8] or ''}
   b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
+  b.a0, b.u0 = b.a, add(b.s, b.r)
   return b
 end
 
@@ -140,6 +141,7 @@ local function read_budgets(ledger, scopes, unit)
       local b = {scope = scope, prefix = scope .. '|' .. unit .. '|', st = v[o + 1], a = I(v[o + 2]), s = I(v[o + 3]),
         r = I(v[o + 4]), d = I(v[o + 5]), o = I(v[o + 6]), x = v[o + 7] == '1', p = v[o + 8] or ''}
       b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
+      b.a0, b.u0 = b.a, add(b.s, b.r)
       out[#out + 1] = b
     end
   end
@@ -174,8 +176,30 @@ local function emit(outbox, etype, now, scope, unit, rq, tr, data)
     'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}))
 end
 
+-- Utilization ((spent + reserved) / allocated) thresholds whose crossings are reported, in
+-- either direction, by comparing a budget's state when it was read (a0, u0) with its state
+-- now. The script runs atomically, so each crossing is reported once, whichever instance
+-- ran it. Ratios are doubles: exact enough to place a threshold, never used for money.
+local THRESHOLDS = {0.80, 0.95, 1.0}
+local function emit_thresholds(outbox, b, unit, now, rq, tr)
+  if not pos(b.a0) or not pos(b.a) then return end
+  local used = add(b.s, b.r)
+  local before = tonumber(S(b.u0)) / tonumber(S(b.a0))
+  local after = tonumber(S(used)) / tonumber(S(b.a))
+  for _, t in ipairs(THRESHOLDS) do
+    local dir
+    if before < t and after >= t then dir = 'rising' elseif before >= t and after < t then dir = 'falling' end
+    if dir then
+      emit(outbox, 'budget.threshold_crossed', now, b.scope, unit, rq, tr,
+        {threshold = t, utilization = after, direction = dir, allocated = S(b.a), spent = S(b.s),
+         reserved = S(b.r), remaining = S(sub(sub(sub(b.a, b.s), b.r), b.d))})
+    end
+  end
+end
+
 -- Over-limit flips and debt are reported the same way by commit and event scripts.
 local function emit_budget_changes(outbox, before_x, b, unit, now, rq, tr, rid, debt_added, policy)
+  emit_thresholds(outbox, b, unit, now, rq, tr)
   if b.x and not before_x then
     emit(outbox, 'budget.over_limit_entered', now, b.scope, unit, rq, tr,
       {debt = S(b.d), overdraft_limit = S(b.o), is_over_limit = '1'})

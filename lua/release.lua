@@ -33,6 +33,7 @@ for _, b in ipairs(budgets) do
   balances[#balances + 1] = balance(b)
 end
 write_budgets(KEYS[2], budgets, now, false)
+for _, b in ipairs(budgets) do emit_thresholds(KEYS[6], b, unit, now, ARGV[4], ARGV[5]) end
 redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], rid)

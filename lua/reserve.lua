@@ -127,6 +127,7 @@ redis.call('HSET', KEYS[4], 'st', 'ACTIVE', 'u', unit, 'e', ARGV[4], 'sc', table
 redis.call('ZADD', KEYS[5], expires + grace, ARGV[8])
 redis.call('ZADD', KEYS[6], now, ARGV[8])
 for _, b in ipairs(budgets) do
+  emit_thresholds(KEYS[7], b, unit, now, rq, tr)
   if cmp(sub(b.rem, E), ZERO) == 0 and pos(b.a) then
     emit(KEYS[7], 'budget.exhausted', now, b.scope, unit, rq, tr,
       {allocated = S(b.a), spent = S(b.s), reserved = S(b.r), remaining = '0'})

@@ -15,6 +15,7 @@ pub mod catalogue;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod ledger;
 pub mod runtime_api;

@@ -24,6 +24,9 @@ pub const EXPIRED: &str = "cycles_reservations_expired_total";
 pub const EXPIRY_BACKLOG: &str = "cycles_expiry_backlog";
 pub const OUTBOX_BACKLOG: &str = "cycles_outbox_backlog";
 pub const OUTBOX_LAG: &str = "cycles_outbox_lag_seconds";
+pub const EVENTS_STORED: &str = "cycles_events_stored_total";
+pub const OUTBOX_REJECTED: &str = "cycles_outbox_rejected_total";
+pub const WEBHOOK_ATTEMPTS: &str = "cycles_webhook_attempts_total";
 pub const AUTH_CACHE_LOOKUPS: &str = "cycles_auth_cache_lookups_total";
 pub const RATE_LIMITED: &str = "cycles_rate_limited_total";
 pub const GATE_REQUESTS: &str = "gateway_priority_requests_total";
@@ -59,6 +62,9 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest event waiting in any outbox stream at the last sweep."
     );
+    describe_counter!(EVENTS_STORED, "Events stored in Postgres by this instance (outbox drain and catalogue changes).");
+    describe_counter!(OUTBOX_REJECTED, "Outbox entries dropped because they did not decode as an event.");
+    describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts made by this instance, by outcome (success or failure).");
     describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
     describe_counter!(RATE_LIMITED, "Runtime requests refused by a rate limit, by limiter (api_key or tenant).");
     describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");
@@ -143,6 +149,19 @@ pub fn expiry_sweep(expired: u64, backlog: u64) {
 pub fn outbox(backlog: u64, lag: Duration) {
     metrics::gauge!(OUTBOX_BACKLOG).set(backlog as f64);
     metrics::gauge!(OUTBOX_LAG).set(lag.as_secs_f64());
+}
+
+pub fn events_stored(n: usize) {
+    metrics::counter!(EVENTS_STORED).increment(n as u64);
+}
+
+pub fn outbox_rejected() {
+    metrics::counter!(OUTBOX_REJECTED).increment(1);
+}
+
+pub fn webhook_attempt(success: bool) {
+    let outcome = if success { "success" } else { "failure" };
+    metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
 }
 
 pub fn rate_limited(limiter: &'static str) {

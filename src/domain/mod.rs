@@ -4,9 +4,11 @@
 pub mod amount;
 pub mod api_key;
 pub mod audit;
+pub mod event;
 pub mod permission;
 pub mod scope;
 pub mod tenant;
+pub mod webhook;
 
 pub use permission::Permission;
 pub use tenant::{CommitOveragePolicy, TenantId, TenantStatus, Tier};

@@ -3,9 +3,11 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod events;
 pub mod page;
 pub mod secrets;
 pub mod tenants;
+pub mod webhooks;
 
 use std::time::Duration;
 

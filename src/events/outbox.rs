@@ -1,0 +1,322 @@
+//! The outbox drain: moves the events the ledger scripts append to each tenant's Redis stream
+//! into Postgres.
+//!
+//! Every instance reads every tenant's stream through one consumer group, so each entry goes
+//! to one consumer at a time. An entry is acknowledged (and deleted from the stream) only
+//! after the transaction that stores it has committed; an entry a crashed consumer held is
+//! claimed by another after `reclaim_idle`. Event ids derive from the tenant and the stream
+//! entry id, so an entry stored twice (a crash between commit and acknowledge) lands on the
+//! same row: at-least-once delivery from Redis, exactly once in Postgres.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::event::{
+    Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER,
+};
+use crate::store::pg::{self, PgStore, tenants};
+use crate::store::redis::RedisStore;
+use crate::store::{StoreError, StoreResult};
+
+/// The consumer group every instance joins on every outbox stream.
+pub const GROUP: &str = "tollgate-drain";
+/// Entries read (or reclaimed) per stream per call.
+const BATCH: usize = 200;
+/// How often the list of tenants is re-read from the catalogue.
+const TENANTS_REFRESH: Duration = Duration::from_secs(2);
+/// How often stuck entries are looked for.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct DrainConfig {
+    pub poll: Duration,
+    /// An entry delivered to a consumer and not acknowledged for this long is reclaimed.
+    pub reclaim_idle: Duration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        Self { poll: Duration::from_millis(200), reclaim_idle: Duration::from_secs(30) }
+    }
+}
+
+pub struct Drain {
+    pg: PgStore,
+    redis: RedisStore,
+    config: DrainConfig,
+    consumer: String,
+    /// Streams whose group this instance has made sure of.
+    grouped: HashSet<String>,
+}
+
+impl Drain {
+    pub fn new(pg: PgStore, redis: RedisStore, config: DrainConfig) -> Self {
+        let consumer = format!("tollgate-{}", uuid::Uuid::new_v4().simple());
+        Self { pg, redis, config, consumer, grouped: HashSet::new() }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tenants: Vec<String> = Vec::new();
+        let mut tenants_read = Instant::now() - TENANTS_REFRESH;
+        let mut reclaimed = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if tenants_read.elapsed() >= TENANTS_REFRESH {
+                match tenants::ids(self.pg.pool()).await {
+                    Ok(ids) => {
+                        tenants = ids;
+                        tenants_read = Instant::now();
+                    }
+                    Err(err) => tracing::warn!(error = %err, "outbox drain could not list tenants"),
+                }
+            }
+            let reclaim = reclaimed.elapsed() >= RECLAIM_EVERY;
+            if reclaim {
+                reclaimed = Instant::now();
+            }
+            for tenant in &tenants {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if let Err(err) = self.drain_tenant(tenant, reclaim).await {
+                    tracing::warn!(tenant, error = %err, "outbox drain failed; retrying next tick");
+                }
+            }
+        }
+    }
+
+    /// Moves what is waiting in one tenant's stream (plus, when `reclaim`, entries stuck
+    /// with a dead consumer) into Postgres.
+    pub async fn drain_tenant(&mut self, tenant: &str, reclaim: bool) -> StoreResult<usize> {
+        let key = self.redis.keys().outbox(tenant);
+        self.ensure_group(&key).await?;
+        let mut moved = 0;
+        if reclaim {
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(&key)
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(u64::try_from(self.config.reclaim_idle.as_millis()).unwrap_or(u64::MAX))
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(BATCH);
+            let reply: StreamAutoClaimReply = self.redis.query(&cmd).await?;
+            if !reply.claimed.is_empty() {
+                tracing::info!(tenant, entries = reply.claimed.len(), "reclaimed outbox entries from an idle consumer");
+                moved += self.store(tenant, &key, &reply.claimed).await?;
+            }
+        }
+        loop {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(BATCH).arg("STREAMS").arg(&key).arg(">");
+            let reply: Option<StreamReadReply> = self.redis.query(&cmd).await?;
+            let entries: Vec<StreamId> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
+            if entries.is_empty() {
+                return Ok(moved);
+            }
+            let full = entries.len() == BATCH;
+            moved += self.store(tenant, &key, &entries).await?;
+            if !full {
+                return Ok(moved);
+            }
+        }
+    }
+
+    async fn ensure_group(&mut self, key: &str) -> StoreResult<()> {
+        if self.grouped.contains(key) {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE").arg(key).arg(GROUP).arg("0").arg("MKSTREAM");
+        match self.redis.query::<Value>(&cmd).await {
+            Ok(_) => {}
+            Err(StoreError::Internal(msg)) if msg.contains("BUSYGROUP") => {}
+            Err(err) => return Err(err),
+        }
+        self.grouped.insert(key.to_string());
+        Ok(())
+    }
+
+    /// Stores `entries` in one transaction, then acknowledges and deletes them.
+    async fn store(&mut self, tenant: &str, key: &str, entries: &[StreamId]) -> StoreResult<usize> {
+        let mut batch = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match to_event(tenant, entry) {
+                Ok(event) => batch.push(event),
+                Err(why) => {
+                    crate::telemetry::outbox_rejected();
+                    tracing::error!(tenant, entry = %entry.id, why, "outbox entry is not an event; dropping it");
+                }
+            }
+        }
+        let mut tx = self.pg.begin().await?;
+        let stored = super::record(&mut tx, &batch).await?;
+        pg::commit(tx).await?;
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK").arg(key).arg(GROUP).arg(&ids).ignore();
+        pipe.cmd("XDEL").arg(key).arg(&ids).ignore();
+        let _: () = self.redis.pipeline(&pipe).await?;
+        Ok(stored)
+    }
+}
+
+/// `evt_` and 32 hex digits of SHA-256(tenant, stream entry id): stable across redelivery.
+pub fn event_id_of(tenant: &str, entry_id: &str) -> String {
+    let digest = Sha256::new().chain_update(tenant.as_bytes()).chain_update(b"/").chain_update(entry_id.as_bytes()).finalize();
+    format!("evt_{}", hex::encode(&digest[..16]))
+}
+
+fn field(entry: &StreamId, name: &str) -> Option<String> {
+    match entry.map.get(name)? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Data fields the scripts send as decimal strings that the spec types as integers.
+const INT_FIELDS: &[&str] = &[
+    "allocated",
+    "remaining",
+    "debt",
+    "spent",
+    "reserved",
+    "overdraft_limit",
+    "debt_incurred",
+    "total_debt",
+    "requested_amount",
+    "estimated_amount",
+    "actual_amount",
+    "overage",
+    "released_amount",
+    "ttl_ms",
+    "extensions_used",
+];
+const BOOL_FIELDS: &[&str] = &["is_over_limit", "spent_override_provided", "dry_run"];
+
+/// Rewrites one data object to the spec's JSON types, in place.
+fn normalize(map: &mut Map<String, Json>) {
+    for (k, v) in map.iter_mut() {
+        if let Json::String(s) = v {
+            if INT_FIELDS.contains(&k.as_str()) {
+                if let Ok(n) = s.parse::<i64>() {
+                    *v = Json::from(n);
+                }
+            } else if BOOL_FIELDS.contains(&k.as_str()) {
+                *v = Json::Bool(s == "1");
+            }
+        } else if let Json::Object(inner) = v {
+            normalize(inner);
+        }
+    }
+    map.retain(|_, v| !matches!(v, Json::String(s) if s.is_empty()));
+}
+
+fn rfc3339_of_ms(ms: &str) -> Option<Json> {
+    let ms: i128 = ms.parse().ok()?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339).ok().map(Json::String)
+}
+
+/// Builds the spec's `Event` from one outbox entry of `tenant`.
+pub fn to_event(tenant: &str, entry: &StreamId) -> Result<Event, String> {
+    let kind = field(entry, "t").ok_or("no event type")?;
+    let event_type = EventType::parse(&kind).ok_or_else(|| format!("unknown event type {kind:?}"))?;
+    let ts: i128 = field(entry, "ts").and_then(|s| s.parse().ok()).ok_or("no timestamp")?;
+    let timestamp = OffsetDateTime::from_unix_timestamp_nanos(ts * 1_000_000).map_err(|e| e.to_string())?;
+    let scope = field(entry, "s").filter(|s| !s.is_empty());
+    let unit = field(entry, "u").filter(|s| !s.is_empty());
+    let request_id = field(entry, "rq").filter(|s| !s.is_empty());
+    let trace_id = field(entry, "tr").filter(|s| s.len() == 32);
+    let raw = field(entry, "d").unwrap_or_else(|| "{}".into());
+    let mut data: Map<String, Json> = match serde_json::from_str(&raw) {
+        Ok(Json::Object(m)) => m,
+        // cjson encodes an empty table as an empty array.
+        Ok(Json::Array(a)) if a.is_empty() => Map::new(),
+        _ => return Err("data is not a JSON object".into()),
+    };
+    normalize(&mut data);
+    if let Some(scope) = &scope {
+        data.entry("scope").or_insert_with(|| Json::String(scope.clone()));
+    }
+    if let Some(unit) = &unit {
+        data.entry("unit").or_insert_with(|| Json::String(unit.clone()));
+    }
+    let mut source = SOURCE_SERVER;
+    let mut actor = None;
+    let mut correlation_id = None;
+    match event_type {
+        EventType::ReservationExpired => {
+            source = SOURCE_SWEEPER;
+            actor = Some(EventActor::of("system", None));
+            for (from, to) in [("created_at_ms", "created_at"), ("expired_at_ms", "expired_at")] {
+                if let Some(v) = data.remove(from).and_then(|v| v.as_str().and_then(rfc3339_of_ms)) {
+                    data.insert(to.into(), v);
+                }
+            }
+        }
+        EventType::ReservationDenied => {
+            // The reservation request's subject and action, as the client sent them.
+            if let Some(Json::String(req)) = data.remove("request")
+                && let Ok(Json::Object(req)) = serde_json::from_str::<Json>(&req)
+            {
+                for k in ["subject", "action"] {
+                    if let Some(v) = req.get(k) {
+                        data.insert(k.into(), v.clone());
+                    }
+                }
+            }
+        }
+        EventType::BudgetOverLimitEntered | EventType::BudgetOverLimitExited => {
+            let debt = data.get("debt").and_then(Json::as_i64).unwrap_or(0);
+            let limit = data.get("overdraft_limit").and_then(Json::as_i64).unwrap_or(0);
+            if limit > 0 {
+                data.insert("debt_utilization".into(), Json::from(debt as f64 / limit as f64));
+            }
+        }
+        EventType::BudgetClosedViaTenantCascade | EventType::ReservationReleasedViaTenantCascade => {
+            source = SOURCE_ADMIN;
+            if let Some(rq) = &request_id {
+                correlation_id = Some(format!("tenant_close_cascade:{tenant}:{rq}"));
+            }
+        }
+        EventType::BudgetCreated
+        | EventType::BudgetUpdated
+        | EventType::BudgetFunded
+        | EventType::BudgetDebited
+        | EventType::BudgetReset
+        | EventType::BudgetResetSpent
+        | EventType::BudgetDebtRepaid
+        | EventType::BudgetFrozen
+        | EventType::BudgetUnfrozen => source = SOURCE_ADMIN,
+        _ => {}
+    }
+    Ok(Event {
+        event_id: event_id_of(tenant, &entry.id),
+        event_type,
+        category: event_type.category(),
+        timestamp,
+        tenant_id: tenant.to_string(),
+        scope,
+        actor,
+        source: source.to_string(),
+        data: Json::Object(data),
+        correlation_id,
+        request_id,
+        trace_id,
+        metadata: None,
+    })
+}

@@ -1,0 +1,475 @@
+//! SQL for `webhook_subscriptions`, `webhook_deliveries` and `webhook_security_config`.
+//! Secrets arrive and leave sealed; only `events::seal` opens them.
+
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+
+use super::page::{After, Page, PageSpec, after_of, finish};
+use super::{PgTx, like_pattern};
+use crate::domain::event::{EventCategory, EventType};
+use crate::domain::webhook::{DeliveryStatus, RetryPolicy, Subscription, ThresholdConfig, WebhookStatus};
+use crate::store::{StoreError, StoreResult};
+
+const COLUMNS: &str = "subscription_id, tenant_id, name, description, url, event_types, event_categories, \
+    scope_filter, thresholds, signing_secret_sealed, headers_sealed, status, retry_policy, disable_after_failures, \
+    consecutive_failures, metadata, created_at, updated_at, last_triggered_at, last_success_at, last_failure_at";
+
+#[derive(FromRow)]
+struct Row {
+    subscription_id: String,
+    tenant_id: String,
+    name: Option<String>,
+    description: Option<String>,
+    url: String,
+    event_types: Vec<String>,
+    event_categories: Vec<String>,
+    scope_filter: Option<String>,
+    thresholds: Option<sqlx::types::Json<ThresholdConfig>>,
+    signing_secret_sealed: Vec<u8>,
+    headers_sealed: Option<Vec<u8>>,
+    status: String,
+    retry_policy: sqlx::types::Json<RetryPolicy>,
+    disable_after_failures: i32,
+    consecutive_failures: i32,
+    metadata: Option<serde_json::Value>,
+    created_at: OffsetDateTime,
+    updated_at: Option<OffsetDateTime>,
+    last_triggered_at: Option<OffsetDateTime>,
+    last_success_at: Option<OffsetDateTime>,
+    last_failure_at: Option<OffsetDateTime>,
+}
+
+/// A subscription row: the subscription (headers still sealed) and its sealed secrets.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub sub: Subscription,
+    pub secret_sealed: Vec<u8>,
+    pub headers_sealed: Option<Vec<u8>>,
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("webhook_subscriptions row has an unknown {what} {value:?}"))
+}
+
+impl TryFrom<Row> for Stored {
+    type Error = StoreError;
+
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        let event_types = r
+            .event_types
+            .iter()
+            .map(|t| EventType::parse(t).ok_or_else(|| corrupt("event type", t)))
+            .collect::<StoreResult<_>>()?;
+        let event_categories = r
+            .event_categories
+            .iter()
+            .map(|c| EventCategory::parse(c).ok_or_else(|| corrupt("category", c)))
+            .collect::<StoreResult<_>>()?;
+        let sub = Subscription {
+            subscription_id: r.subscription_id,
+            tenant_id: r.tenant_id,
+            name: r.name,
+            description: r.description,
+            url: r.url,
+            event_types,
+            event_categories,
+            scope_filter: r.scope_filter,
+            thresholds: r.thresholds.map(|t| t.0),
+            headers: Default::default(),
+            status: WebhookStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?,
+            retry_policy: r.retry_policy.0,
+            disable_after_failures: r.disable_after_failures,
+            consecutive_failures: r.consecutive_failures,
+            metadata: r.metadata,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            last_triggered_at: r.last_triggered_at,
+            last_success_at: r.last_success_at,
+            last_failure_at: r.last_failure_at,
+        };
+        Ok(Stored { sub, secret_sealed: r.signing_secret_sealed, headers_sealed: r.headers_sealed })
+    }
+}
+
+fn names<T: Copy>(items: &[T], name: impl Fn(T) -> &'static str) -> Vec<String> {
+    items.iter().map(|i| name(*i).to_string()).collect()
+}
+
+pub async fn insert(tx: &mut PgTx, s: &Stored) -> StoreResult<()> {
+    let sub = &s.sub;
+    sqlx::query(
+        "INSERT INTO webhook_subscriptions (subscription_id, tenant_id, name, description, url, event_types, \
+         event_categories, scope_filter, thresholds, signing_secret_sealed, headers_sealed, status, retry_policy, \
+         disable_after_failures, consecutive_failures, metadata, created_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,$16)",
+    )
+    .bind(&sub.subscription_id)
+    .bind(&sub.tenant_id)
+    .bind(&sub.name)
+    .bind(&sub.description)
+    .bind(&sub.url)
+    .bind(names(&sub.event_types, EventType::as_str))
+    .bind(names(&sub.event_categories, EventCategory::as_str))
+    .bind(&sub.scope_filter)
+    .bind(sub.thresholds.as_ref().map(sqlx::types::Json))
+    .bind(&s.secret_sealed)
+    .bind(&s.headers_sealed)
+    .bind(sub.status.as_str())
+    .bind(sqlx::types::Json(sub.retry_policy))
+    .bind(sub.disable_after_failures)
+    .bind(&sub.metadata)
+    .bind(sub.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes every mutable column of `s` back.
+pub async fn update(tx: &mut PgTx, s: &Stored) -> StoreResult<()> {
+    let sub = &s.sub;
+    sqlx::query(
+        "UPDATE webhook_subscriptions SET name=$2, description=$3, url=$4, event_types=$5, event_categories=$6, \
+         scope_filter=$7, thresholds=$8, signing_secret_sealed=$9, headers_sealed=$10, status=$11, retry_policy=$12, \
+         disable_after_failures=$13, consecutive_failures=$14, metadata=$15, updated_at=$16 WHERE subscription_id=$1",
+    )
+    .bind(&sub.subscription_id)
+    .bind(&sub.name)
+    .bind(&sub.description)
+    .bind(&sub.url)
+    .bind(names(&sub.event_types, EventType::as_str))
+    .bind(names(&sub.event_categories, EventCategory::as_str))
+    .bind(&sub.scope_filter)
+    .bind(sub.thresholds.as_ref().map(sqlx::types::Json))
+    .bind(&s.secret_sealed)
+    .bind(&s.headers_sealed)
+    .bind(sub.status.as_str())
+    .bind(sqlx::types::Json(sub.retry_policy))
+    .bind(sub.disable_after_failures)
+    .bind(sub.consecutive_failures)
+    .bind(&sub.metadata)
+    .bind(sub.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(pool: &sqlx::PgPool, id: &str) -> StoreResult<Option<Stored>> {
+    let sql = format!("SELECT {COLUMNS} FROM webhook_subscriptions WHERE subscription_id = $1");
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?;
+    row.map(Stored::try_from).transpose()
+}
+
+pub async fn get_for_update(tx: &mut PgTx, id: &str) -> StoreResult<Option<Stored>> {
+    let sql = format!("SELECT {COLUMNS} FROM webhook_subscriptions WHERE subscription_id = $1 FOR UPDATE");
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **tx).await?;
+    row.map(Stored::try_from).transpose()
+}
+
+pub async fn delete(tx: &mut PgTx, id: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM webhook_subscriptions WHERE subscription_id = $1").bind(id).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The ACTIVE subscriptions that may receive an event of `tenant`: its own and `__system__`'s.
+pub async fn active_for(tx: &mut PgTx, tenant: &str) -> StoreResult<Vec<Subscription>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhook_subscriptions WHERE status = 'ACTIVE' AND tenant_id IN ($1, '__system__')"
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(&mut **tx).await?;
+    rows.into_iter().map(|r| Stored::try_from(r).map(|s| s.sub)).collect()
+}
+
+/// Subscriptions of `tenant` that are not DISABLED, locked (the tenant close cascade).
+pub async fn enabled_of_tenant_for_update(tx: &mut PgTx, tenant: &str) -> StoreResult<Vec<Stored>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhook_subscriptions WHERE tenant_id = $1 AND status <> 'DISABLED' \
+         ORDER BY subscription_id FOR UPDATE"
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(&mut **tx).await?;
+    rows.into_iter().map(Stored::try_from).collect()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub tenant_id: Option<String>,
+    pub status: Option<WebhookStatus>,
+    pub event_type: Option<EventType>,
+    pub search: Option<String>,
+}
+
+fn push_filter(qb: &mut QueryBuilder<Postgres>, f: &Filter) {
+    if let Some(t) = &f.tenant_id {
+        qb.push(" AND tenant_id = ").push_bind(t.clone());
+    }
+    if let Some(s) = f.status {
+        qb.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(t) = f.event_type {
+        qb.push(" AND ").push_bind(t.as_str()).push(" = ANY(event_types)");
+    }
+    if let Some(search) = &f.search {
+        let pattern = like_pattern(search);
+        qb.push(" AND (subscription_id ILIKE ").push_bind(pattern.clone());
+        qb.push(" OR url ILIKE ").push_bind(pattern).push(")");
+    }
+}
+
+pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Subscription>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM webhook_subscriptions WHERE TRUE", page.cursor_columns()));
+    push_filter(&mut qb, filter);
+    page.push_after(&mut qb);
+    page.push_order_limit(&mut qb);
+    let mut out = Vec::new();
+    for row in qb.build().fetch_all(pool).await? {
+        let r = Row::from_row(&row)?;
+        out.push((Stored::try_from(r)?.sub, after_of(&row)?));
+    }
+    Ok(finish(out, page.limit))
+}
+
+/// Ids of the subscriptions `filter` matches, up to `limit` (bulk actions count with it).
+pub async fn matching_ids(pool: &sqlx::PgPool, filter: &Filter, limit: i64) -> StoreResult<Vec<String>> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT subscription_id FROM webhook_subscriptions WHERE TRUE");
+    push_filter(&mut qb, filter);
+    qb.push(" ORDER BY subscription_id LIMIT ").push_bind(limit);
+    Ok(qb.build_query_scalar().fetch_all(pool).await?)
+}
+
+// --- deliveries -------------------------------------------------------------------------
+
+/// A delivery row as the API lists it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    pub delivery_id: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempted_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+    pub attempts: i32,
+    pub response_status: Option<i32>,
+    pub response_time_ms: Option<i64>,
+    pub error_message: Option<String>,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub trace_id: Option<String>,
+    pub trace_flags: Option<String>,
+    pub traceparent_inbound_valid: Option<bool>,
+}
+
+const DELIVERY_COLUMNS: &str = "delivery_id, subscription_id, event_id, event_type, status, attempted_at, \
+    completed_at, attempts, response_status, response_time_ms, error_message, next_attempt_at, trace_id, trace_flags, \
+    traceparent_inbound_valid";
+
+/// A new PENDING delivery of an event to a subscription, due at once.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub subscription_id: &'a str,
+    pub event_id: &'a str,
+    pub event_type: EventType,
+    pub trace_id: Option<&'a str>,
+    pub replay_id: Option<&'a str>,
+    pub at: OffsetDateTime,
+}
+
+pub fn new_delivery_id() -> String {
+    format!("whdel_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Queues a delivery; a live (non-replay) delivery of the same event to the same
+/// subscription is queued once. Returns whether a row was written.
+pub async fn insert_delivery(tx: &mut PgTx, d: &NewDelivery<'_>) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO webhook_deliveries (delivery_id, subscription_id, event_id, event_type, status, created_at, \
+         attempted_at, next_attempt_at, replay_id, trace_id, trace_flags, traceparent_inbound_valid) \
+         VALUES ($1,$2,$3,$4,'PENDING',$5,$5,$5,$6,$7,'01',false) ON CONFLICT DO NOTHING",
+    )
+    .bind(new_delivery_id())
+    .bind(d.subscription_id)
+    .bind(d.event_id)
+    .bind(d.event_type.as_str())
+    .bind(d.at)
+    .bind(d.replay_id)
+    .bind(d.trace_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Claims up to `limit` due deliveries for `lease` (skipping rows another instance holds and
+/// subscriptions in `busy`), oldest due first.
+pub async fn claim_due(
+    pool: &sqlx::PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+    busy: &[String],
+) -> StoreResult<Vec<Delivery>> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let sql = format!(
+        "UPDATE webhook_deliveries SET lease_until = now() + ($2 * interval '1 millisecond') \
+         WHERE delivery_id IN (SELECT delivery_id FROM webhook_deliveries \
+           WHERE status IN ('PENDING', 'RETRYING') AND next_attempt_at <= now() \
+             AND (lease_until IS NULL OR lease_until < now()) AND subscription_id <> ALL($3) \
+           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).bind(lease_ms).bind(busy).fetch_all(pool).await?)
+}
+
+/// Hands claimed deliveries back unattempted (their subscription had no free slot).
+pub async fn release_claims(pool: &sqlx::PgPool, ids: &[String]) -> StoreResult<()> {
+    sqlx::query("UPDATE webhook_deliveries SET lease_until = NULL WHERE delivery_id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The outcome of one attempt, written back to its delivery row.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub attempted_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+    pub response_status: Option<i32>,
+    pub response_time_ms: Option<i64>,
+    pub error_message: Option<String>,
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+pub async fn record_attempt(tx: &mut PgTx, delivery_id: &str, a: &Attempt) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status=$2, attempts=$3, attempted_at=$4, completed_at=$5, response_status=$6, \
+         response_time_ms=$7, error_message=$8, next_attempt_at=$9, lease_until=NULL WHERE delivery_id=$1",
+    )
+    .bind(delivery_id)
+    .bind(a.status.as_str())
+    .bind(a.attempts)
+    .bind(a.attempted_at)
+    .bind(a.completed_at)
+    .bind(a.response_status)
+    .bind(a.response_time_ms)
+    .bind(&a.error_message)
+    .bind(a.next_attempt_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Fails every queued delivery of a subscription (deleted, paused or disabled).
+pub async fn cancel_pending(tx: &mut PgTx, subscription_id: &str, reason: &str) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET status='FAILED', completed_at=now(), error_message=$2, next_attempt_at=NULL, \
+         lease_until=NULL WHERE subscription_id=$1 AND status IN ('PENDING', 'RETRYING')",
+    )
+    .bind(subscription_id)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether a replay to the subscription still has deliveries queued.
+pub async fn replay_in_progress(tx: &mut PgTx, subscription_id: &str) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE subscription_id=$1 AND replay_id IS NOT NULL \
+         AND status IN ('PENDING', 'RETRYING'))",
+    )
+    .bind(subscription_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+}
+
+pub async fn list_deliveries(
+    pool: &sqlx::PgPool,
+    subscription_id: &str,
+    filter: &DeliveryFilter,
+    page: &PageSpec,
+) -> StoreResult<Page<Delivery>> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {DELIVERY_COLUMNS}, {} FROM webhook_deliveries WHERE subscription_id = ",
+        page.cursor_columns()
+    ));
+    qb.push_bind(subscription_id.to_string());
+    if let Some(s) = filter.status {
+        qb.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(from) = filter.from {
+        qb.push(" AND attempted_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        qb.push(" AND attempted_at <= ").push_bind(to);
+    }
+    page.push_after(&mut qb);
+    page.push_order_limit(&mut qb);
+    let rows: Vec<(Delivery, After)> = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| Ok((Delivery::from_row(&r)?, after_of(&r)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(finish(rows, page.limit))
+}
+
+// --- security config --------------------------------------------------------------------
+
+pub async fn security_config(pool: &sqlx::PgPool) -> StoreResult<Option<serde_json::Value>> {
+    Ok(sqlx::query_scalar("SELECT config FROM webhook_security_config").fetch_optional(pool).await?)
+}
+
+pub async fn put_security_config(tx: &mut PgTx, config: &serde_json::Value) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_security_config (id, config, updated_at) VALUES (TRUE, $1, now()) \
+         ON CONFLICT (id) DO UPDATE SET config = EXCLUDED.config, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(config)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Stamps the subscription's delivery bookkeeping after an attempt.
+pub async fn record_outcome(
+    tx: &mut PgTx,
+    subscription_id: &str,
+    success: bool,
+    delivery_failed: bool,
+    at: OffsetDateTime,
+) -> StoreResult<Option<(WebhookStatus, i32, i32)>> {
+    let row: Option<(String, i32, i32)> = sqlx::query_as(
+        "UPDATE webhook_subscriptions SET last_triggered_at = $2, \
+           last_success_at = CASE WHEN $3 THEN $2 ELSE last_success_at END, \
+           last_failure_at = CASE WHEN $3 THEN last_failure_at ELSE $2 END, \
+           consecutive_failures = CASE WHEN $3 THEN 0 WHEN $4 THEN consecutive_failures + 1 \
+             ELSE consecutive_failures END \
+         WHERE subscription_id = $1 RETURNING status, consecutive_failures, disable_after_failures",
+    )
+    .bind(subscription_id)
+    .bind(at)
+    .bind(success)
+    .bind(delivery_failed)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|(s, c, d)| Ok((WebhookStatus::parse(&s).ok_or_else(|| corrupt("status", &s))?, c, d))).transpose()
+}
+
+/// Sets a subscription's status (the dispatcher's auto-disable).
+pub async fn set_status(tx: &mut PgTx, subscription_id: &str, status: WebhookStatus, at: OffsetDateTime) -> StoreResult<()> {
+    sqlx::query("UPDATE webhook_subscriptions SET status=$2, updated_at=$3 WHERE subscription_id=$1")
+        .bind(subscription_id)
+        .bind(status.as_str())
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
