@@ -85,3 +85,11 @@ CREATE TABLE webhook_security_config (
     config     JSONB NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
 );
+
+-- Webhook bulk actions by idempotency key: a repeated request returns the first response.
+CREATE TABLE webhook_bulk_actions (
+    idempotency_key TEXT PRIMARY KEY,
+    request_hash    TEXT NOT NULL,
+    response        JSONB NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL
+);

@@ -18,6 +18,10 @@ use crate::auth::cache::KeyCache;
 use crate::auth::secret::{self, AdminKey, KeyHasher};
 use crate::catalogue::Catalogue;
 use crate::config::{MISSING_ADMIN_KEY, ServeConfig};
+use crate::events::dispatch::Dispatcher;
+use crate::events::guard::SharedGuard;
+use crate::events::outbox::Drain;
+use crate::events::seal::Sealer;
 use crate::ledger::Ledger;
 use crate::state::AppState;
 use crate::store::pg::{PgStore, secrets};
@@ -72,12 +76,16 @@ impl Application {
         let ledger = Ledger::new(redis.clone(), scripts);
         let hasher = key_hasher(&config, &pg).await?;
         let key_cache = Arc::new(KeyCache::new(pg.clone()));
+        let dispatcher = Dispatcher::new(pg.clone(), Sealer::new(&hasher), SharedGuard::default(), config.dispatch())
+            .context("building the webhook client")?;
+        dispatcher.refresh_guard().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let catalogue = Catalogue {
             pg: pg.clone(),
             redis,
             hasher: hasher.clone(),
             ledger: ledger.clone(),
             key_cache: key_cache.clone(),
+            dispatcher: dispatcher.clone(),
         };
         let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache));
         let admission = Arc::new(Admission::new(admission_config, auth.clone()));
@@ -95,6 +103,11 @@ impl Application {
         if config.plane.runtime() {
             let (pg, ledger) = (state.catalogue.pg.clone(), state.ledger.clone());
             workers.push(tokio::spawn(crate::workers::expiry::run(pg, ledger, shutdown.clone())));
+        }
+        if config.events_workers {
+            let drain = Drain::new(state.catalogue.pg.clone(), state.catalogue.redis.clone(), config.drain());
+            workers.push(tokio::spawn(drain.run(shutdown.clone())));
+            workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         }
         let runtime = if config.plane.runtime() {
             let listener = TcpListener::bind(config.runtime_addr)

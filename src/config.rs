@@ -3,6 +3,7 @@
 //! from `Debug` output.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
@@ -138,6 +139,36 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
+    /// Run the event workers on this instance: the outbox drain (Redis streams → Postgres)
+    /// and webhook delivery. Every instance may run them; they share the work.
+    #[arg(long, env = "TOLLGATE_EVENT_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub events_workers: bool,
+
+    /// How often the outbox drain polls the tenants' event streams, in milliseconds.
+    #[arg(long, env = "TOLLGATE_OUTBOX_POLL_MS", default_value_t = 200)]
+    pub outbox_poll_ms: u64,
+
+    /// An outbox entry a consumer took and did not acknowledge for this long (its instance
+    /// died) is taken over by another, in milliseconds.
+    #[arg(long, env = "TOLLGATE_OUTBOX_RECLAIM_MS", default_value_t = 30_000)]
+    pub outbox_reclaim_ms: u64,
+
+    /// How often webhook delivery looks for due deliveries, in milliseconds.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_POLL_MS", default_value_t = 250)]
+    pub webhook_poll_ms: u64,
+
+    /// Upper bound on one webhook delivery attempt (connect to last byte), in milliseconds.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Webhook deliveries in flight per instance at most.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+
+    /// Webhook deliveries in flight per subscription at most (one slow endpoint holds no more).
+    #[arg(long, env = "TOLLGATE_WEBHOOK_PER_SUBSCRIPTION", default_value_t = 4)]
+    pub webhook_per_subscription: usize,
+
     #[command(flatten)]
     pub store: StoreConfig,
 }
@@ -148,6 +179,22 @@ pub const MISSING_ADMIN_KEY: &str = "ADMIN_API_KEY is not set: the admin plane n
     or serve only the runtime plane with --plane runtime.";
 
 impl ServeConfig {
+    pub fn drain(&self) -> crate::events::outbox::DrainConfig {
+        crate::events::outbox::DrainConfig {
+            poll: Duration::from_millis(self.outbox_poll_ms.max(10)),
+            reclaim_idle: Duration::from_millis(self.outbox_reclaim_ms.max(100)),
+        }
+    }
+
+    pub fn dispatch(&self) -> crate::events::dispatch::DispatchConfig {
+        crate::events::dispatch::DispatchConfig {
+            poll: Duration::from_millis(self.webhook_poll_ms.max(10)),
+            attempt_timeout: Duration::from_millis(self.webhook_timeout_ms.max(100)),
+            concurrency: self.webhook_concurrency.max(1),
+            per_subscription: self.webhook_per_subscription.max(1),
+        }
+    }
+
     /// The admission settings, parsed (a bad value names its option).
     pub fn admission(&self) -> anyhow::Result<crate::admission::AdmissionConfig> {
         use crate::admission::{parse_class_shares, parse_rate_limits, parse_tier_classes};

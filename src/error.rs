@@ -40,6 +40,10 @@ pub enum ErrorCode {
     KeyExpired,
     DuplicateResource,
     CountMismatch,
+    WebhookNotFound,
+    WebhookUrlInvalid,
+    EventNotFound,
+    ReplayInProgress,
     InternalError,
     /// Not a spec code on the wire: rendered as `INTERNAL_ERROR` with status 503, for a
     /// store that cannot be reached. Kept apart so the status and `Retry-After` differ.
@@ -52,10 +56,10 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidRequest | UnitMismatch => StatusCode::BAD_REQUEST,
+            InvalidRequest | UnitMismatch | WebhookUrlInvalid => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | InsufficientPermissions | TenantSuspended => StatusCode::FORBIDDEN,
-            NotFound | TenantNotFound | BudgetNotFound => StatusCode::NOT_FOUND,
+            NotFound | TenantNotFound | BudgetNotFound | WebhookNotFound | EventNotFound => StatusCode::NOT_FOUND,
             BudgetExceeded
             | BudgetFrozen
             | BudgetClosed
@@ -67,6 +71,7 @@ impl ErrorCode {
             | TenantClosed
             | DuplicateResource
             | CountMismatch
+            | ReplayInProgress
             | KeyRevoked
             | KeyExpired => StatusCode::CONFLICT,
             ReservationExpired => StatusCode::GONE,
@@ -104,6 +109,10 @@ impl ErrorCode {
             KeyExpired => "KEY_EXPIRED",
             DuplicateResource => "DUPLICATE_RESOURCE",
             CountMismatch => "COUNT_MISMATCH",
+            WebhookNotFound => "WEBHOOK_NOT_FOUND",
+            WebhookUrlInvalid => "WEBHOOK_URL_INVALID",
+            EventNotFound => "EVENT_NOT_FOUND",
+            ReplayInProgress => "REPLAY_IN_PROGRESS",
             InternalError | Unavailable => "INTERNAL_ERROR",
         }
     }

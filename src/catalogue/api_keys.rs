@@ -11,6 +11,8 @@ use crate::domain::Permission;
 use crate::domain::api_key::{ApiKey, KeyStatus};
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::domain::event::EventType;
+use crate::events;
 use crate::store::pg::{self, PgTx, api_keys, audit, tenants};
 
 /// A key to mint, already validated.
@@ -81,6 +83,10 @@ impl Catalogue {
         api_keys::insert(&mut tx, &key, &digest).await?;
         let entry = actor.entry("createApiKey", key.tenant_id.as_str(), ("api_key", &key.key_id), 201, json!({}));
         audit::append(&mut tx, &entry).await?;
+        let data = json!({
+            "key_id": key.key_id, "key_name": key.name, "new_status": "ACTIVE", "permissions": key.permissions,
+        });
+        events::record(&mut tx, &[actor.event(EventType::ApiKeyCreated, key.tenant_id.as_str(), data)]).await?;
         pg::commit(tx).await?;
         Ok((key, minted.secret))
     }
@@ -135,6 +141,13 @@ impl Catalogue {
         let tenant = key.tenant_id.as_str();
         let entry = actor.entry("updateApiKey", tenant, ("api_key", key_id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
+        if changed.iter().any(|f| *f == "permissions" || *f == "scope_filter") {
+            let data = json!({
+                "key_id": key.key_id, "key_name": key.name, "previous_status": "ACTIVE", "new_status": "ACTIVE",
+                "permissions": key.permissions,
+            });
+            events::record(&mut tx, &[actor.event(EventType::ApiKeyPermissionsChanged, tenant, data)]).await?;
+        }
         self.commit_announcing(tx, &[format!("key:{}", hex::encode(&digest))]).await?;
         Ok(key)
     }
@@ -147,6 +160,7 @@ impl Catalogue {
         if key.stored_status == KeyStatus::Revoked {
             return Err(ApiError::new(ErrorCode::KeyRevoked, format!("API key {key_id} is already revoked")));
         }
+        let current_status = key.status_at(now());
         key.stored_status = KeyStatus::Revoked;
         key.revoked_at = Some(now());
         key.revoked_reason = reason.clone();
@@ -154,6 +168,12 @@ impl Catalogue {
         let tenant = key.tenant_id.as_str();
         let entry = actor.entry("revokeApiKey", tenant, ("api_key", key_id), 200, json!({ "reason": reason }));
         audit::append(&mut tx, &entry).await?;
+        let previous = if current_status == KeyStatus::Expired { "EXPIRED" } else { "ACTIVE" };
+        let data = json!({
+            "key_id": key.key_id, "key_name": key.name, "previous_status": previous, "new_status": "REVOKED",
+            "permissions": key.permissions,
+        });
+        events::record(&mut tx, &[actor.event(EventType::ApiKeyRevoked, tenant, data)]).await?;
         self.commit_announcing(tx, &[format!("key:{}", hex::encode(&digest))]).await?;
         Ok(key)
     }

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::domain::audit::AuditEntry;
+use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN};
 use crate::http::context::RequestCtx;
 
 /// Who performed a mutation, as recorded in `metadata.actor_type`.
@@ -17,6 +18,15 @@ pub struct Actor {
 impl Actor {
     pub fn admin(ctx: RequestCtx) -> Self {
         Self { actor_type: "admin", key_id: None, ctx }
+    }
+
+    /// An event this actor's request caused, with its request and trace ids.
+    pub fn event(&self, event_type: EventType, tenant_id: &str, data: Value) -> Event {
+        let mut e = Event::new(event_type, tenant_id, SOURCE_ADMIN, data);
+        e.actor = Some(EventActor::of(self.actor_type, self.key_id.clone()));
+        e.request_id = Some(self.ctx.request_id.clone());
+        e.trace_id = Some(self.ctx.trace_id.clone());
+        e
     }
 
     /// One entry for a successful mutation; `extra` is merged into the metadata.

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod tenants;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub struct Catalogue {
     /// This instance's key cache: auth changes evict here at commit, before the response,
     /// and on every other instance through the Postgres NOTIFY they send.
     pub key_cache: Arc<KeyCache>,
+    /// Webhook delivery: seals subscription secrets, holds the security config, sends tests.
+    pub dispatcher: crate::events::dispatch::Dispatcher,
 }
 
 impl Catalogue {

@@ -16,7 +16,10 @@ use super::audit::Actor;
 use super::{Catalogue, now};
 use crate::domain::tenant::{CommitOveragePolicy, RateLimit, Tenant, TenantStatus, Tier};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::store::pg::{self, api_keys, audit, tenants};
+use crate::domain::event::EventType;
+use crate::domain::webhook::WebhookStatus;
+use crate::events;
+use crate::store::pg::{self, api_keys, audit, tenants, webhooks};
 
 /// The fields a PATCH may change; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
@@ -62,6 +65,8 @@ impl Catalogue {
             let id = t.tenant_id.as_str();
             let entry = actor.entry("createTenant", id, ("tenant", id), 201, json!({}));
             audit::append(&mut tx, &entry).await?;
+            let data = json!({ "tenant_id": id, "new_status": t.status.as_str(), "changed_fields": [] });
+            events::record(&mut tx, &[actor.event(EventType::TenantCreated, id, data)]).await?;
             pg::commit(tx).await?;
             t
         } else {
@@ -126,6 +131,15 @@ impl Catalogue {
         }
         let entry = actor.entry("updateTenant", id, ("tenant", id), 200, json!({ "changed_fields": changed }));
         audit::append(&mut tx, &entry).await?;
+        if let Some(kind) = update_event_type(&current, &updated, &changed) {
+            let data = json!({
+                "tenant_id": id,
+                "previous_status": current.status.as_str(),
+                "new_status": updated.status.as_str(),
+                "changed_fields": changed,
+            });
+            events::record(&mut tx, &[actor.event(kind, id, data)]).await?;
+        }
         // The runtime's key cache holds the tenant's status, tier and rate limit.
         let auth_relevant = updated.status != current.status
             || updated.tier != current.tier
@@ -145,6 +159,7 @@ impl Catalogue {
         let fresh_close = current.status != TenantStatus::Closed;
         let correlation_id = format!("tenant_close_cascade:{id}:{}", actor.ctx.request_id);
         let mut closed = current.clone();
+        let mut cascade_events = Vec::new();
         if fresh_close {
             closed.status = TenantStatus::Closed;
             closed.closed_at = Some(at);
@@ -158,10 +173,26 @@ impl Catalogue {
                 json!({ "changed_fields": ["status"], "correlation_id": correlation_id }),
             );
             audit::append(&mut tx, &entry).await?;
+            let data = json!({
+                "tenant_id": id,
+                "previous_status": current.status.as_str(),
+                "new_status": "CLOSED",
+                "changed_fields": ["status"],
+            });
+            let mut event = actor.event(EventType::TenantClosed, id, data);
+            event.correlation_id = Some(correlation_id.clone());
+            cascade_events.push(event);
         }
         let revoked = api_keys::revoke_all_of_tenant(&mut tx, id, at, "tenant_closed").await?;
         let mut announce = Vec::with_capacity(revoked.len() + 1);
-        for (key_id, digest) in &revoked {
+        for (key_id, digest, name) in &revoked {
+            let data = json!({
+                "key_id": key_id, "name": name, "prior_status": "ACTIVE", "new_status": "REVOKED",
+                "cascade_reason": "tenant_closed",
+            });
+            let mut event = actor.event(EventType::ApiKeyRevokedViaTenantCascade, id, data);
+            event.correlation_id = Some(correlation_id.clone());
+            cascade_events.push(event);
             let entry = actor.entry(
                 "tenant_close_cascade",
                 id,
@@ -176,6 +207,31 @@ impl Catalogue {
             audit::append(&mut tx, &entry).await?;
             announce.push(format!("key:{}", hex::encode(digest)));
         }
+        for stored in webhooks::enabled_of_tenant_for_update(&mut tx, id).await? {
+            let sub = &stored.sub;
+            webhooks::set_status(&mut tx, &sub.subscription_id, WebhookStatus::Disabled, at).await?;
+            webhooks::cancel_pending(&mut tx, &sub.subscription_id, "tenant was closed").await?;
+            let entry = actor.entry(
+                "tenant_close_cascade",
+                id,
+                ("webhook", &sub.subscription_id),
+                200,
+                json!({
+                    "event_kind": "webhook.disabled_via_tenant_cascade",
+                    "cascade": "tenant_close",
+                    "correlation_id": correlation_id,
+                }),
+            );
+            audit::append(&mut tx, &entry).await?;
+            let data = json!({
+                "subscription_id": sub.subscription_id, "name": sub.name, "prior_status": sub.status.as_str(),
+                "new_status": "DISABLED", "cascade_reason": "tenant_closed",
+            });
+            let mut event = actor.event(EventType::WebhookDisabledViaTenantCascade, id, data);
+            event.correlation_id = Some(correlation_id.clone());
+            cascade_events.push(event);
+        }
+        events::record(&mut tx, &cascade_events).await?;
         announce.push(format!("tenant:{id}"));
         self.commit_announcing(tx, &announce).await?;
         Ok(closed)
@@ -207,6 +263,29 @@ impl Catalogue {
             }
         }
     }
+}
+
+/// Settings whose change is `tenant.settings_changed` ("default overage policy, TTL, or
+/// overdraft limit changed").
+const SETTINGS_FIELDS: [&str; 4] = [
+    "default_commit_overage_policy",
+    "default_reservation_ttl_ms",
+    "max_reservation_ttl_ms",
+    "max_reservation_extensions",
+];
+
+/// The one event a PATCH emits: the status-typed one when the status moved, else
+/// `settings_changed` when a runtime setting moved, else `updated`; none for a no-op.
+fn update_event_type(before: &Tenant, after: &Tenant, changed: &[String]) -> Option<EventType> {
+    if changed.is_empty() {
+        return None;
+    }
+    Some(match (before.status, after.status) {
+        (TenantStatus::Active, TenantStatus::Suspended) => EventType::TenantSuspended,
+        (TenantStatus::Suspended, TenantStatus::Active) => EventType::TenantReactivated,
+        _ if changed.iter().any(|f| SETTINGS_FIELDS.contains(&f.as_str())) => EventType::TenantSettingsChanged,
+        _ => EventType::TenantUpdated,
+    })
 }
 
 /// Names of the fields `patch` would change on `t`, in schema order.

@@ -93,6 +93,14 @@ impl Env {
             // Tests drive many requests per second from one tenant; the admission tests set their own.
             rate_limits: "off".into(),
             metrics_tenant_label: true,
+            // Event workers on short clocks, so tests see events and deliveries quickly.
+            events_workers: true,
+            outbox_poll_ms: 50,
+            outbox_reclaim_ms: 1_000,
+            webhook_poll_ms: 50,
+            webhook_timeout_ms: 2_000,
+            webhook_concurrency: 16,
+            webhook_per_subscription: 2,
             store: StoreConfig { database_url: self.database_url.clone(), pg_max_connections: 5 },
         }
     }

@@ -127,10 +127,10 @@ pub async fn revoke_all_of_tenant(
     tenant_id: &str,
     at: OffsetDateTime,
     reason: &str,
-) -> StoreResult<Vec<(String, Vec<u8>)>> {
+) -> StoreResult<Vec<(String, Vec<u8>, String)>> {
     Ok(sqlx::query_as(
         "UPDATE api_keys SET status='REVOKED', revoked_at=$2, revoked_reason=$3 \
-         WHERE tenant_id=$1 AND status='ACTIVE' RETURNING key_id, key_digest",
+         WHERE tenant_id=$1 AND status='ACTIVE' RETURNING key_id, key_digest, name",
     )
     .bind(tenant_id)
     .bind(at)
