@@ -62,9 +62,15 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest event waiting in any outbox stream at the last sweep."
     );
-    describe_counter!(EVENTS_STORED, "Events stored in Postgres by this instance (outbox drain and catalogue changes).");
+    describe_counter!(
+        EVENTS_STORED,
+        "Events stored in Postgres by this instance (outbox drain and catalogue changes)."
+    );
     describe_counter!(OUTBOX_REJECTED, "Outbox entries dropped because they did not decode as an event.");
-    describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts made by this instance, by outcome (success or failure).");
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts made by this instance, by outcome (success or failure)."
+    );
     describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
     describe_counter!(RATE_LIMITED, "Runtime requests refused by a rate limit, by limiter (api_key or tenant).");
     describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");

@@ -123,7 +123,7 @@ fn status_param(name: &str, raw: Option<String>, range: std::ops::RangeInclusive
     }
 }
 
-fn time_param(name: &str, raw: Option<String>) -> ApiResult<Option<OffsetDateTime>> {
+pub fn time_param(name: &str, raw: Option<String>) -> ApiResult<Option<OffsetDateTime>> {
     non_empty(raw)
         .map(|s| {
             OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)

@@ -1,17 +1,19 @@
 //! The admin plane (port 7979): tenants, API keys, budgets, auth validation and introspection,
-//! the audit log, health and metrics. Handlers are thin: extract, validate the wire
+//! the audit log, events and webhooks, health and metrics. Handlers are thin: extract, validate the wire
 //! values, call `catalogue`, map the reply.
 
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
+pub mod events;
 pub mod health;
 pub mod pagination;
 pub mod tenants;
+pub mod webhooks;
 
 use axum::Router;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 
 use crate::state::AppState;
 
@@ -34,6 +36,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/audit/logs", get(audit::list))
         .route("/v1/x-tollgate/audit/verify", get(audit::verify))
         .route("/v1/admin/priority/stats", get(priority_stats))
+        .route("/v1/admin/events", get(events::list))
+        .route("/v1/admin/events/{event_id}", get(events::get))
+        .route("/v1/events", get(events::list_for_tenant))
+        .route("/v1/admin/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/admin/webhooks/bulk-action", post(webhooks::bulk_action))
+        .route(
+            "/v1/admin/webhooks/{subscription_id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/admin/webhooks/{subscription_id}/test", post(webhooks::test))
+        .route("/v1/admin/webhooks/{subscription_id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/admin/webhooks/{subscription_id}/replay", post(webhooks::replay))
+        .route(
+            "/v1/admin/config/webhook-security",
+            get(webhooks::get_security_config).merge(put(webhooks::put_security_config)),
+        )
+        .route("/v1/webhooks", post(webhooks::create_for_tenant).get(webhooks::list_for_tenant))
+        .route(
+            "/v1/webhooks/{subscription_id}",
+            get(webhooks::get_for_tenant).patch(webhooks::update_for_tenant).delete(webhooks::delete_for_tenant),
+        )
+        .route("/v1/webhooks/{subscription_id}/test", post(webhooks::test_for_tenant))
+        .route("/v1/webhooks/{subscription_id}/deliveries", get(webhooks::deliveries_for_tenant))
         .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("admin", r, n)));
     crate::http::finish(routes).with_state(state)
 }

@@ -9,9 +9,9 @@ use super::{Catalogue, now};
 use crate::auth::secret;
 use crate::domain::Permission;
 use crate::domain::api_key::{ApiKey, KeyStatus};
+use crate::domain::event::EventType;
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::domain::event::EventType;
 use crate::events;
 use crate::store::pg::{self, PgTx, api_keys, audit, tenants};
 

@@ -14,10 +14,10 @@ use serde_json::json;
 
 use super::audit::Actor;
 use super::{Catalogue, now};
-use crate::domain::tenant::{CommitOveragePolicy, RateLimit, Tenant, TenantStatus, Tier};
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::domain::event::EventType;
+use crate::domain::tenant::{CommitOveragePolicy, RateLimit, Tenant, TenantStatus, Tier};
 use crate::domain::webhook::WebhookStatus;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events;
 use crate::store::pg::{self, api_keys, audit, tenants, webhooks};
 

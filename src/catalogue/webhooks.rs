@@ -77,7 +77,9 @@ fn new_secret() -> ApiResult<String> {
 fn check_input(input: &SubscriptionInput) -> ApiResult<()> {
     let chars = |field: &str, v: &Option<String>, max: usize| -> ApiResult<()> {
         match v {
-            Some(s) if s.chars().count() > max => Err(ApiError::invalid_field(field, format!("must be at most {max} characters"))),
+            Some(s) if s.chars().count() > max => {
+                Err(ApiError::invalid_field(field, format!("must be at most {max} characters")))
+            }
             _ => Ok(()),
         }
     };
@@ -101,7 +103,10 @@ fn check_input(input: &SubscriptionInput) -> ApiResult<()> {
                 return Err(ApiError::invalid_field("headers", format!("{name:?} is not a valid header name")));
             }
             if value.len() > HEADER_VALUE_MAX || axum::http::HeaderValue::from_str(value).is_err() {
-                return Err(ApiError::invalid_field("headers", format!("the value of {name} is not a valid header value")));
+                return Err(ApiError::invalid_field(
+                    "headers",
+                    format!("the value of {name} is not a valid header value"),
+                ));
             }
         }
     }
@@ -114,14 +119,20 @@ fn check_input(input: &SubscriptionInput) -> ApiResult<()> {
     if let Some(n) = input.disable_after_failures
         && !(1..=DISABLE_AFTER_MAX).contains(&n)
     {
-        return Err(ApiError::invalid_field("disable_after_failures", format!("must be from 1 to {DISABLE_AFTER_MAX}")));
+        return Err(ApiError::invalid_field(
+            "disable_after_failures",
+            format!("must be from 1 to {DISABLE_AFTER_MAX}"),
+        ));
     }
     if let Some(m) = &input.metadata {
         if !m.is_object() {
             return Err(ApiError::invalid_field("metadata", "must be an object"));
         }
         if m.to_string().len() > METADATA_BYTES_MAX {
-            return Err(ApiError::invalid_field("metadata", format!("must serialize to at most {METADATA_BYTES_MAX} bytes")));
+            return Err(ApiError::invalid_field(
+                "metadata",
+                format!("must serialize to at most {METADATA_BYTES_MAX} bytes"),
+            ));
         }
     }
     Ok(())
@@ -142,8 +153,14 @@ async fn lock_owner(tx: &mut PgTx, owner: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn lifecycle(sub: &Subscription, previous: Option<WebhookStatus>, new: Option<WebhookStatus>, changed: &[&str]) -> Value {
-    let mut data = json!({ "subscription_id": sub.subscription_id, "tenant_id": sub.tenant_id, "changed_fields": changed });
+fn lifecycle(
+    sub: &Subscription,
+    previous: Option<WebhookStatus>,
+    new: Option<WebhookStatus>,
+    changed: &[&str],
+) -> Value {
+    let mut data =
+        json!({ "subscription_id": sub.subscription_id, "tenant_id": sub.tenant_id, "changed_fields": changed });
     if let Some(p) = previous {
         data["previous_status"] = json!(p.as_str());
     }
@@ -168,11 +185,9 @@ impl Catalogue {
 
     async fn check_url(&self, url: &str) -> ApiResult<()> {
         let guard = self.dispatcher.guard().current();
-        guard
-            .check_url(url)
-            .await
-            .map(|_| ())
-            .map_err(|why| ApiError::new(ErrorCode::WebhookUrlInvalid, format!("url: {why}")).with_details(json!({ "field": "url" })))
+        guard.check_url(url).await.map(|_| ()).map_err(|why| {
+            ApiError::new(ErrorCode::WebhookUrlInvalid, format!("url: {why}")).with_details(json!({ "field": "url" }))
+        })
     }
 
     /// Creates a subscription owned by `owner` (a tenant, or `__system__`); returns it and
@@ -259,7 +274,10 @@ impl Catalogue {
     ) -> ApiResult<Subscription> {
         check_input(&input)?;
         if input.status == Some(WebhookStatus::Disabled) {
-            return Err(ApiError::invalid_field("status", "must be ACTIVE or PAUSED; DISABLED is set only by the dispatcher"));
+            return Err(ApiError::invalid_field(
+                "status",
+                "must be ACTIVE or PAUSED; DISABLED is set only by the dispatcher",
+            ));
         }
         let mut tx = self.pg.begin().await?;
         let current = store::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
@@ -300,7 +318,8 @@ impl Catalogue {
         set!(retry_policy);
         set!(disable_after_failures);
         set!(opt metadata);
-        check_invariants(&next.sub.tenant_id, &next.sub.event_types, &next.sub.event_categories).map_err(field_error)?;
+        check_invariants(&next.sub.tenant_id, &next.sub.event_types, &next.sub.event_categories)
+            .map_err(field_error)?;
         if input.url.is_some() {
             self.check_url(&next.sub.url).await?;
         }
@@ -366,13 +385,20 @@ impl Catalogue {
         Ok(())
     }
 
-    async fn delete_locked(&self, tx: &mut PgTx, actor: &Actor, sub: &Subscription, correlation: String) -> ApiResult<()> {
+    async fn delete_locked(
+        &self,
+        tx: &mut PgTx,
+        actor: &Actor,
+        sub: &Subscription,
+        correlation: String,
+    ) -> ApiResult<()> {
         let id = sub.subscription_id.as_str();
         store::cancel_pending(tx, id, "subscription was deleted").await?;
         store::delete(tx, id).await?;
         let entry = actor.entry("deleteWebhookSubscription", &sub.tenant_id, ("webhook", id), 204, json!({}));
         audit::append(tx, &entry).await?;
-        let mut event = actor.event(EventType::WebhookDeleted, &sub.tenant_id, lifecycle(sub, Some(sub.status), None, &[]));
+        let mut event =
+            actor.event(EventType::WebhookDeleted, &sub.tenant_id, lifecycle(sub, Some(sub.status), None, &[]));
         event.correlation_id = Some(correlation);
         events::record(tx, &[event]).await?;
         Ok(())
@@ -460,7 +486,10 @@ impl Catalogue {
         if selected.len() > max_events {
             return Err(ApiError::invalid_field(
                 "max_events",
-                format!("the window holds {} deliverable events, more than max_events ({max_events}); narrow from/to or raise max_events", selected.len()),
+                format!(
+                    "the window holds {} deliverable events, more than max_events ({max_events}); narrow from/to or raise max_events",
+                    selected.len()
+                ),
             ));
         }
         let replay_id = format!("replay_{}", uuid::Uuid::now_v7().simple());
@@ -468,7 +497,10 @@ impl Catalogue {
         let locked = store::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         lock_owner(&mut tx, &locked.sub.tenant_id).await?;
         if store::replay_in_progress(&mut tx, id).await? {
-            return Err(ApiError::new(ErrorCode::ReplayInProgress, "a replay to this subscription is still in progress"));
+            return Err(ApiError::new(
+                ErrorCode::ReplayInProgress,
+                "a replay to this subscription is still in progress",
+            ));
         }
         let mut queued = 0;
         if locked.sub.status == WebhookStatus::Active {
@@ -511,7 +543,11 @@ impl Catalogue {
         let internal = |e: crate::store::StoreError| ("INTERNAL_ERROR", e.to_string());
         let mut tx = self.pg.begin().await.map_err(internal)?;
         let Some(current) = store::get_for_update(&mut tx, id).await.map_err(internal)? else {
-            return if action == "DELETE" { Ok(Some("ALREADY_DELETED")) } else { Err(("NOT_FOUND", format!("{id} not found"))) };
+            return if action == "DELETE" {
+                Ok(Some("ALREADY_DELETED"))
+            } else {
+                Err(("NOT_FOUND", format!("{id} not found")))
+            };
         };
         if let Err(e) = lock_owner(&mut tx, &current.sub.tenant_id).await {
             return Err(("INVALID_TRANSITION", e.message));
@@ -524,12 +560,18 @@ impl Catalogue {
             ("RESUME", WebhookStatus::Paused) => Some(WebhookStatus::Active),
             ("RESUME", WebhookStatus::Active) => return Ok(Some("ALREADY_IN_TARGET_STATE")),
             ("RESUME", _) => {
-                return Err(("INVALID_TRANSITION", "a DISABLED subscription is re-enabled with PATCH status ACTIVE".into()));
+                return Err((
+                    "INVALID_TRANSITION",
+                    "a DISABLED subscription is re-enabled with PATCH status ACTIVE".into(),
+                ));
             }
             _ => return Err(("INVALID_TRANSITION", format!("unknown action {action}"))),
         };
         match target {
-            None => self.delete_locked(&mut tx, actor, sub, correlation.to_string()).await.map_err(|e| ("INTERNAL_ERROR", e.message))?,
+            None => self
+                .delete_locked(&mut tx, actor, sub, correlation.to_string())
+                .await
+                .map_err(|e| ("INTERNAL_ERROR", e.message))?,
             Some(status) => {
                 let mut next = current.clone();
                 next.sub.status = status;
@@ -546,8 +588,10 @@ impl Catalogue {
                     json!({ "action": action, "correlation_id": correlation }),
                 );
                 audit::append(&mut tx, &entry).await.map_err(internal)?;
-                let kind = if status == WebhookStatus::Paused { EventType::WebhookPaused } else { EventType::WebhookResumed };
-                let mut event = actor.event(kind, &sub.tenant_id, lifecycle(&next.sub, Some(sub.status), Some(status), &[]));
+                let kind =
+                    if status == WebhookStatus::Paused { EventType::WebhookPaused } else { EventType::WebhookResumed };
+                let mut event =
+                    actor.event(kind, &sub.tenant_id, lifecycle(&next.sub, Some(sub.status), Some(status), &[]));
                 event.correlation_id = Some(correlation.to_string());
                 events::record(&mut tx, &[event]).await.map_err(internal)?;
             }
@@ -599,7 +643,8 @@ impl Catalogue {
         let raw = serde_json::to_value(&config).map_err(ApiError::internal)?;
         let mut tx = self.pg.begin().await?;
         store::put_security_config(&mut tx, &raw).await?;
-        let entry = actor.entry("updateWebhookSecurityConfig", "__admin__", ("config", "webhook-security"), 200, json!({}));
+        let entry =
+            actor.entry("updateWebhookSecurityConfig", "__admin__", ("config", "webhook-security"), 200, json!({}));
         audit::append(&mut tx, &entry).await?;
         pg::commit(tx).await?;
         self.dispatcher.guard().replace(guard);

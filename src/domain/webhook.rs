@@ -102,7 +102,10 @@ impl ThresholdConfig {
         if self.burn_rate_multiplier.is_some_and(|v| !(v >= 1.5 && v.is_finite())) {
             return bad("burn_rate_multiplier", "at least 1.5");
         }
-        for (name, v) in [("burn_rate_window_seconds", self.burn_rate_window_seconds), ("rate_window_seconds", self.rate_window_seconds)] {
+        for (name, v) in [
+            ("burn_rate_window_seconds", self.burn_rate_window_seconds),
+            ("rate_window_seconds", self.rate_window_seconds),
+        ] {
             if v.is_some_and(|v| !(60..=86_400).contains(&v)) {
                 return bad(name, "from 60 to 86400");
             }
@@ -146,24 +149,29 @@ pub struct Subscription {
 }
 
 /// Why a selector set cannot be persisted (both invariants answer 400 `INVALID_REQUEST`).
-pub fn check_invariants(owner: &str, types: &[EventType], categories: &[EventCategory]) -> Result<(), (String, String)> {
+pub fn check_invariants(
+    owner: &str,
+    types: &[EventType],
+    categories: &[EventCategory],
+) -> Result<(), (String, String)> {
     if types.is_empty() && categories.is_empty() {
-        return Err((
-            "event_types".into(),
-            "at least one of event_types or event_categories must be non-empty".into(),
-        ));
+        return Err(("event_types".into(), "at least one of event_types or event_categories must be non-empty".into()));
     }
     if owner != SYSTEM_TENANT {
         if let Some(t) = types.iter().find(|t| !t.category().tenant_accessible()) {
             return Err((
                 "event_types".into(),
-                format!("{t} is an admin-only event type; a tenant-owned subscription may select only budget.*, reservation.* and tenant.* events"),
+                format!(
+                    "{t} is an admin-only event type; a tenant-owned subscription may select only budget.*, reservation.* and tenant.* events"
+                ),
             ));
         }
         if let Some(c) = categories.iter().find(|c| !c.tenant_accessible()) {
             return Err((
                 "event_categories".into(),
-                format!("{c} is an admin-only category; a tenant-owned subscription may select only budget, reservation and tenant"),
+                format!(
+                    "{c} is an admin-only category; a tenant-owned subscription may select only budget, reservation and tenant"
+                ),
             ));
         }
     }
@@ -189,10 +197,9 @@ impl Subscription {
     /// Whether `event` is for this subscription: owner, selectors, scope, thresholds, and
     /// (defense in depth) never an admin-only event to a tenant-owned subscription.
     pub fn wants(&self, event: &Event) -> bool {
-        if self.tenant_id != SYSTEM_TENANT {
-            if self.tenant_id != event.tenant_id || !event.category.tenant_accessible() {
-                return false;
-            }
+        if self.tenant_id != SYSTEM_TENANT && (self.tenant_id != event.tenant_id || !event.category.tenant_accessible())
+        {
+            return false;
         }
         let selected = self.event_types.contains(&event.event_type) || self.event_categories.contains(&event.category);
         if !selected || !scope_matches(self.scope_filter.as_deref(), event.scope.as_deref()) {

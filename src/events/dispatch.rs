@@ -21,9 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{Guard, GuardedResolver, SecurityConfig, SharedGuard};
 use super::seal::Sealer;
-use crate::domain::event::{
-    Event, EventActor, EventType, SOURCE_DISPATCHER, SYSTEM_TENANT,
-};
+use crate::domain::event::{Event, EventActor, EventType, SOURCE_DISPATCHER, SYSTEM_TENANT};
 use crate::domain::webhook::{DeliveryStatus, Subscription, WebhookStatus};
 use crate::store::pg::webhooks::{self, Attempt, Delivery};
 use crate::store::pg::{self, PgStore, events};
@@ -324,12 +322,9 @@ impl Dispatcher {
         }
         let outcome = match self.open_secrets(&stored) {
             Ok((secret, headers)) => self.send(&stored.sub, &secret, &headers, &event).await,
-            Err(why) => SendOutcome {
-                success: false,
-                response_status: None,
-                response_time_ms: 0,
-                error_message: Some(why),
-            },
+            Err(why) => {
+                SendOutcome { success: false, response_status: None, response_time_ms: 0, error_message: Some(why) }
+            }
         };
         crate::telemetry::webhook_attempt(outcome.success);
         let attempts = d.attempts + 1;
@@ -364,7 +359,13 @@ impl Dispatcher {
         let mut follow_ups = Vec::new();
         if final_failure {
             if event.event_type != EventType::SystemWebhookDeliveryFailed {
-                follow_ups.push(delivery_failed_event(&stored.sub, &d, &event, attempts, outcome.error_message.as_deref()));
+                follow_ups.push(delivery_failed_event(
+                    &stored.sub,
+                    &d,
+                    &event,
+                    attempts,
+                    outcome.error_message.as_deref(),
+                ));
             }
             if let Some((WebhookStatus::Active, failures, limit)) = counted
                 && failures >= limit

@@ -55,7 +55,8 @@ impl Guard {
             .blocked_cidr_ranges
             .iter()
             .map(|c| {
-                c.parse::<IpNet>().map_err(|_| ("blocked_cidr_ranges".to_string(), format!("{c:?} is not a CIDR range")))
+                c.parse::<IpNet>()
+                    .map_err(|_| ("blocked_cidr_ranges".to_string(), format!("{c:?} is not a CIDR range")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(p) = config.allowed_url_patterns.iter().find(|p| p.is_empty() || p.len() > 2048) {
@@ -122,7 +123,8 @@ impl Guard {
         if !self.patterns.is_empty() && !self.patterns.iter().any(|p| p.matches(raw)) {
             return Err("matches none of the allowed_url_patterns of the webhook security config".into());
         }
-        if let Ok(ip) = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+        if let Ok(ip) =
+            url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
             && self.blocks(ip)
         {
             return Err(format!("address {ip} is in a blocked address range"));
@@ -194,7 +196,8 @@ mod tests {
 
     #[test]
     fn allowed_patterns_restrict_urls_when_present() {
-        let config = SecurityConfig { allowed_url_patterns: vec!["https://*.example.com/*".into()], ..Default::default() };
+        let config =
+            SecurityConfig { allowed_url_patterns: vec!["https://*.example.com/*".into()], ..Default::default() };
         let g = Guard::new(config).unwrap();
         assert!(g.check_url_syntax("https://hooks.example.com/x").is_ok());
         assert!(g.check_url_syntax("https://example.org/x").is_err());

@@ -18,9 +18,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::event::{
-    Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER,
-};
+use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER};
 use crate::store::pg::{self, PgStore, tenants};
 use crate::store::redis::RedisStore;
 use crate::store::{StoreError, StoreResult};
@@ -173,10 +171,15 @@ impl Drain {
     }
 }
 
-/// `evt_` and 32 hex digits of SHA-256(tenant, stream entry id): stable across redelivery.
+/// The event id of a stream entry: `evt_` and 32 hex digits, the entry's millisecond (12)
+/// and sequence (8) then 12 of SHA-256(tenant, entry id). Stable across redelivery, and
+/// ordered like the stream within a tenant (as UUIDv7 ids of catalogue events are by time).
 pub fn event_id_of(tenant: &str, entry_id: &str) -> String {
-    let digest = Sha256::new().chain_update(tenant.as_bytes()).chain_update(b"/").chain_update(entry_id.as_bytes()).finalize();
-    format!("evt_{}", hex::encode(&digest[..16]))
+    let (ms, seq) = entry_id.split_once('-').unwrap_or((entry_id, "0"));
+    let (ms, seq) = (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0));
+    let digest =
+        Sha256::new().chain_update(tenant.as_bytes()).chain_update(b"/").chain_update(entry_id.as_bytes()).finalize();
+    format!("evt_{:012x}{:08x}{}", ms & 0xffff_ffff_ffff, seq & 0xffff_ffff, hex::encode(&digest[..6]))
 }
 
 fn field(entry: &StreamId, name: &str) -> Option<String> {

@@ -230,7 +230,8 @@ pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> Stor
 
 /// Ids of the subscriptions `filter` matches, up to `limit` (bulk actions count with it).
 pub async fn matching_ids(pool: &sqlx::PgPool, filter: &Filter, limit: i64) -> StoreResult<Vec<String>> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT subscription_id FROM webhook_subscriptions WHERE TRUE");
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT subscription_id FROM webhook_subscriptions WHERE TRUE");
     push_filter(&mut qb, filter);
     qb.push(" ORDER BY subscription_id LIMIT ").push_bind(limit);
     Ok(qb.build_query_scalar().fetch_all(pool).await?)
@@ -464,7 +465,12 @@ pub async fn record_outcome(
 }
 
 /// Sets a subscription's status (the dispatcher's auto-disable).
-pub async fn set_status(tx: &mut PgTx, subscription_id: &str, status: WebhookStatus, at: OffsetDateTime) -> StoreResult<()> {
+pub async fn set_status(
+    tx: &mut PgTx,
+    subscription_id: &str,
+    status: WebhookStatus,
+    at: OffsetDateTime,
+) -> StoreResult<()> {
     sqlx::query("UPDATE webhook_subscriptions SET status=$2, updated_at=$3 WHERE subscription_id=$1")
         .bind(subscription_id)
         .bind(status.as_str())

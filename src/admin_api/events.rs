@@ -1,0 +1,157 @@
+//! The event log: `GET /v1/admin/events` and `/v1/admin/events/{event_id}` (admin key), and
+//! the tenant's own view `GET /v1/events` (tenant key with `events:read`), which holds only
+//! the tenant-accessible categories (budget, reservation, tenant).
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::audit::time_param;
+use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
+use crate::auth::{AdminAuth, TenantAuth};
+use crate::domain::Permission;
+use crate::domain::event::{Event, EventCategory, EventType};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::{PathParam, QueryParams};
+use crate::state::AppState;
+use crate::store::pg::events::{self, Filter};
+use crate::store::pg::page::SortColumn;
+
+const fn text(expr: &'static str) -> SortColumn {
+    SortColumn { expr, cast: "text", id_expr: "event_id", id_cast: "text" }
+}
+
+const SORTS: &[(&str, SortColumn)] = &[
+    ("timestamp", SortColumn { expr: "occurred_at", cast: "timestamptz", id_expr: "event_id", id_cast: "text" }),
+    ("event_type", text("event_type")),
+    ("category", text("category")),
+    ("scope", text("coalesce(scope, '')")),
+    ("tenant_id", text("tenant_id")),
+];
+
+/// Longest id, scope or correlation filter accepted.
+const FILTER_LEN_MAX: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    tenant_id: Option<String>,
+    event_type: Option<String>,
+    category: Option<String>,
+    scope: Option<String>,
+    correlation_id: Option<String>,
+    trace_id: Option<String>,
+    request_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    search: Option<String>,
+    #[serde(flatten)]
+    page: ListParams,
+}
+
+#[derive(Serialize)]
+pub struct ListBody {
+    events: Vec<Event>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+fn text_param(name: &str, raw: Option<String>) -> ApiResult<Option<String>> {
+    match raw.filter(|s| !s.is_empty()) {
+        Some(s) if s.len() > FILTER_LEN_MAX => {
+            Err(ApiError::invalid_field(name, format!("must be at most {FILTER_LEN_MAX} characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn type_and_category(q: &ListQuery) -> ApiResult<(Option<EventType>, Option<EventCategory>)> {
+    let types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    let categories: Vec<&str> = EventCategory::ALL.iter().map(|c| c.as_str()).collect();
+    Ok((
+        enum_param("event_type", q.event_type.as_deref(), EventType::parse, &types)?,
+        enum_param("category", q.category.as_deref(), EventCategory::parse, &categories)?,
+    ))
+}
+
+async fn serve(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult<Json<ListBody>> {
+    let (spec, sort_key) = page_spec(page, SORTS, "timestamp")?;
+    let page = events::list(state.catalogue.pg.pool(), &filter, &spec).await?;
+    Ok(Json(ListBody {
+        has_more: page.next.is_some(),
+        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        events: page.items,
+    }))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<ListBody>> {
+    let (event_type, category) = type_and_category(&q)?;
+    if let Some(t) = &q.trace_id
+        && !t.is_empty()
+        && !(t.len() == 32 && t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        return Err(ApiError::invalid_field("trace_id", "must be 32 lowercase hex characters"));
+    }
+    let filter = Filter {
+        tenants: text_param("tenant_id", q.tenant_id)?.into_iter().collect(),
+        event_type,
+        category,
+        categories_in: Vec::new(),
+        scope: text_param("scope", q.scope)?,
+        correlation_id: text_param("correlation_id", q.correlation_id)?,
+        trace_id: text_param("trace_id", q.trace_id)?,
+        request_id: text_param("request_id", q.request_id)?,
+        from: time_param("from", q.from)?,
+        to: time_param("to", q.to)?,
+        search: search_param(q.search.as_deref())?,
+    };
+    serve(&state, filter, &q.page).await
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<Event>> {
+    let event = if id.len() <= FILTER_LEN_MAX { events::get(state.catalogue.pg.pool(), &id).await? } else { None };
+    event.map(Json).ok_or_else(|| ApiError::new(ErrorCode::EventNotFound, format!("event {id} not found")))
+}
+
+/// `GET /v1/events`: the authenticated tenant's budget, reservation and tenant events.
+pub async fn list_for_tenant(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<ListBody>> {
+    caller.require(Permission::EventsRead, ErrorCode::InsufficientPermissions)?;
+    for (name, given) in
+        [("tenant_id", &q.tenant_id), ("trace_id", &q.trace_id), ("request_id", &q.request_id), ("search", &q.search)]
+    {
+        if given.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::invalid_field(name, "is not a filter of the tenant event list"));
+        }
+    }
+    let (event_type, category) = type_and_category(&q)?;
+    if let Some(t) = event_type.filter(|t| !t.category().tenant_accessible()) {
+        return Err(ApiError::invalid_field("event_type", format!("{t} is an admin-only event type")));
+    }
+    if let Some(c) = category.filter(|c| !c.tenant_accessible()) {
+        return Err(ApiError::invalid_field("category", format!("{c} is an admin-only category")));
+    }
+    let filter = Filter {
+        tenants: vec![caller.key.tenant_id.to_string()],
+        event_type,
+        category,
+        categories_in: EventCategory::ALL.iter().copied().filter(|c| c.tenant_accessible()).collect(),
+        scope: text_param("scope", q.scope)?,
+        correlation_id: text_param("correlation_id", q.correlation_id)?,
+        from: time_param("from", q.from)?,
+        to: time_param("to", q.to)?,
+        ..Filter::default()
+    };
+    serve(&state, filter, &q.page).await
+}

@@ -1,0 +1,727 @@
+//! Webhook subscriptions, admin flavour (`/v1/admin/webhooks…`, admin key) and tenant flavour
+//! (`/v1/webhooks…`, tenant key, or the admin key acting for the owning tenant), the
+//! deliveries listing, replay, bulk actions and the webhook security config. Handlers parse
+//! and bound the wire values; `catalogue::webhooks` holds the rules.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::audit::time_param;
+use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
+use crate::auth::{AdminAuth, AnyAuth, Caller, TenantAuth};
+use crate::catalogue::audit::Actor;
+use crate::catalogue::webhooks::{BULK_MAX, SubscriptionInput, Viewer, delivery_status};
+use crate::domain::Permission;
+use crate::domain::event::{EventCategory, EventType, SYSTEM_TENANT};
+use crate::domain::tenant::TenantId;
+use crate::domain::webhook::{DeliveryStatus, RetryPolicy, Subscription, ThresholdConfig, WebhookStatus};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::events::guard::SecurityConfig;
+use crate::http::context::RequestCtx;
+use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::state::AppState;
+use crate::store::pg::page::SortColumn;
+use crate::store::pg::webhooks::{Delivery, DeliveryFilter, Filter};
+
+/// Header values are never shown after create.
+const MASK: &str = "********";
+
+#[derive(Serialize)]
+pub struct SubscriptionBody {
+    subscription_id: String,
+    tenant_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    url: String,
+    event_types: Vec<EventType>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    event_categories: Vec<EventCategory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope_filter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thresholds: Option<ThresholdConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<BTreeMap<String, String>>,
+    status: WebhookStatus,
+    retry_policy: RetryPolicy,
+    disable_after_failures: i32,
+    consecutive_failures: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    updated_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    last_triggered_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    last_success_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    last_failure_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+}
+
+impl SubscriptionBody {
+    /// The wire form; custom header values (when the names are known) are masked.
+    fn new(s: Subscription, header_names: Option<Vec<String>>) -> Self {
+        Self {
+            headers: header_names
+                .filter(|n| !n.is_empty())
+                .map(|names| names.into_iter().map(|n| (n, MASK.to_string())).collect()),
+            subscription_id: s.subscription_id,
+            tenant_id: s.tenant_id,
+            name: s.name,
+            description: s.description,
+            url: s.url,
+            event_types: s.event_types,
+            event_categories: s.event_categories,
+            scope_filter: s.scope_filter,
+            thresholds: s.thresholds,
+            status: s.status,
+            retry_policy: s.retry_policy,
+            disable_after_failures: s.disable_after_failures,
+            consecutive_failures: s.consecutive_failures,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            last_triggered_at: s.last_triggered_at,
+            last_success_at: s.last_success_at,
+            last_failure_at: s.last_failure_at,
+            metadata: s.metadata,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    name: Option<String>,
+    description: Option<String>,
+    url: String,
+    event_types: Vec<EventType>,
+    event_categories: Option<Vec<EventCategory>>,
+    scope_filter: Option<String>,
+    thresholds: Option<ThresholdConfig>,
+    signing_secret: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    retry_policy: Option<RetryPolicy>,
+    disable_after_failures: Option<i32>,
+    metadata: Option<Value>,
+}
+
+impl From<CreateRequest> for SubscriptionInput {
+    fn from(r: CreateRequest) -> Self {
+        SubscriptionInput {
+            name: r.name,
+            description: r.description,
+            url: Some(r.url),
+            event_types: Some(r.event_types),
+            event_categories: r.event_categories,
+            scope_filter: r.scope_filter,
+            thresholds: r.thresholds,
+            signing_secret: r.signing_secret,
+            headers: r.headers,
+            retry_policy: r.retry_policy,
+            disable_after_failures: r.disable_after_failures,
+            status: None,
+            metadata: r.metadata,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    name: Option<String>,
+    description: Option<String>,
+    url: Option<String>,
+    event_types: Option<Vec<EventType>>,
+    event_categories: Option<Vec<EventCategory>>,
+    scope_filter: Option<String>,
+    thresholds: Option<ThresholdConfig>,
+    signing_secret: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    retry_policy: Option<RetryPolicy>,
+    disable_after_failures: Option<i32>,
+    status: Option<WebhookStatus>,
+    metadata: Option<Value>,
+}
+
+impl From<UpdateRequest> for SubscriptionInput {
+    fn from(r: UpdateRequest) -> Self {
+        SubscriptionInput {
+            name: r.name,
+            description: r.description,
+            url: r.url,
+            event_types: r.event_types,
+            event_categories: r.event_categories,
+            scope_filter: r.scope_filter,
+            thresholds: r.thresholds,
+            signing_secret: r.signing_secret,
+            headers: r.headers,
+            retry_policy: r.retry_policy,
+            disable_after_failures: r.disable_after_failures,
+            status: r.status,
+            metadata: r.metadata,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CreatedBody {
+    subscription: SubscriptionBody,
+    signing_secret: String,
+}
+
+fn header_names(input: &SubscriptionInput) -> Option<Vec<String>> {
+    input.headers.as_ref().map(|h| h.keys().cloned().collect())
+}
+
+async fn create_for(
+    state: &AppState,
+    actor: &Actor,
+    owner: &str,
+    req: CreateRequest,
+) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
+    let input: SubscriptionInput = req.into();
+    let names = header_names(&input);
+    let (sub, secret) = state.catalogue.create_webhook(actor, owner, input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedBody { subscription: SubscriptionBody::new(sub, names), signing_secret: secret }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OwnerQuery {
+    tenant_id: Option<String>,
+}
+
+/// `POST /v1/admin/webhooks[?tenant_id=]`: without a tenant the subscription is system-wide.
+pub async fn create(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    QueryParams(q): QueryParams<OwnerQuery>,
+    JsonBody(req): JsonBody<CreateRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
+    let owner = match q.tenant_id.filter(|t| !t.is_empty()) {
+        None => SYSTEM_TENANT.to_string(),
+        Some(t) if t == SYSTEM_TENANT => t,
+        Some(t) => TenantId::parse(&t).map_err(|e| ApiError::invalid_field("tenant_id", e))?.to_string(),
+    };
+    create_for(&state, &Actor::admin(ctx), &owner, req).await
+}
+
+/// `POST /v1/webhooks`: a subscription owned by the calling tenant.
+pub async fn create_for_tenant(
+    State(state): State<AppState>,
+    TenantAuth(caller): TenantAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    JsonBody(req): JsonBody<CreateRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
+    caller.require(Permission::WebhooksWrite, ErrorCode::InsufficientPermissions)?;
+    let actor = Actor { actor_type: "api_key", key_id: Some(caller.key.key_id.clone()), ctx };
+    create_for(&state, &actor, caller.key.tenant_id.as_str(), req).await
+}
+
+const fn text(expr: &'static str) -> SortColumn {
+    SortColumn { expr, cast: "text", id_expr: "subscription_id", id_cast: "text" }
+}
+
+const SORTS: &[(&str, SortColumn)] = &[
+    (
+        "consecutive_failures",
+        SortColumn { expr: "consecutive_failures", cast: "integer", id_expr: "subscription_id", id_cast: "text" },
+    ),
+    ("url", text("url")),
+    ("tenant_id", text("tenant_id")),
+    ("status", text("status")),
+];
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    tenant_id: Option<String>,
+    /// The tenant flavour's filter under the admin key.
+    tenant: Option<String>,
+    status: Option<String>,
+    event_type: Option<String>,
+    search: Option<String>,
+    #[serde(flatten)]
+    page: ListParams,
+}
+
+#[derive(Serialize)]
+pub struct ListBody {
+    subscriptions: Vec<SubscriptionBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+fn status_param(raw: Option<&str>) -> ApiResult<Option<WebhookStatus>> {
+    let statuses: Vec<&str> = WebhookStatus::ALL.iter().map(|s| s.as_str()).collect();
+    enum_param("status", raw, WebhookStatus::parse, &statuses)
+}
+
+fn event_type_param(name: &str, raw: Option<&str>) -> ApiResult<Option<EventType>> {
+    let types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    enum_param(name, raw, EventType::parse, &types)
+}
+
+async fn list_with(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult<Json<ListBody>> {
+    let (spec, sort_key) = page_spec(page, SORTS, "consecutive_failures")?;
+    let page = state.catalogue.list_webhooks(&filter, &spec).await?;
+    Ok(Json(ListBody {
+        has_more: page.next.is_some(),
+        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        subscriptions: page.items.into_iter().map(|s| SubscriptionBody::new(s, None)).collect(),
+    }))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<ListBody>> {
+    let filter = Filter {
+        tenant_id: q.tenant_id.filter(|t| !t.is_empty()),
+        status: status_param(q.status.as_deref())?,
+        event_type: event_type_param("event_type", q.event_type.as_deref())?,
+        search: search_param(q.search.as_deref())?,
+    };
+    list_with(&state, filter, &q.page).await
+}
+
+/// `GET /v1/webhooks`: the tenant's subscriptions (under the admin key, `tenant` names it).
+pub async fn list_for_tenant(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<ListBody>> {
+    let tenant = match caller {
+        Caller::Admin => q.tenant.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "tenant query parameter is required when using admin key authentication",
+            )
+            .with_details(json!({ "field": "tenant" }))
+        })?,
+        Caller::Tenant(t) => {
+            t.require(Permission::WebhooksRead, ErrorCode::InsufficientPermissions)?;
+            let own = t.key.tenant_id.to_string();
+            if q.tenant.as_deref().is_some_and(|given| !given.is_empty() && given != own) {
+                return Err(ApiError::invalid_field("tenant", "must be the API key's own tenant"));
+            }
+            own
+        }
+    };
+    let filter = Filter { tenant_id: Some(tenant), status: status_param(q.status.as_deref())?, ..Filter::default() };
+    list_with(&state, filter, &q.page).await
+}
+
+/// Who acts on a tenant-flavour path: a tenant key (with `perm`) sees only its tenant's
+/// subscriptions; the admin key acts on behalf of the owner.
+fn tenant_route<'a>(caller: &'a Caller, ctx: RequestCtx, perm: Permission) -> ApiResult<(Actor, Viewer<'a>)> {
+    match caller {
+        Caller::Admin => Ok((Actor { actor_type: "admin_on_behalf_of", key_id: None, ctx }, Viewer::Admin)),
+        Caller::Tenant(t) => {
+            t.require(perm, ErrorCode::InsufficientPermissions)?;
+            let actor = Actor { actor_type: "api_key", key_id: Some(t.key.key_id.clone()), ctx };
+            Ok((actor, Viewer::Tenant(t.key.tenant_id.as_str())))
+        }
+    }
+}
+
+async fn get_as(state: &AppState, viewer: Viewer<'_>, id: &str) -> ApiResult<Json<SubscriptionBody>> {
+    let stored = state.catalogue.get_webhook(viewer, id).await?;
+    let names = state.catalogue.dispatcher.open_secrets(&stored).ok().map(|(_, h)| h.into_keys().collect());
+    Ok(Json(SubscriptionBody::new(stored.sub, names)))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<SubscriptionBody>> {
+    get_as(&state, Viewer::Admin, &id).await
+}
+
+pub async fn get_for_tenant(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<SubscriptionBody>> {
+    let (_, viewer) = tenant_route(&caller, ctx, Permission::WebhooksRead)?;
+    get_as(&state, viewer, &id).await
+}
+
+async fn update_as(
+    state: &AppState,
+    actor: &Actor,
+    viewer: Viewer<'_>,
+    id: &str,
+    req: UpdateRequest,
+) -> ApiResult<Json<SubscriptionBody>> {
+    let sub = state.catalogue.update_webhook(actor, viewer, id, req.into()).await?;
+    get_as(state, viewer, &sub.subscription_id).await
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<UpdateRequest>,
+) -> ApiResult<Json<SubscriptionBody>> {
+    update_as(&state, &Actor::admin(ctx), Viewer::Admin, &id, req).await
+}
+
+pub async fn update_for_tenant(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<UpdateRequest>,
+) -> ApiResult<Json<SubscriptionBody>> {
+    let (actor, viewer) = tenant_route(&caller, ctx, Permission::WebhooksWrite)?;
+    update_as(&state, &actor, viewer, &id, req).await
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<StatusCode> {
+    state.catalogue.delete_webhook(&Actor::admin(ctx), Viewer::Admin, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_for_tenant(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<StatusCode> {
+    let (actor, viewer) = tenant_route(&caller, ctx, Permission::WebhooksWrite)?;
+    state.catalogue.delete_webhook(&actor, viewer, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct TestBody {
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_status: Option<u16>,
+    response_time_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    event_id: String,
+}
+
+async fn test_as(state: &AppState, actor: &Actor, viewer: Viewer<'_>, id: &str) -> ApiResult<Json<TestBody>> {
+    let (o, event_id) = state.catalogue.test_webhook(actor, viewer, id).await?;
+    Ok(Json(TestBody {
+        success: o.success,
+        response_status: o.response_status,
+        response_time_ms: o.response_time_ms,
+        error_message: o.error_message,
+        event_id,
+    }))
+}
+
+pub async fn test(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<TestBody>> {
+    test_as(&state, &Actor::admin(ctx), Viewer::Admin, &id).await
+}
+
+pub async fn test_for_tenant(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<TestBody>> {
+    let (actor, viewer) = tenant_route(&caller, ctx, Permission::WebhooksWrite)?;
+    test_as(&state, &actor, viewer, &id).await
+}
+
+#[derive(Serialize)]
+pub struct DeliveryBody {
+    delivery_id: String,
+    subscription_id: String,
+    event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<EventType>,
+    status: DeliveryStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    attempted_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    completed_at: Option<OffsetDateTime>,
+    attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_status: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_time_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    next_retry_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent_inbound_valid: Option<bool>,
+}
+
+impl From<Delivery> for DeliveryBody {
+    fn from(d: Delivery) -> Self {
+        let status = delivery_status(&d.status);
+        Self {
+            event_type: EventType::parse(&d.event_type),
+            next_retry_at: if status == DeliveryStatus::Retrying { d.next_attempt_at } else { None },
+            status,
+            delivery_id: d.delivery_id,
+            subscription_id: d.subscription_id,
+            event_id: d.event_id,
+            attempted_at: d.attempted_at,
+            completed_at: d.completed_at,
+            attempts: d.attempts,
+            response_status: d.response_status,
+            response_time_ms: d.response_time_ms,
+            error_message: d.error_message,
+            trace_id: d.trace_id,
+            trace_flags: d.trace_flags,
+            traceparent_inbound_valid: d.traceparent_inbound_valid,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveryQuery {
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct DeliveryListBody {
+    deliveries: Vec<DeliveryBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// Newest attempts first.
+const DELIVERY_SORTS: &[(&str, SortColumn)] = &[(
+    "attempted_at",
+    SortColumn { expr: "attempted_at", cast: "timestamptz", id_expr: "delivery_id", id_cast: "text" },
+)];
+
+async fn deliveries_as(
+    state: &AppState,
+    viewer: Viewer<'_>,
+    id: &str,
+    q: DeliveryQuery,
+) -> ApiResult<Json<DeliveryListBody>> {
+    let statuses: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let filter = DeliveryFilter {
+        status: enum_param("status", q.status.as_deref(), DeliveryStatus::parse, &statuses)?,
+        from: time_param("from", q.from)?,
+        to: time_param("to", q.to)?,
+    };
+    let params = ListParams { sort_by: None, sort_dir: None, cursor: q.cursor, limit: q.limit };
+    let (spec, sort_key) = page_spec(&params, DELIVERY_SORTS, "attempted_at")?;
+    let page = state.catalogue.list_deliveries(viewer, id, &filter, &spec).await?;
+    Ok(Json(DeliveryListBody {
+        has_more: page.next.is_some(),
+        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        deliveries: page.items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam<String>,
+    QueryParams(q): QueryParams<DeliveryQuery>,
+) -> ApiResult<Json<DeliveryListBody>> {
+    deliveries_as(&state, Viewer::Admin, &id, q).await
+}
+
+pub async fn deliveries_for_tenant(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+    QueryParams(q): QueryParams<DeliveryQuery>,
+) -> ApiResult<Json<DeliveryListBody>> {
+    let (_, viewer) = tenant_route(&caller, ctx, Permission::WebhooksRead)?;
+    deliveries_as(&state, viewer, &id, q).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    to: Option<OffsetDateTime>,
+    event_types: Option<Vec<EventType>>,
+    max_events: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct ReplayBody {
+    replay_id: String,
+    events_queued: usize,
+    estimated_completion_seconds: u64,
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<ReplayRequest>,
+) -> ApiResult<(StatusCode, Json<ReplayBody>)> {
+    let from = req.from.ok_or_else(|| ApiError::invalid_field("from", "is required"))?;
+    let to = req.to.ok_or_else(|| ApiError::invalid_field("to", "is required"))?;
+    if to < from {
+        return Err(ApiError::invalid_field("to", "must not be before from"));
+    }
+    let max_events = req.max_events.unwrap_or(100);
+    if !(1..=1000).contains(&max_events) {
+        return Err(ApiError::invalid_field("max_events", "must be from 1 to 1000"));
+    }
+    let (replay_id, queued) =
+        state.catalogue.replay(&Actor::admin(ctx), &id, (from, to), req.event_types, max_events as usize).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReplayBody {
+            replay_id,
+            events_queued: queued,
+            estimated_completion_seconds: (queued as u64).div_ceil(10),
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<WebhookStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<EventType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    filter: BulkFilter,
+    action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_count: Option<i64>,
+    idempotency_key: String,
+}
+
+/// `POST /v1/admin/webhooks/bulk-action`: validate, count (at most 500), compare with
+/// `expected_count`, then act row by row; a repeated idempotency key replays the response.
+pub async fn bulk_action(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    JsonBody(req): JsonBody<BulkRequest>,
+) -> ApiResult<Json<Value>> {
+    if !matches!(req.action.as_str(), "PAUSE" | "RESUME" | "DELETE") {
+        return Err(ApiError::invalid_field("action", "must be one of PAUSE, RESUME, DELETE"));
+    }
+    if req.idempotency_key.is_empty() || req.idempotency_key.chars().count() > 128 {
+        return Err(ApiError::invalid_field("idempotency_key", "must be 1 to 128 characters"));
+    }
+    if req.expected_count.is_some_and(|n| n < 0) {
+        return Err(ApiError::invalid_field("expected_count", "must not be negative"));
+    }
+    let f = &req.filter;
+    if f.tenant_id.is_none() && f.status.is_none() && f.event_type.is_none() && f.search.is_none() {
+        return Err(ApiError::invalid_field(
+            "filter",
+            "must set at least one of tenant_id, status, event_type, search",
+        ));
+    }
+    let search = search_param(f.search.as_deref())?;
+    let canonical = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let request_hash = hex::encode(Sha256::digest(&canonical));
+    if let Some(previous) = state.catalogue.bulk_replay(&req.idempotency_key, &request_hash).await? {
+        return Ok(Json(previous));
+    }
+    let filter = Filter { tenant_id: f.tenant_id.clone(), status: f.status, event_type: f.event_type, search };
+    let ids = crate::store::pg::webhooks::matching_ids(state.catalogue.pg.pool(), &filter, BULK_MAX as i64 + 1).await?;
+    if ids.len() > BULK_MAX {
+        return Err(ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!("the filter matches more than {BULK_MAX} subscriptions; narrow it"),
+        )
+        .with_status(StatusCode::BAD_REQUEST));
+    }
+    if let Some(expected) = req.expected_count
+        && expected != ids.len() as i64
+    {
+        return Err(ApiError::new(
+            ErrorCode::CountMismatch,
+            format!("the filter matches {} subscriptions, not expected_count {expected}", ids.len()),
+        ));
+    }
+    let actor = Actor::admin(ctx);
+    let correlation = format!("webhook_bulk_action:{}:{}", req.action.to_ascii_lowercase(), actor.ctx.request_id);
+    let (mut succeeded, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for id in &ids {
+        match state.catalogue.bulk_webhook_row(&actor, id, &req.action, &correlation).await {
+            Ok(None) => succeeded.push(json!({ "id": id })),
+            Ok(Some(reason)) => skipped.push(json!({ "id": id, "reason": reason })),
+            Err((code, message)) => failed.push(json!({ "id": id, "error_code": code, "message": message })),
+        }
+    }
+    let body = json!({
+        "action": req.action,
+        "total_matched": ids.len(),
+        "succeeded": succeeded,
+        "failed": failed,
+        "skipped": skipped,
+        "idempotency_key": req.idempotency_key,
+    });
+    state.catalogue.bulk_remember(&req.idempotency_key, &request_hash, &body).await?;
+    Ok(Json(body))
+}
+
+pub async fn get_security_config(State(state): State<AppState>, _: AdminAuth) -> Json<SecurityConfig> {
+    Json(state.catalogue.security_config())
+}
+
+pub async fn put_security_config(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    JsonBody(config): JsonBody<SecurityConfig>,
+) -> ApiResult<Json<SecurityConfig>> {
+    Ok(Json(state.catalogue.put_security_config(&Actor::admin(ctx), config).await?))
+}

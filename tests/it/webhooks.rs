@@ -1,0 +1,1 @@
+//! Webhook subscriptions and deliveries against a real HTTP receiver on loopback.
