@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod budgets_admin;
 mod cluster;
+mod crash;
 mod events;
 mod fixture;
 mod health;
