@@ -99,3 +99,132 @@ async fn ledger_mutations_reach_the_event_log_with_the_spec_envelope() {
     assert_eq!(one.body, overage);
     send(fx.app.admin(Method::GET, "/v1/admin/events/evt_missing")).await.expect_error(404, "EVENT_NOT_FOUND");
 }
+
+// Catalogue changes write their events in the transaction of the change; a no-op writes none.
+#[tokio::test]
+async fn tenant_and_key_changes_emit_their_lifecycle_events_once() {
+    let app = TestApp::spawn().await;
+    let t = crate::helpers::tenant_id("ev");
+    app.create_tenant(&t).await;
+    let key = app.create_key(&t, json!({})).await;
+    let key_id = key["key_id"].as_str().unwrap().to_string();
+    let patch = |body: Value| send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{t}")).json(&body));
+    assert_eq!(patch(json!({"name": "Renamed"})).await.status, 200);
+    assert_eq!(patch(json!({"name": "Renamed"})).await.status, 200);
+    assert_eq!(patch(json!({"default_reservation_ttl_ms": 30_000})).await.status, 200);
+    assert_eq!(patch(json!({"status": "SUSPENDED"})).await.status, 200);
+    assert_eq!(patch(json!({"status": "ACTIVE"})).await.status, 200);
+    let r = send(
+        app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{key_id}")).json(&json!({"permissions": ["balances:read"]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{t}")).json(&json!({"status": "CLOSED"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let closing_request = r.header("x-request-id").to_string();
+    let events = events_of(&app, &t).await;
+    assert_eq!(
+        types(&events),
+        vec![
+            "tenant.created",
+            "api_key.created",
+            "tenant.updated",
+            "tenant.settings_changed",
+            "tenant.suspended",
+            "tenant.reactivated",
+            "api_key.permissions_changed",
+            "tenant.closed",
+            "api_key.revoked_via_tenant_cascade",
+        ]
+    );
+    let find = |kind: &str| events.iter().find(|e| e["event_type"] == kind).cloned().unwrap();
+    let suspended = find("tenant.suspended");
+    assert_eq!(suspended["data"]["previous_status"], "ACTIVE");
+    assert_eq!(suspended["data"]["new_status"], "SUSPENDED");
+    assert_eq!(suspended["actor"]["type"], "admin");
+    assert_eq!(suspended["source"], "cycles-admin");
+    assert_eq!(find("api_key.created")["data"]["key_id"], key_id.as_str());
+    let correlation = format!("tenant_close_cascade:{t}:{closing_request}");
+    let revoked = find("api_key.revoked_via_tenant_cascade");
+    assert_eq!(revoked["correlation_id"], correlation.as_str());
+    assert_eq!(revoked["data"]["prior_status"], "ACTIVE");
+    assert_eq!(revoked["data"]["cascade_reason"], "tenant_closed");
+    assert_eq!(find("tenant.closed")["correlation_id"], correlation.as_str());
+    // Re-closing finishes nothing new, so it emits nothing.
+    let again = send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{t}")).json(&json!({"status": "CLOSED"}))).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(events_of(&app, &t).await.len(), events.len());
+}
+
+#[tokio::test]
+async fn the_tenant_event_view_holds_only_the_tenants_own_budget_reservation_and_tenant_events() {
+    let fx = Fx::new().await;
+    let other = Fx::with_tenant(&fx.app).await;
+    fx.budget("", 100).await;
+    other.budget("", 100).await;
+    wait_for_event(&fx.app, &fx.tenant, "budget.created").await;
+    wait_for_event(&fx.app, &other.tenant, "budget.created").await;
+    let reader = fx.app.create_key(&fx.tenant, json!({"permissions": ["events:read"]})).await;
+    let secret = reader["key_secret"].as_str().unwrap().to_string();
+    let list = |query: &'static str| {
+        let url = fx.app.admin_url(&format!("/v1/events{query}"));
+        send(fx.app.client.get(url).header("x-cycles-api-key", secret.clone()))
+    };
+    let r = list("").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seen = r.body["events"].as_array().unwrap().clone();
+    assert!(seen.iter().any(|e| e["event_type"] == "budget.created"));
+    assert!(seen.iter().any(|e| e["event_type"] == "tenant.created"));
+    for e in &seen {
+        assert_eq!(e["tenant_id"], fx.tenant.as_str(), "{e}");
+        let category = e["category"].as_str().unwrap();
+        assert!(["budget", "reservation", "tenant"].contains(&category), "{e}");
+    }
+    assert!(!seen.iter().any(|e| e["event_type"] == "api_key.created"));
+    let r = list("?category=budget&limit=1").await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["events"][0]["event_type"], "budget.created");
+    list("?category=api_key").await.expect_error(400, "INVALID_REQUEST");
+    list("?event_type=webhook.created").await.expect_error(400, "INVALID_REQUEST");
+    let no_perm = fx.app.admin_url("/v1/events");
+    send(fx.app.client.get(no_perm).header("x-cycles-api-key", &fx.key)).await.expect_error(403, "INSUFFICIENT_PERMISSIONS");
+}
+
+// A threshold crossing is decided inside the script that moves the budget, so it is reported
+// once however many instances serve the tenant at once.
+#[tokio::test]
+async fn a_threshold_crossing_is_reported_once_across_instances() {
+    let fx = Fx::new().await;
+    fx.budget("", 100).await;
+    let second = fx.app.another_instance().await;
+    let urls = [fx.app.runtime_url("/v1/reservations"), format!("http://{}/v1/reservations", second.runtime.unwrap())];
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = urls[i % 2].clone();
+        let (client, key) = (fx.app.client.clone(), fx.key.clone());
+        let body = fx.reserve_body(&format!("k{i}"), json!({}), 2);
+        tasks.push(tokio::spawn(async move { send(client.post(url).header("x-cycles-api-key", key).json(&body)).await }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(r.body["reservation_id"].as_str().unwrap().to_string());
+    }
+    // 40 × 2 = 80%: exactly one rising crossing of 0.80; releasing one falls back below it.
+    fx.release(&ids[0], "rel").await;
+    let events = wait_for_event(&fx.app, &fx.tenant, "budget.threshold_crossed").await;
+    let settled = eventually(Duration::from_secs(5), || async {
+        events_of(&fx.app, &fx.tenant).await.iter().filter(|e| e["event_type"] == "budget.threshold_crossed").count() >= 2
+    })
+    .await;
+    assert!(settled, "{:?}", types(&events));
+    let crossings: Vec<(f64, String)> = events_of(&fx.app, &fx.tenant)
+        .await
+        .iter()
+        .filter(|e| e["event_type"] == "budget.threshold_crossed")
+        .map(|e| (e["data"]["threshold"].as_f64().unwrap(), e["data"]["direction"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(crossings, vec![(0.8, "rising".to_string()), (0.8, "falling".to_string())]);
+    second.stop().await.unwrap();
+}
