@@ -93,3 +93,6 @@ CREATE TABLE webhook_bulk_actions (
     response        JSONB NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL
 );
+
+-- Whether `api_key.expired` has been emitted for a key past its expiry (once per key).
+ALTER TABLE api_keys ADD COLUMN expiry_announced BOOLEAN NOT NULL DEFAULT FALSE;

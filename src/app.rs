@@ -108,6 +108,7 @@ impl Application {
             let drain = Drain::new(state.catalogue.pg.clone(), state.catalogue.redis.clone(), config.drain());
             workers.push(tokio::spawn(drain.run(shutdown.clone())));
             workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+            workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));
         }
         let runtime = if config.plane.runtime() {
             let listener = TcpListener::bind(config.runtime_addr)

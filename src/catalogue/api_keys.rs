@@ -9,7 +9,7 @@ use super::{Catalogue, now};
 use crate::auth::secret;
 use crate::domain::Permission;
 use crate::domain::api_key::{ApiKey, KeyStatus};
-use crate::domain::event::EventType;
+use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN};
 use crate::domain::tenant::{TenantId, TenantStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events;
@@ -36,6 +36,9 @@ pub struct KeyPatch {
     pub expires_at: Option<OffsetDateTime>,
     pub metadata: Option<Value>,
 }
+
+/// Keys announced as expired per pass.
+const EXPIRY_BATCH: i64 = 500;
 
 fn key_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("API key {id} not found"))
@@ -176,6 +179,28 @@ impl Catalogue {
         events::record(&mut tx, &[actor.event(EventType::ApiKeyRevoked, tenant, data)]).await?;
         self.commit_announcing(tx, &[format!("key:{}", hex::encode(&digest))]).await?;
         Ok(key)
+    }
+
+    /// Emits `api_key.expired` once for each key that has passed its expiry (a key expires
+    /// by the clock, with no request to hang the event on). Returns how many it announced.
+    pub async fn announce_expired_keys(&self) -> ApiResult<usize> {
+        let mut tx = self.pg.begin().await?;
+        let expired = api_keys::take_newly_expired(&mut tx, EXPIRY_BATCH).await?;
+        let events: Vec<Event> = expired
+            .into_iter()
+            .map(|(key_id, tenant, name, permissions)| {
+                let data = json!({
+                    "key_id": key_id, "key_name": name, "previous_status": "ACTIVE", "new_status": "EXPIRED",
+                    "permissions": permissions,
+                });
+                let mut e = Event::new(EventType::ApiKeyExpired, &tenant, SOURCE_ADMIN, data);
+                e.actor = Some(EventActor::of("system", None));
+                e
+            })
+            .collect();
+        events::record(&mut tx, &events).await?;
+        pg::commit(tx).await?;
+        Ok(events.len())
     }
 
     pub async fn list_keys(

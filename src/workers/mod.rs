@@ -2,3 +2,4 @@
 
 pub mod auth_listener;
 pub mod expiry;
+pub mod key_expiry;

@@ -30,7 +30,7 @@ pub async fn events_of(app: &TestApp, tenant: &str) -> Vec<Value> {
 
 /// Waits until `tenant` has an event of type `kind`, then returns all its events.
 pub async fn wait_for_event(app: &TestApp, tenant: &str, kind: &str) -> Vec<Value> {
-    let found = eventually(Duration::from_secs(10), || async {
+    let found = eventually(Duration::from_secs(15), || async {
         events_of(app, tenant).await.iter().any(|e| e["event_type"] == kind)
     })
     .await;
@@ -115,7 +115,8 @@ async fn tenant_and_key_changes_emit_their_lifecycle_events_once() {
     assert_eq!(patch(json!({"status": "SUSPENDED"})).await.status, 200);
     assert_eq!(patch(json!({"status": "ACTIVE"})).await.status, 200);
     let r = send(
-        app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{key_id}")).json(&json!({"permissions": ["balances:read"]})),
+        app.admin(Method::PATCH, &format!("/v1/admin/api-keys/{key_id}"))
+            .json(&json!({"permissions": ["balances:read"]})),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -151,7 +152,8 @@ async fn tenant_and_key_changes_emit_their_lifecycle_events_once() {
     assert_eq!(revoked["data"]["cascade_reason"], "tenant_closed");
     assert_eq!(find("tenant.closed")["correlation_id"], correlation.as_str());
     // Re-closing finishes nothing new, so it emits nothing.
-    let again = send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{t}")).json(&json!({"status": "CLOSED"}))).await;
+    let again =
+        send(app.admin(Method::PATCH, &format!("/v1/admin/tenants/{t}")).json(&json!({"status": "CLOSED"}))).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(events_of(&app, &t).await.len(), events.len());
 }
@@ -187,7 +189,9 @@ async fn the_tenant_event_view_holds_only_the_tenants_own_budget_reservation_and
     list("?category=api_key").await.expect_error(400, "INVALID_REQUEST");
     list("?event_type=webhook.created").await.expect_error(400, "INVALID_REQUEST");
     let no_perm = fx.app.admin_url("/v1/events");
-    send(fx.app.client.get(no_perm).header("x-cycles-api-key", &fx.key)).await.expect_error(403, "INSUFFICIENT_PERMISSIONS");
+    send(fx.app.client.get(no_perm).header("x-cycles-api-key", &fx.key))
+        .await
+        .expect_error(403, "INSUFFICIENT_PERMISSIONS");
 }
 
 // A threshold crossing is decided inside the script that moves the budget, so it is reported
@@ -203,7 +207,9 @@ async fn a_threshold_crossing_is_reported_once_across_instances() {
         let url = urls[i % 2].clone();
         let (client, key) = (fx.app.client.clone(), fx.key.clone());
         let body = fx.reserve_body(&format!("k{i}"), json!({}), 2);
-        tasks.push(tokio::spawn(async move { send(client.post(url).header("x-cycles-api-key", key).json(&body)).await }));
+        tasks.push(tokio::spawn(
+            async move { send(client.post(url).header("x-cycles-api-key", key).json(&body)).await },
+        ));
     }
     let mut ids = Vec::new();
     for t in tasks {
@@ -215,7 +221,8 @@ async fn a_threshold_crossing_is_reported_once_across_instances() {
     fx.release(&ids[0], "rel").await;
     let events = wait_for_event(&fx.app, &fx.tenant, "budget.threshold_crossed").await;
     let settled = eventually(Duration::from_secs(5), || async {
-        events_of(&fx.app, &fx.tenant).await.iter().filter(|e| e["event_type"] == "budget.threshold_crossed").count() >= 2
+        events_of(&fx.app, &fx.tenant).await.iter().filter(|e| e["event_type"] == "budget.threshold_crossed").count()
+            >= 2
     })
     .await;
     assert!(settled, "{:?}", types(&events));
@@ -227,4 +234,20 @@ async fn a_threshold_crossing_is_reported_once_across_instances() {
         .collect();
     assert_eq!(crossings, vec![(0.8, "rising".to_string()), (0.8, "falling".to_string())]);
     second.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_key_that_passes_its_expiry_is_announced_once() {
+    let app = TestApp::spawn().await;
+    let t = crate::helpers::tenant_id("exp");
+    app.create_tenant(&t).await;
+    let at = time::OffsetDateTime::now_utc() + Duration::from_secs(1);
+    let expires_at = at.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let key = app.create_key(&t, json!({"expires_at": expires_at})).await;
+    let events = wait_for_event(&app, &t, "api_key.expired").await;
+    let expired: Vec<&Value> = events.iter().filter(|e| e["event_type"] == "api_key.expired").collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["data"]["key_id"], key["key_id"]);
+    assert_eq!(expired[0]["data"]["new_status"], "EXPIRED");
+    assert_eq!(expired[0]["actor"]["type"], "system");
 }

@@ -139,6 +139,20 @@ pub async fn revoke_all_of_tenant(
     .await?)
 }
 
+/// Marks up to `limit` keys that have passed their expiry as announced; returns each one's
+/// id, tenant, name and permissions. Rows another instance is marking are skipped.
+pub async fn take_newly_expired(tx: &mut PgTx, limit: i64) -> StoreResult<Vec<(String, String, String, Vec<String>)>> {
+    Ok(sqlx::query_as(
+        "UPDATE api_keys SET expiry_announced = TRUE WHERE key_id IN (SELECT key_id FROM api_keys \
+           WHERE status = 'ACTIVE' AND expires_at <= now() AND NOT expiry_announced \
+           ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING key_id, tenant_id, name, permissions",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
 /// A key found by digest, with its tenant's status (what the auth cache holds).
 pub struct KeyWithTenant {
     pub key: ApiKey,
