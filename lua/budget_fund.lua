@@ -15,6 +15,8 @@
 -- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, BUDGET_NOT_FOUND, BUDGET_CLOSED,
 -- BUDGET_FROZEN, BUDGET_EXCEEDED (DEBIT), INVALID_REQUEST (int64 overflow); or
 -- {operation, previous: state, new: state, now}. Checks precede the writes.
+-- Appends: the operation's budget.* event, budget.over_limit_entered/exited on a flip and
+-- budget.threshold_crossed for each threshold the new allocation moves utilization across.
 
 local hash, scope, unit, op, amt = ARGV[1], ARGV[2], ARGV[3], ARGV[4], I(ARGV[5])
 local now = now_ms()

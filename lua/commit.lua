@@ -15,6 +15,8 @@
 -- {status=COMMITTED, charged, released, debt_added, unit, balances, now} (debt_added: summed over
 -- the reservation's scopes).
 -- Every check runs before the first write.
+-- Appends: budget.threshold_crossed, budget.over_limit_entered, budget.debt_incurred,
+-- budget.exhausted (per budget, as they happen) and reservation.commit_overage.
 
 local hash, rq, tr, rid = ARGV[1], ARGV[6], ARGV[7], ARGV[5]
 local now = now_ms()

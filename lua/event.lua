@@ -12,6 +12,8 @@
 -- NOT_FOUND, BUDGET_FROZEN, BUDGET_CLOSED, BUDGET_EXCEEDED (REJECT), OVERDRAFT_LIMIT_EXCEEDED,
 -- INVALID_REQUEST (overflow); or {status=APPLIED, event_id, charged, capped, debt_added, balances, now}.
 -- Debt and over-limit do not block events (they block new reservations only).
+-- Appends: budget.threshold_crossed, budget.over_limit_entered, budget.debt_incurred and
+-- budget.exhausted, per budget, as they happen.
 
 local hash, unit, A = ARGV[1], ARGV[2], I(ARGV[3])
 local rq, tr = ARGV[6], ARGV[7]

@@ -9,6 +9,7 @@
 --
 -- Returns the number of reservations expired by this call. Writes only for items that
 -- pass their checks; an item whose budget vanished is skipped, never half-applied.
+-- Appends: reservation.expired per reservation and budget.threshold_crossed (falling).
 
 local now = now_ms()
 local expired = 0

@@ -10,6 +10,7 @@
 -- IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR, TENANT_CLOSED, RESERVATION_EXPIRED
 -- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at + grace); or
 -- {status=RELEASED, released, unit, balances, now}. Every check runs before the first write.
+-- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under.
 
 local hash, rid = ARGV[1], ARGV[3]
 local now = now_ms()

@@ -25,6 +25,8 @@
 -- Every check runs before the first write; a denial writes only its outbox event (and,
 -- for dry/decide, the idempotency record of the DENY, which is a success). The live path
 -- makes one read of all budgets and one write of all budgets: it is the hot path.
+-- Appends: reservation.denied on a denial; on a live ALLOW, budget.threshold_crossed for each
+-- utilization threshold a budget crosses and budget.exhausted when one reaches 0 remaining.
 
 local mode, hash, unit, E = ARGV[1], ARGV[2], ARGV[3], I(ARGV[4])
 local rq, tr = ARGV[10], ARGV[11]
