@@ -16,6 +16,15 @@ use crate::helpers::send;
 
 /// Drives the runtime and admin planes through the paths the dashboards chart.
 async fn short_workload(fx: &Fx) {
+    // A subscription whose endpoint refuses connections: its deliveries are attempts that fail.
+    let config = json!({"allow_http": true, "blocked_cidr_ranges": []});
+    let r = send(fx.app.admin(Method::PUT, "/v1/admin/config/webhook-security").json(&config)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sub = json!({"url": format!("http://127.0.0.1:{port}/"), "event_types": ["budget.created"],
+                     "retry_policy": {"max_retries": 0}});
+    let r = send(fx.app.admin(Method::POST, &format!("/v1/admin/webhooks?tenant_id={}", fx.tenant)).json(&sub)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
     fx.budget("", 1000).await;
     fx.budget_with("/agent:a", USD, 100, json!({"overdraft_limit": {"unit": USD, "amount": 50}})).await;
     let a = json!({"agent": "a"});
@@ -54,6 +63,11 @@ async fn short_workload(fx: &Fx) {
     let balances = fx.get(&format!("/v1/balances?tenant={}", fx.tenant)).await;
     assert_eq!(balances.status, 200, "{}", balances.text);
     fx.ledger("", USD).await;
+    let attempted = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        scrape(fx).await.contains("cycles_webhook_attempts_total")
+    })
+    .await;
+    assert!(attempted, "no webhook attempt was made");
 }
 
 async fn scrape(fx: &Fx) -> String {
