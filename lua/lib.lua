@@ -181,11 +181,11 @@ end
 -- now. The script runs atomically, so each crossing is reported once, whichever instance
 -- ran it. Ratios are doubles: exact enough to place a threshold, never used for money.
 local THRESHOLDS = {0.80, 0.95, 1.0}
+local function num(a) if type(a) == 'number' then return a end return tonumber(S(a)) end
 local function emit_thresholds(outbox, b, unit, now, rq, tr)
   if not pos(b.a0) or not pos(b.a) then return end
-  local used = add(b.s, b.r)
-  local before = tonumber(S(b.u0)) / tonumber(S(b.a0))
-  local after = tonumber(S(used)) / tonumber(S(b.a))
+  local before = num(b.u0) / num(b.a0)
+  local after = num(add(b.s, b.r)) / num(b.a)
   for _, t in ipairs(THRESHOLDS) do
     local dir
     if before < t and after >= t then dir = 'rising' elseif before >= t and after < t then dir = 'falling' end

@@ -109,6 +109,9 @@ impl Application {
             workers.push(tokio::spawn(drain.run(shutdown.clone())));
             workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
             workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));
+            let keep = config.retention();
+            let pg = state.catalogue.pg.clone();
+            workers.push(tokio::spawn(crate::workers::retention::run(pg, keep, shutdown.clone())));
         }
         let runtime = if config.plane.runtime() {
             let listener = TcpListener::bind(config.runtime_addr)

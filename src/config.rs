@@ -169,6 +169,14 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_WEBHOOK_PER_SUBSCRIPTION", default_value_t = 4)]
     pub webhook_per_subscription: usize,
 
+    /// Days an event stays in the event log (events a delivery still refers to stay longer).
+    #[arg(long, env = "TOLLGATE_EVENT_RETENTION_DAYS", default_value_t = 90)]
+    pub event_retention_days: u32,
+
+    /// Days a finished webhook delivery record stays.
+    #[arg(long, env = "TOLLGATE_DELIVERY_RETENTION_DAYS", default_value_t = 14)]
+    pub delivery_retention_days: u32,
+
     #[command(flatten)]
     pub store: StoreConfig,
 }
@@ -183,6 +191,13 @@ impl ServeConfig {
         crate::events::outbox::DrainConfig {
             poll: Duration::from_millis(self.outbox_poll_ms.max(10)),
             reclaim_idle: Duration::from_millis(self.outbox_reclaim_ms.max(100)),
+        }
+    }
+
+    pub fn retention(&self) -> crate::workers::retention::Retention {
+        crate::workers::retention::Retention {
+            event_days: self.event_retention_days.max(1),
+            delivery_days: self.delivery_retention_days.max(1),
         }
     }
 

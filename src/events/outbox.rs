@@ -89,6 +89,11 @@ impl Drain {
                     return;
                 }
                 if let Err(err) = self.drain_tenant(tenant, reclaim).await {
+                    // A Redis that lost its data (restarted without persistence) lost the
+                    // group too: make it again on the next pass.
+                    if matches!(&err, StoreError::Internal(msg) if msg.contains("NOGROUP")) {
+                        self.grouped.remove(&self.redis.keys().outbox(tenant));
+                    }
                     tracing::warn!(tenant, error = %err, "outbox drain failed; retrying next tick");
                 }
             }

@@ -3,3 +3,4 @@
 pub mod auth_listener;
 pub mod expiry;
 pub mod key_expiry;
+pub mod retention;

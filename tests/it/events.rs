@@ -251,3 +251,51 @@ async fn a_key_that_passes_its_expiry_is_announced_once() {
     assert_eq!(expired[0]["data"]["new_status"], "EXPIRED");
     assert_eq!(expired[0]["actor"]["type"], "system");
 }
+
+#[tokio::test]
+async fn retention_prunes_old_events_and_finished_deliveries_but_keeps_recent_ones() {
+    let app = TestApp::spawn().await;
+    let t = crate::helpers::tenant_id("ret");
+    app.create_tenant(&t).await;
+    let insert = |id: &'static str, days_ago: i32| {
+        let pg = app.pg.clone();
+        let t = t.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO events (event_id, event_type, category, tenant_id, occurred_at, body) \
+                 VALUES ($1, 'tenant.updated', 'tenant', $2, now() - make_interval(days => $3), '{}')",
+            )
+            .bind(id)
+            .bind(&t)
+            .bind(days_ago)
+            .execute(&pg)
+            .await
+            .unwrap();
+        }
+    };
+    insert("evt_old", 100).await;
+    insert("evt_old_delivered", 100).await;
+    insert("evt_recent", 1).await;
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (delivery_id, subscription_id, event_id, event_type, status, created_at, \
+         attempted_at, completed_at) VALUES ('whdel_old', 'whsub_x', 'evt_old_delivered', 'tenant.updated', 'SUCCESS', \
+         now() - interval '20 days', now() - interval '20 days', now() - interval '20 days')",
+    )
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    use tollgate::store::pg::{PgStore, retention};
+    let pg = PgStore::connect(&app.env.database_url, 2).await.unwrap();
+    // Events go only once no delivery refers to them; deliveries go first.
+    assert_eq!(retention::prune_events(pg.pool(), 90).await.unwrap(), 1);
+    assert_eq!(retention::prune_deliveries(pg.pool(), 14).await.unwrap(), 1);
+    assert_eq!(retention::prune_events(pg.pool(), 90).await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT event_id FROM events WHERE event_id LIKE 'evt_%' AND tenant_id = $1 AND body = '{}'",
+    )
+    .bind(&t)
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(left, vec!["evt_recent".to_string()]);
+}

@@ -101,6 +101,8 @@ impl Env {
             webhook_timeout_ms: 2_000,
             webhook_concurrency: 16,
             webhook_per_subscription: 2,
+            event_retention_days: 90,
+            delivery_retention_days: 14,
             store: StoreConfig { database_url: self.database_url.clone(), pg_max_connections: 5 },
         }
     }

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod events;
 pub mod page;
+pub mod retention;
 pub mod secrets;
 pub mod tenants;
 pub mod webhooks;
