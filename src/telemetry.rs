@@ -56,11 +56,11 @@ fn describe() {
     describe_histogram!(SCRIPT_DURATION, Unit::Seconds, "Ledger script round trips (EVALSHA), by script.");
     describe_counter!(EXPIRED, "Reservations expired by this instance's sweeper.");
     describe_gauge!(EXPIRY_BACKLOG, "Reservations past their deadline at the end of the last sweep.");
-    describe_gauge!(OUTBOX_BACKLOG, "Events waiting in the tenants' outbox streams at the last sweep.");
+    describe_gauge!(OUTBOX_BACKLOG, "Events waiting in the tenants' outbox streams, read by the drain once a second.");
     describe_gauge!(
         OUTBOX_LAG,
         Unit::Seconds,
-        "Age of the oldest event waiting in any outbox stream at the last sweep."
+        "Age of the oldest event waiting in any outbox stream, read by the drain once a second."
     );
     describe_counter!(
         EVENTS_STORED,

@@ -84,9 +84,16 @@ impl Drain {
             if reclaim {
                 reclaimed = Instant::now();
             }
+            let mut depth = (0, 0);
             for tenant in &tenants {
                 if shutdown.is_cancelled() {
                     return;
+                }
+                if reclaim {
+                    match self.depth(tenant).await {
+                        Ok((len, age_ms)) => depth = (depth.0 + len, depth.1.max(age_ms)),
+                        Err(err) => tracing::warn!(tenant, error = %err, "reading the outbox depth failed"),
+                    }
                 }
                 if let Err(err) = self.drain_tenant(tenant, reclaim).await {
                     // A Redis that lost its data (restarted without persistence) lost the
@@ -97,7 +104,22 @@ impl Drain {
                     tracing::warn!(tenant, error = %err, "outbox drain failed; retrying next tick");
                 }
             }
+            if reclaim {
+                crate::telemetry::outbox(depth.0, Duration::from_millis(depth.1));
+            }
         }
+    }
+
+    /// Entries waiting in a tenant's stream and the age in ms of the oldest (0 when empty),
+    /// read before the pass drains them.
+    async fn depth(&self, tenant: &str) -> StoreResult<(u64, u64)> {
+        let key = self.redis.keys().outbox(tenant);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&key).cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
+        let (len, first): (u64, Vec<(String, Value)>) = self.redis.pipeline(&pipe).await?;
+        let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let oldest = first.first().and_then(|(id, _)| id.split_once('-')).and_then(|(ms, _)| ms.parse::<u64>().ok());
+        Ok((len, oldest.map_or(0, |ms| now_ms.saturating_sub(ms))))
     }
 
     /// Moves what is waiting in one tenant's stream (plus, when `reclaim`, entries stuck

@@ -37,19 +37,3 @@ impl Ledger {
         Ok(n.unsigned_abs())
     }
 }
-
-impl Ledger {
-    /// Entries in the tenant's outbox and the age in ms of the oldest (0 when empty).
-    pub async fn outbox_depth(&self, tenant: &str, now_ms: i64) -> ApiResult<(u64, i64)> {
-        let key = self.keys().outbox(tenant);
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(&key).cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
-        let (len, first): (i64, Vec<(String, redis::Value)>) = self.redis.pipeline(&pipe).await?;
-        let oldest_ms = first
-            .first()
-            .and_then(|(id, _)| id.split_once('-'))
-            .and_then(|(ms, _)| ms.parse::<i64>().ok())
-            .map_or(0, |ms| (now_ms - ms).max(0));
-        Ok((len.unsigned_abs(), oldest_ms))
-    }
-}

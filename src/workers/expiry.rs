@@ -34,7 +34,6 @@ pub async fn sweep_once(pg: &PgStore, ledger: &Ledger, shutdown: &CancellationTo
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
     let mut expired = 0;
     let mut backlog = 0;
-    let (mut outbox_len, mut outbox_age_ms) = (0, 0);
     for tenant in ids {
         if shutdown.is_cancelled() {
             break;
@@ -47,11 +46,7 @@ pub async fn sweep_once(pg: &PgStore, ledger: &Ledger, shutdown: &CancellationTo
             }
         }
         backlog += ledger.due_count(&tenant, now_ms).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (len, age_ms) = ledger.outbox_depth(&tenant, now_ms).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        outbox_len += len;
-        outbox_age_ms = outbox_age_ms.max(age_ms);
     }
     crate::telemetry::expiry_sweep(expired, backlog);
-    crate::telemetry::outbox(outbox_len, std::time::Duration::from_millis(outbox_age_ms.unsigned_abs()));
     Ok(expired)
 }
