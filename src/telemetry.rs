@@ -27,6 +27,8 @@ pub const OUTBOX_LAG: &str = "cycles_outbox_lag_seconds";
 pub const EVENTS_STORED: &str = "cycles_events_stored_total";
 pub const OUTBOX_REJECTED: &str = "cycles_outbox_rejected_total";
 pub const WEBHOOK_ATTEMPTS: &str = "cycles_webhook_attempts_total";
+pub const WEBHOOK_BACKLOG: &str = "cycles_webhook_backlog";
+pub const WEBHOOK_LAG: &str = "cycles_webhook_lag_seconds";
 pub const AUTH_CACHE_LOOKUPS: &str = "cycles_auth_cache_lookups_total";
 pub const RATE_LIMITED: &str = "cycles_rate_limited_total";
 pub const GATE_REQUESTS: &str = "gateway_priority_requests_total";
@@ -71,6 +73,8 @@ fn describe() {
         WEBHOOK_ATTEMPTS,
         "Webhook delivery attempts made by this instance, by outcome (success or failure)."
     );
+    describe_gauge!(WEBHOOK_BACKLOG, "Webhook deliveries queued (PENDING or RETRYING), read every 5 seconds.");
+    describe_gauge!(WEBHOOK_LAG, Unit::Seconds, "How long the most overdue queued webhook delivery has been due.");
     describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
     describe_counter!(RATE_LIMITED, "Runtime requests refused by a rate limit, by limiter (api_key or tenant).");
     describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");
@@ -168,6 +172,11 @@ pub fn outbox_rejected() {
 pub fn webhook_attempt(success: bool) {
     let outcome = if success { "success" } else { "failure" };
     metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+pub fn webhook_backlog(queued: i64, overdue: Duration) {
+    metrics::gauge!(WEBHOOK_BACKLOG).set(queued as f64);
+    metrics::gauge!(WEBHOOK_LAG).set(overdue.as_secs_f64());
 }
 
 pub fn rate_limited(limiter: &'static str) {

@@ -170,6 +170,12 @@ impl Dispatcher {
                 if let Err(err) = self.refresh_guard().await {
                     tracing::warn!(error = %err, "could not read the webhook security config");
                 }
+                match webhooks::backlog(self.inner.pg.pool()).await {
+                    Ok((queued, overdue)) => {
+                        crate::telemetry::webhook_backlog(queued, Duration::from_secs_f64(overdue.max(0.0)));
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not read the webhook backlog"),
+                }
                 guard_read = Instant::now();
             }
             if let Err(err) = self.dispatch_due().await {

@@ -318,6 +318,16 @@ pub async fn claim_due(
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).bind(lease_ms).bind(busy).fetch_all(pool).await?)
 }
 
+/// Deliveries queued (PENDING or RETRYING) and how many seconds the most overdue has been due.
+pub async fn backlog(pool: &sqlx::PgPool) -> StoreResult<(i64, f64)> {
+    Ok(sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(next_attempt_at))::float8, 0) \
+         FROM webhook_deliveries WHERE status IN ('PENDING', 'RETRYING')",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Hands claimed deliveries back unattempted (their subscription had no free slot).
 pub async fn release_claims(pool: &sqlx::PgPool, ids: &[String]) -> StoreResult<()> {
     sqlx::query("UPDATE webhook_deliveries SET lease_until = NULL WHERE delivery_id = ANY($1)")
