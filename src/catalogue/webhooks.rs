@@ -153,6 +153,19 @@ async fn lock_owner(tx: &mut PgTx, owner: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Locks a subscription `viewer` may see (another tenant's is not found) and its owner,
+/// refusing a CLOSED owner's (409, Rule 2).
+async fn lock_for(tx: &mut PgTx, viewer: Viewer<'_>, id: &str) -> ApiResult<Stored> {
+    let current = store::get_for_update(tx, id).await?.ok_or_else(|| not_found(id))?;
+    if let Viewer::Tenant(t) = viewer
+        && current.sub.tenant_id != t
+    {
+        return Err(not_found(id));
+    }
+    lock_owner(tx, &current.sub.tenant_id).await?;
+    Ok(current)
+}
+
 fn lifecycle(
     sub: &Subscription,
     previous: Option<WebhookStatus>,
@@ -241,7 +254,7 @@ impl Catalogue {
         };
         let mut tx = self.pg.begin().await?;
         lock_owner(&mut tx, owner).await?;
-        store::insert(&mut tx, &stored).await?;
+        store::save(&mut tx, &stored).await?;
         let id = sub.subscription_id.as_str();
         let entry = actor.entry("createWebhookSubscription", owner, ("webhook", id), 201, json!({}));
         audit::append(&mut tx, &entry).await?;
@@ -280,13 +293,7 @@ impl Catalogue {
             ));
         }
         let mut tx = self.pg.begin().await?;
-        let current = store::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
-        if let Viewer::Tenant(t) = viewer
-            && current.sub.tenant_id != t
-        {
-            return Err(not_found(id));
-        }
-        lock_owner(&mut tx, &current.sub.tenant_id).await?;
+        let current = lock_for(&mut tx, viewer, id).await?;
         let before = current.sub.clone();
         let mut next = current.clone();
         let mut changed: Vec<&str> = Vec::new();
@@ -343,7 +350,7 @@ impl Catalogue {
             return Ok(before);
         }
         next.sub.updated_at = Some(now());
-        store::update(&mut tx, &next).await?;
+        store::save(&mut tx, &next).await?;
         let mut all_changed = changed.clone();
         if status_moved {
             all_changed.push("status");
@@ -372,13 +379,7 @@ impl Catalogue {
     /// Deletes a subscription and cancels its queued deliveries.
     pub async fn delete_webhook(&self, actor: &Actor, viewer: Viewer<'_>, id: &str) -> ApiResult<()> {
         let mut tx = self.pg.begin().await?;
-        let current = store::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
-        if let Viewer::Tenant(t) = viewer
-            && current.sub.tenant_id != t
-        {
-            return Err(not_found(id));
-        }
-        lock_owner(&mut tx, &current.sub.tenant_id).await?;
+        let current = lock_for(&mut tx, viewer, id).await?;
         let correlation = format!("webhook_delete:{id}");
         self.delete_locked(&mut tx, actor, &current.sub, correlation).await?;
         pg::commit(tx).await?;
@@ -494,8 +495,7 @@ impl Catalogue {
         }
         let replay_id = format!("replay_{}", uuid::Uuid::now_v7().simple());
         let mut tx = self.pg.begin().await?;
-        let locked = store::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
-        lock_owner(&mut tx, &locked.sub.tenant_id).await?;
+        let locked = lock_for(&mut tx, Viewer::Admin, id).await?;
         if store::replay_in_progress(&mut tx, id).await? {
             return Err(ApiError::new(
                 ErrorCode::ReplayInProgress,
@@ -579,7 +579,7 @@ impl Catalogue {
                 if status == WebhookStatus::Active {
                     next.sub.consecutive_failures = 0;
                 }
-                store::update(&mut tx, &next).await.map_err(internal)?;
+                store::save(&mut tx, &next).await.map_err(internal)?;
                 let entry = actor.entry(
                     "bulkActionWebhooks",
                     &sub.tenant_id,

@@ -12,6 +12,8 @@ use wildmatch::WildMatch;
 /// The spec's default blocked ranges.
 pub const DEFAULT_BLOCKED: [&str; 7] =
     ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7"];
+/// How long a create or update waits for the URL's host to resolve.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Upper bounds on the config lists, so a config stays small and cheap to check.
 const LIST_LEN_MAX: usize = 100;
 
@@ -88,8 +90,9 @@ impl Guard {
         let port = url.port_or_known_default().unwrap_or(443);
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            Err(_) => tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
                 .await
+                .map_err(|_| format!("host {host} did not resolve within {} s", RESOLVE_TIMEOUT.as_secs()))?
                 .map_err(|_| format!("host {host} does not resolve"))?
                 .collect(),
         };

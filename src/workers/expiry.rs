@@ -15,17 +15,12 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(1_000);
 const BATCHES_PER_TENANT: usize = 10;
 
 pub async fn run(pg: PgStore, ledger: Ledger, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    super::every(SWEEP_INTERVAL, shutdown.clone(), || async {
         if let Err(err) = sweep_once(&pg, &ledger, &shutdown).await {
             tracing::warn!(error = %err, "expiry sweep failed; retrying next tick");
         }
-    }
+    })
+    .await;
 }
 
 /// One pass over every open tenant; returns how many reservations it expired.

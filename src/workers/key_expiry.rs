@@ -11,15 +11,10 @@ use crate::catalogue::Catalogue;
 const INTERVAL: Duration = Duration::from_secs(5);
 
 pub async fn run(catalogue: Catalogue, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    super::every(INTERVAL, shutdown, || async {
         if let Err(err) = catalogue.announce_expired_keys().await {
             tracing::warn!(error = %err.message, "announcing expired API keys failed; retrying next tick");
         }
-    }
+    })
+    .await;
 }

@@ -17,13 +17,7 @@ pub struct Retention {
 }
 
 pub async fn run(pg: PgStore, keep: Retention, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    super::every(INTERVAL, shutdown.clone(), || async {
         match prune(&pg, keep, &shutdown).await {
             Ok((deliveries, events)) if deliveries + events > 0 => {
                 tracing::info!(deliveries, events, "pruned event tables past their retention");
@@ -31,7 +25,8 @@ pub async fn run(pg: PgStore, keep: Retention, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "pruning the event tables failed; retrying next hour"),
         }
-    }
+    })
+    .await;
 }
 
 async fn prune(pg: &PgStore, keep: Retention, shutdown: &CancellationToken) -> crate::store::StoreResult<(u64, u64)> {

@@ -95,13 +95,22 @@ fn names<T: Copy>(items: &[T], name: impl Fn(T) -> &'static str) -> Vec<String> 
     items.iter().map(|i| name(*i).to_string()).collect()
 }
 
-pub async fn insert(tx: &mut PgTx, s: &Stored) -> StoreResult<()> {
+/// Writes a subscription: inserts a new one, or writes every mutable column of a stored one
+/// back (`created_at` never changes).
+pub async fn save(tx: &mut PgTx, s: &Stored) -> StoreResult<()> {
     let sub = &s.sub;
     sqlx::query(
         "INSERT INTO webhook_subscriptions (subscription_id, tenant_id, name, description, url, event_types, \
          event_categories, scope_filter, thresholds, signing_secret_sealed, headers_sealed, status, retry_policy, \
-         disable_after_failures, consecutive_failures, metadata, created_at) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,$16)",
+         disable_after_failures, consecutive_failures, metadata, created_at, updated_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) \
+         ON CONFLICT (subscription_id) DO UPDATE SET name=EXCLUDED.name, description=EXCLUDED.description, \
+           url=EXCLUDED.url, event_types=EXCLUDED.event_types, event_categories=EXCLUDED.event_categories, \
+           scope_filter=EXCLUDED.scope_filter, thresholds=EXCLUDED.thresholds, \
+           signing_secret_sealed=EXCLUDED.signing_secret_sealed, headers_sealed=EXCLUDED.headers_sealed, \
+           status=EXCLUDED.status, retry_policy=EXCLUDED.retry_policy, \
+           disable_after_failures=EXCLUDED.disable_after_failures, consecutive_failures=EXCLUDED.consecutive_failures, \
+           metadata=EXCLUDED.metadata, updated_at=EXCLUDED.updated_at",
     )
     .bind(&sub.subscription_id)
     .bind(&sub.tenant_id)
@@ -117,36 +126,9 @@ pub async fn insert(tx: &mut PgTx, s: &Stored) -> StoreResult<()> {
     .bind(sub.status.as_str())
     .bind(sqlx::types::Json(sub.retry_policy))
     .bind(sub.disable_after_failures)
-    .bind(&sub.metadata)
-    .bind(sub.created_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Writes every mutable column of `s` back.
-pub async fn update(tx: &mut PgTx, s: &Stored) -> StoreResult<()> {
-    let sub = &s.sub;
-    sqlx::query(
-        "UPDATE webhook_subscriptions SET name=$2, description=$3, url=$4, event_types=$5, event_categories=$6, \
-         scope_filter=$7, thresholds=$8, signing_secret_sealed=$9, headers_sealed=$10, status=$11, retry_policy=$12, \
-         disable_after_failures=$13, consecutive_failures=$14, metadata=$15, updated_at=$16 WHERE subscription_id=$1",
-    )
-    .bind(&sub.subscription_id)
-    .bind(&sub.name)
-    .bind(&sub.description)
-    .bind(&sub.url)
-    .bind(names(&sub.event_types, EventType::as_str))
-    .bind(names(&sub.event_categories, EventCategory::as_str))
-    .bind(&sub.scope_filter)
-    .bind(sub.thresholds.as_ref().map(sqlx::types::Json))
-    .bind(&s.secret_sealed)
-    .bind(&s.headers_sealed)
-    .bind(sub.status.as_str())
-    .bind(sqlx::types::Json(sub.retry_policy))
-    .bind(sub.disable_after_failures)
     .bind(sub.consecutive_failures)
     .bind(&sub.metadata)
+    .bind(sub.created_at)
     .bind(sub.updated_at)
     .execute(&mut **tx)
     .await?;
