@@ -27,6 +27,8 @@ use crate::store::{StoreError, StoreResult};
 pub const GROUP: &str = "tollgate-drain";
 /// Entries read (or reclaimed) per stream per call.
 const BATCH: usize = 200;
+/// Batches one tenant gets per pass, so one busy tenant cannot starve the others.
+const BATCHES_PER_TENANT: usize = 10;
 /// How often the list of tenants is re-read from the catalogue.
 const TENANTS_REFRESH: Duration = Duration::from_secs(2);
 /// How often stuck entries are looked for.
@@ -143,7 +145,7 @@ impl Drain {
                 moved += self.store(tenant, &key, &reply.claimed).await?;
             }
         }
-        loop {
+        for _ in 0..BATCHES_PER_TENANT {
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(BATCH).arg("STREAMS").arg(&key).arg(">");
             let reply: Option<StreamReadReply> = self.redis.query(&cmd).await?;
@@ -157,6 +159,7 @@ impl Drain {
                 return Ok(moved);
             }
         }
+        Ok(moved)
     }
 
     async fn ensure_group(&mut self, key: &str) -> StoreResult<()> {

@@ -299,3 +299,13 @@ async fn retention_prunes_old_events_and_finished_deliveries_but_keeps_recent_on
     .unwrap();
     assert_eq!(left, vec!["evt_recent".to_string()]);
 }
+
+#[tokio::test]
+async fn the_drain_moves_events_from_a_redis_cluster_ledger() {
+    let fx = Fx::cluster().await;
+    fx.budget("", 100).await;
+    let id = fx.reserved("r", json!({}), 90).await;
+    assert_eq!(fx.commit(&id, "c", 90).await.status, 200);
+    let events = wait_for_event(&fx.app, &fx.tenant, "budget.threshold_crossed").await;
+    assert!(types(&events).contains(&"budget.created".to_string()), "{:?}", types(&events));
+}
