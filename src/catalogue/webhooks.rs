@@ -30,6 +30,9 @@ const METADATA_BYTES_MAX: usize = 8 * 1024;
 const SECRET_LEN_MAX: usize = 1024;
 const SCOPE_FILTER_MAX: usize = 1024;
 const DISABLE_AFTER_MAX: i32 = 1_000_000;
+/// Subscriptions one owner (a tenant, or `__system__`) may have: every event of a tenant is
+/// matched against its owner's and the system's subscriptions.
+pub const SUBSCRIPTIONS_PER_OWNER_MAX: i64 = 100;
 /// Replays look at no more events than this while selecting (the spec's SCAN LIMIT).
 pub const REPLAY_SCAN_LIMIT: i64 = 20_000;
 /// Bulk actions touch at most this many subscriptions.
@@ -254,6 +257,11 @@ impl Catalogue {
         };
         let mut tx = self.pg.begin().await?;
         lock_owner(&mut tx, owner).await?;
+        if store::count_of_owner(&mut tx, owner).await? >= SUBSCRIPTIONS_PER_OWNER_MAX {
+            return Err(ApiError::invalid(format!(
+                "{owner} has {SUBSCRIPTIONS_PER_OWNER_MAX} webhook subscriptions, the most one owner may have"
+            )));
+        }
         store::save(&mut tx, &stored).await?;
         let id = sub.subscription_id.as_str();
         let entry = actor.entry("createWebhookSubscription", owner, ("webhook", id), 201, json!({}));

@@ -1056,3 +1056,19 @@ async fn the_test_probe_reaches_a_tenant_subscription_signed_and_never_counts_as
     r.expect_error(404, "WEBHOOK_NOT_FOUND");
     assert_eq!(rx.hits().len(), 3);
 }
+
+#[tokio::test]
+async fn an_owner_may_have_at_most_one_hundred_subscriptions() {
+    let app = TestApp::spawn().await;
+    allow_loopback(&app).await;
+    let tenant = tenant_id("cap");
+    app.create_tenant(&tenant).await;
+    let body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["budget.created"]});
+    for _ in 0..100 {
+        subscribe(&app, Some(&tenant), body.clone()).await;
+    }
+    let refused = admin_create(&app, Some(&tenant), body.clone()).await;
+    assert!(refused.expect_error(400, "INVALID_REQUEST").contains("100"), "{}", refused.text);
+    // Another owner is not affected.
+    subscribe(&app, None, body).await;
+}

@@ -152,6 +152,14 @@ pub async fn delete(tx: &mut PgTx, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// How many subscriptions `owner` has.
+pub async fn count_of_owner(tx: &mut PgTx, owner: &str) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM webhook_subscriptions WHERE tenant_id = $1")
+        .bind(owner)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
 /// The ACTIVE subscriptions that may receive an event of `tenant`: its own and `__system__`'s.
 pub async fn active_for(tx: &mut PgTx, tenant: &str) -> StoreResult<Vec<Subscription>> {
     let sql = format!(
