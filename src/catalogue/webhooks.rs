@@ -238,7 +238,6 @@ impl Catalogue {
             event_categories,
             scope_filter: input.scope_filter,
             thresholds: input.thresholds,
-            headers: BTreeMap::new(),
             status: WebhookStatus::Active,
             retry_policy: input.retry_policy.unwrap_or_default(),
             disable_after_failures: input.disable_after_failures.unwrap_or(10),

@@ -2,8 +2,6 @@
 //! spec's ranges and defaults, the two WEBHOOK SUBSCRIPTION INVARIANTS, and the matching
 //! rule that decides which subscriptions receive an event.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -123,7 +121,8 @@ impl ThresholdConfig {
     }
 }
 
-/// A subscription as stored (secrets decrypted only where delivery needs them).
+/// A subscription as stored, without its secrets: the signing secret and custom headers stay
+/// sealed in the store row and are opened only to send.
 #[derive(Debug, Clone)]
 pub struct Subscription {
     pub subscription_id: String,
@@ -135,7 +134,6 @@ pub struct Subscription {
     pub event_categories: Vec<EventCategory>,
     pub scope_filter: Option<String>,
     pub thresholds: Option<ThresholdConfig>,
-    pub headers: BTreeMap<String, String>,
     pub status: WebhookStatus,
     pub retry_policy: RetryPolicy,
     pub disable_after_failures: i32,

@@ -75,7 +75,6 @@ impl TryFrom<Row> for Stored {
             event_categories,
             scope_filter: r.scope_filter,
             thresholds: r.thresholds.map(|t| t.0),
-            headers: Default::default(),
             status: WebhookStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?,
             retry_policy: r.retry_policy.0,
             disable_after_failures: r.disable_after_failures,
