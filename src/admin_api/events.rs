@@ -56,12 +56,24 @@ pub struct ListBody {
     has_more: bool,
 }
 
+/// PostgreSQL text cannot hold U+0000, so no stored value contains it; a filter that does
+/// is refused rather than sent to the store.
+fn no_nul<'a>(name: &str, raw: Option<&'a str>) -> ApiResult<Option<&'a str>> {
+    match raw {
+        Some(s) if s.contains('\0') => Err(ApiError::invalid_field(name, "must not contain NUL characters")),
+        other => Ok(other),
+    }
+}
+
 fn text_param(name: &str, raw: Option<String>) -> ApiResult<Option<String>> {
     match raw.filter(|s| !s.is_empty()) {
         Some(s) if s.len() > FILTER_LEN_MAX => {
             Err(ApiError::invalid_field(name, format!("must be at most {FILTER_LEN_MAX} characters")))
         }
-        other => Ok(other),
+        other => {
+            no_nul(name, other.as_deref())?;
+            Ok(other)
+        }
     }
 }
 
@@ -107,7 +119,7 @@ pub async fn list(
         request_id: text_param("request_id", q.request_id)?,
         from: time_param("from", q.from)?,
         to: time_param("to", q.to)?,
-        search: search_param(q.search.as_deref())?,
+        search: search_param(no_nul("search", q.search.as_deref())?)?,
     };
     serve(&state, filter, &q.page).await
 }
@@ -117,7 +129,9 @@ pub async fn get(
     _: AdminAuth,
     PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Event>> {
-    let event = if id.len() <= FILTER_LEN_MAX { events::get(state.catalogue.pg.pool(), &id).await? } else { None };
+    // An id longer than any filter, or with a NUL, names no stored event.
+    let findable = id.len() <= FILTER_LEN_MAX && !id.contains('\0');
+    let event = if findable { events::get(state.catalogue.pg.pool(), &id).await? } else { None };
     event.map(Json).ok_or_else(|| ApiError::new(ErrorCode::EventNotFound, format!("event {id} not found")))
 }
 

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -19,6 +20,7 @@ use crate::auth::{AdminAuth, AnyAuth, Caller, TenantAuth};
 use crate::catalogue::audit::Actor;
 use crate::catalogue::webhooks::{BULK_MAX, SubscriptionInput, Viewer, delivery_status};
 use crate::domain::Permission;
+use crate::domain::amount::de_opt_int;
 use crate::domain::event::{EventCategory, EventType, SYSTEM_TENANT};
 use crate::domain::tenant::TenantId;
 use crate::domain::webhook::{DeliveryStatus, RetryPolicy, Subscription, ThresholdConfig, WebhookStatus};
@@ -32,6 +34,45 @@ use crate::store::pg::webhooks::{Delivery, DeliveryFilter, Filter};
 
 /// Header values are never shown after create.
 const MASK: &str = "********";
+
+/// A request object that must be a JSON object: serde would otherwise also read a struct
+/// from an array of its field values (`[]` would be a config of all defaults).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: DeserializeOwned> Visitor<'de> for Fields<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        d.deserialize_map(Fields(std::marker::PhantomData)).map(Object)
+    }
+}
+
+impl<T: Serialize> Serialize for Object<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// PostgreSQL text cannot hold U+0000, so a filter or field carrying it is refused up front.
+fn no_nul<'a>(name: &str, raw: Option<&'a str>) -> ApiResult<Option<&'a str>> {
+    match raw {
+        Some(s) if s.contains('\0') => Err(ApiError::invalid_field(name, "must not contain NUL characters")),
+        other => Ok(other),
+    }
+}
 
 #[derive(Serialize)]
 pub struct SubscriptionBody {
@@ -108,11 +149,12 @@ pub struct CreateRequest {
     event_types: Vec<EventType>,
     event_categories: Option<Vec<EventCategory>>,
     scope_filter: Option<String>,
-    thresholds: Option<ThresholdConfig>,
+    thresholds: Option<Object<ThresholdConfig>>,
     signing_secret: Option<String>,
     headers: Option<BTreeMap<String, String>>,
-    retry_policy: Option<RetryPolicy>,
-    disable_after_failures: Option<i32>,
+    retry_policy: Option<Object<RetryPolicy>>,
+    #[serde(default, deserialize_with = "de_opt_int")]
+    disable_after_failures: Option<i64>,
     metadata: Option<Value>,
 }
 
@@ -125,11 +167,11 @@ impl From<CreateRequest> for SubscriptionInput {
             event_types: Some(r.event_types),
             event_categories: r.event_categories,
             scope_filter: r.scope_filter,
-            thresholds: r.thresholds,
+            thresholds: r.thresholds.map(|t| t.0),
             signing_secret: r.signing_secret,
             headers: r.headers,
-            retry_policy: r.retry_policy,
-            disable_after_failures: r.disable_after_failures,
+            retry_policy: r.retry_policy.map(|p| p.0),
+            disable_after_failures: r.disable_after_failures.map(saturate),
             status: None,
             metadata: r.metadata,
         }
@@ -145,11 +187,12 @@ pub struct UpdateRequest {
     event_types: Option<Vec<EventType>>,
     event_categories: Option<Vec<EventCategory>>,
     scope_filter: Option<String>,
-    thresholds: Option<ThresholdConfig>,
+    thresholds: Option<Object<ThresholdConfig>>,
     signing_secret: Option<String>,
     headers: Option<BTreeMap<String, String>>,
-    retry_policy: Option<RetryPolicy>,
-    disable_after_failures: Option<i32>,
+    retry_policy: Option<Object<RetryPolicy>>,
+    #[serde(default, deserialize_with = "de_opt_int")]
+    disable_after_failures: Option<i64>,
     status: Option<WebhookStatus>,
     metadata: Option<Value>,
 }
@@ -163,15 +206,20 @@ impl From<UpdateRequest> for SubscriptionInput {
             event_types: r.event_types,
             event_categories: r.event_categories,
             scope_filter: r.scope_filter,
-            thresholds: r.thresholds,
+            thresholds: r.thresholds.map(|t| t.0),
             signing_secret: r.signing_secret,
             headers: r.headers,
-            retry_policy: r.retry_policy,
-            disable_after_failures: r.disable_after_failures,
+            retry_policy: r.retry_policy.map(|p| p.0),
+            disable_after_failures: r.disable_after_failures.map(saturate),
             status: r.status,
             metadata: r.metadata,
         }
     }
+}
+
+/// An `int64` as `i32`, saturating; the range check then names the field.
+fn saturate(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }
 
 #[derive(Serialize)]
@@ -210,7 +258,7 @@ pub async fn create(
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     QueryParams(q): QueryParams<OwnerQuery>,
-    JsonBody(req): JsonBody<CreateRequest>,
+    JsonBody(Object(req)): JsonBody<Object<CreateRequest>>,
 ) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
     let owner = match q.tenant_id.filter(|t| !t.is_empty()) {
         None => SYSTEM_TENANT.to_string(),
@@ -225,7 +273,7 @@ pub async fn create_for_tenant(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
-    JsonBody(req): JsonBody<CreateRequest>,
+    JsonBody(Object(req)): JsonBody<Object<CreateRequest>>,
 ) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
     caller.require(Permission::WebhooksWrite, ErrorCode::InsufficientPermissions)?;
     let actor = Actor { actor_type: "api_key", key_id: Some(caller.key.key_id.clone()), ctx };
@@ -291,11 +339,12 @@ pub async fn list(
     _: AdminAuth,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<ListBody>> {
+    no_nul("tenant_id", q.tenant_id.as_deref())?;
     let filter = Filter {
         tenant_id: q.tenant_id.filter(|t| !t.is_empty()),
         status: status_param(q.status.as_deref())?,
         event_type: event_type_param("event_type", q.event_type.as_deref())?,
-        search: search_param(q.search.as_deref())?,
+        search: search_param(no_nul("search", q.search.as_deref())?)?,
     };
     list_with(&state, filter, &q.page).await
 }
@@ -306,6 +355,7 @@ pub async fn list_for_tenant(
     AnyAuth(caller): AnyAuth,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<ListBody>> {
+    no_nul("tenant", q.tenant.as_deref())?;
     let tenant = match caller {
         Caller::Admin => q.tenant.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
             ApiError::new(
@@ -380,7 +430,7 @@ pub async fn update(
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     PathParam(id): PathParam<String>,
-    JsonBody(req): JsonBody<UpdateRequest>,
+    JsonBody(Object(req)): JsonBody<Object<UpdateRequest>>,
 ) -> ApiResult<Json<SubscriptionBody>> {
     update_as(&state, &Actor::admin(ctx), Viewer::Admin, &id, req).await
 }
@@ -390,7 +440,7 @@ pub async fn update_for_tenant(
     AnyAuth(caller): AnyAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     PathParam(id): PathParam<String>,
-    JsonBody(req): JsonBody<UpdateRequest>,
+    JsonBody(Object(req)): JsonBody<Object<UpdateRequest>>,
 ) -> ApiResult<Json<SubscriptionBody>> {
     let (actor, viewer) = tenant_route(&caller, ctx, Permission::WebhooksWrite)?;
     update_as(&state, &actor, viewer, &id, req).await
@@ -575,14 +625,16 @@ pub async fn deliveries_for_tenant(
     deliveries_as(&state, viewer, &id, q).await
 }
 
+/// The replay body's schema does not forbid other members (unlike the other webhook bodies),
+/// so members Tollgate does not know are ignored.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     #[serde(default, with = "time::serde::rfc3339::option")]
     from: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     to: Option<OffsetDateTime>,
     event_types: Option<Vec<EventType>>,
+    #[serde(default, deserialize_with = "de_opt_int")]
     max_events: Option<i64>,
 }
 
@@ -598,7 +650,7 @@ pub async fn replay(
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     PathParam(id): PathParam<String>,
-    JsonBody(req): JsonBody<ReplayRequest>,
+    JsonBody(Object(req)): JsonBody<Object<ReplayRequest>>,
 ) -> ApiResult<(StatusCode, Json<ReplayBody>)> {
     let from = req.from.ok_or_else(|| ApiError::invalid_field("from", "is required"))?;
     let to = req.to.ok_or_else(|| ApiError::invalid_field("to", "is required"))?;
@@ -637,9 +689,9 @@ pub struct BulkFilter {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
-    filter: BulkFilter,
+    filter: Object<BulkFilter>,
     action: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]
     expected_count: Option<i64>,
     idempotency_key: String,
 }
@@ -650,7 +702,7 @@ pub async fn bulk_action(
     State(state): State<AppState>,
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
-    JsonBody(req): JsonBody<BulkRequest>,
+    JsonBody(Object(req)): JsonBody<Object<BulkRequest>>,
 ) -> ApiResult<Json<Value>> {
     if !matches!(req.action.as_str(), "PAUSE" | "RESUME" | "DELETE") {
         return Err(ApiError::invalid_field("action", "must be one of PAUSE, RESUME, DELETE"));
@@ -661,7 +713,10 @@ pub async fn bulk_action(
     if req.expected_count.is_some_and(|n| n < 0) {
         return Err(ApiError::invalid_field("expected_count", "must not be negative"));
     }
-    let f = &req.filter;
+    no_nul("idempotency_key", Some(&req.idempotency_key))?;
+    let f = &req.filter.0;
+    no_nul("filter.tenant_id", f.tenant_id.as_deref())?;
+    no_nul("filter.search", f.search.as_deref())?;
     if f.tenant_id.is_none() && f.status.is_none() && f.event_type.is_none() && f.search.is_none() {
         return Err(ApiError::invalid_field(
             "filter",
@@ -721,7 +776,7 @@ pub async fn put_security_config(
     State(state): State<AppState>,
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
-    JsonBody(config): JsonBody<SecurityConfig>,
+    JsonBody(Object(config)): JsonBody<Object<SecurityConfig>>,
 ) -> ApiResult<Json<SecurityConfig>> {
     Ok(Json(state.catalogue.put_security_config(&Actor::admin(ctx), config).await?))
 }

@@ -14,7 +14,7 @@ use super::{Catalogue, now};
 use crate::domain::event::{Event, EventCategory, EventType, SOURCE_DISPATCHER, SYSTEM_TENANT};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::webhook::{
-    DeliveryStatus, RetryPolicy, Subscription, ThresholdConfig, WebhookStatus, check_invariants,
+    DeliveryStatus, RetryPolicy, Subscription, ThresholdConfig, WebhookStatus, check_invariants, unstorable_number,
 };
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::dispatch::SendOutcome;
@@ -68,6 +68,21 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::WebhookNotFound, format!("webhook subscription {id} not found"))
 }
 
+/// Whether `id` could name a stored subscription: PostgreSQL text cannot hold U+0000.
+fn findable(id: &str) -> bool {
+    !id.contains('\0')
+}
+
+/// Whether a JSON value holds U+0000 in any key or string (PostgreSQL jsonb refuses it).
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 fn field_error((field, message): (String, String)) -> ApiError {
     ApiError::invalid_field(&field, message)
 }
@@ -89,6 +104,13 @@ fn check_input(input: &SubscriptionInput) -> ApiResult<()> {
     chars("name", &input.name, 256)?;
     chars("description", &input.description, 1024)?;
     chars("scope_filter", &input.scope_filter, SCOPE_FILTER_MAX)?;
+    for (field, value) in
+        [("name", &input.name), ("description", &input.description), ("scope_filter", &input.scope_filter)]
+    {
+        if value.as_deref().is_some_and(|s| s.contains('\0')) {
+            return Err(ApiError::invalid_field(field, "must not contain NUL characters"));
+        }
+    }
     if input.scope_filter.as_deref() == Some("") {
         return Err(ApiError::invalid_field("scope_filter", "must not be empty; omit it to match every scope"));
     }
@@ -131,6 +153,15 @@ fn check_input(input: &SubscriptionInput) -> ApiResult<()> {
         if !m.is_object() {
             return Err(ApiError::invalid_field("metadata", "must be an object"));
         }
+        if has_nul(m) {
+            return Err(ApiError::invalid_field("metadata", "must not contain NUL characters"));
+        }
+        if let Some(v) = unstorable_number(m) {
+            return Err(ApiError::invalid_field(
+                "metadata",
+                format!("holds {v}, which is too large to store; use a smaller magnitude"),
+            ));
+        }
         if m.to_string().len() > METADATA_BYTES_MAX {
             return Err(ApiError::invalid_field(
                 "metadata",
@@ -159,6 +190,9 @@ async fn lock_owner(tx: &mut PgTx, owner: &str) -> ApiResult<()> {
 /// Locks a subscription `viewer` may see (another tenant's is not found) and its owner,
 /// refusing a CLOSED owner's (409, Rule 2).
 async fn lock_for(tx: &mut PgTx, viewer: Viewer<'_>, id: &str) -> ApiResult<Stored> {
+    if !findable(id) {
+        return Err(not_found(id));
+    }
     let current = store::get_for_update(tx, id).await?.ok_or_else(|| not_found(id))?;
     if let Viewer::Tenant(t) = viewer
         && current.sub.tenant_id != t
@@ -273,6 +307,9 @@ impl Catalogue {
     }
 
     pub async fn get_webhook(&self, viewer: Viewer<'_>, id: &str) -> ApiResult<Stored> {
+        if !findable(id) {
+            return Err(not_found(id));
+        }
         let stored = store::get(self.pg.pool(), id).await?.ok_or_else(|| not_found(id))?;
         if let Viewer::Tenant(t) = viewer
             && stored.sub.tenant_id != t

@@ -6,8 +6,31 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::amount::{de_int, de_opt_int};
 use super::event::{Event, EventCategory, EventType, SYSTEM_TENANT};
 use super::tenant::wire_enum;
+
+/// The first number in `v` that would not come back from the store. PostgreSQL jsonb prints
+/// a number without an exponent (`1.7976931348623157e308` as 309 digits), and serde_json
+/// reads some such long forms near the `f64` limits as out of range, which would make the
+/// stored row unreadable.
+pub fn unstorable_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            n.as_f64().filter(|f| serde_json::from_str::<Value>(&format!("{f}")).is_err())
+        }
+        Value::Array(items) => items.iter().find_map(unstorable_number),
+        Value::Object(map) => map.values().find_map(unstorable_number),
+        _ => None,
+    }
+}
+
+/// An integer field of a webhook body: JSON Schema counts `10.0` as an integer, so an
+/// integral number written with a fraction is read as that integer.
+fn de_integer<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+    let v = de_int(d)?;
+    T::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is out of range")))
+}
 
 wire_enum!(
     /// ACTIVE receives events; PAUSED (operator) and DISABLED (dispatcher, after repeated
@@ -24,9 +47,12 @@ wire_enum!(
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
+    #[serde(deserialize_with = "de_integer")]
     pub max_retries: u32,
+    #[serde(deserialize_with = "de_integer")]
     pub initial_delay_ms: u64,
     pub backoff_multiplier: f64,
+    #[serde(deserialize_with = "de_integer")]
     pub max_delay_ms: u64,
 }
 
@@ -71,7 +97,7 @@ pub struct ThresholdConfig {
     pub budget_utilization: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub burn_rate_multiplier: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]
     pub burn_rate_window_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denial_rate_threshold: Option<f64>,
@@ -79,7 +105,7 @@ pub struct ThresholdConfig {
     pub expiry_rate_threshold: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_failure_rate_threshold: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]
     pub rate_window_seconds: Option<i64>,
 }
 
@@ -99,6 +125,12 @@ impl ThresholdConfig {
         }
         if self.burn_rate_multiplier.is_some_and(|v| !(v >= 1.5 && v.is_finite())) {
             return bad("burn_rate_multiplier", "at least 1.5");
+        }
+        if let Some(v) = self.burn_rate_multiplier.and_then(|v| unstorable_number(&Value::from(v))) {
+            return Err((
+                "thresholds.burn_rate_multiplier".into(),
+                format!("{v} is too large to store; use a smaller multiplier"),
+            ));
         }
         for (name, v) in [
             ("burn_rate_window_seconds", self.burn_rate_window_seconds),
@@ -227,6 +259,17 @@ mod tests {
         assert_eq!(delays, vec![1_000, 2_000, 4_000, 8_000, 16_000, 32_000]);
         let capped = RetryPolicy { max_delay_ms: 5_000, ..p };
         assert_eq!(capped.delay_ms(4), 5_000);
+    }
+
+    #[test]
+    fn numbers_near_the_f64_limits_are_the_unstorable_ones() {
+        for v in [f64::MAX, f64::MIN] {
+            assert_eq!(unstorable_number(&serde_json::json!({"a": [1, {"b": v}]})), Some(v));
+        }
+        for v in [1e300, -1e300, 2.225073858507e-311, 0.5, 1e-300] {
+            assert_eq!(unstorable_number(&serde_json::json!({"a": v})), None, "{v}");
+        }
+        assert_eq!(unstorable_number(&serde_json::json!({"a": u64::MAX, "b": i64::MIN})), None);
     }
 
     #[test]

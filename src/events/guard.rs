@@ -64,6 +64,11 @@ impl Guard {
         if let Some(p) = config.allowed_url_patterns.iter().find(|p| p.is_empty() || p.len() > 2048) {
             return Err(("allowed_url_patterns".into(), format!("{p:?} must be 1 to 2048 characters")));
         }
+        // No URL holds U+0000 (it is refused in `check_url_syntax`), and the config is stored
+        // as PostgreSQL jsonb, which cannot hold it.
+        if let Some(p) = config.allowed_url_patterns.iter().find(|p| p.contains('\0')) {
+            return Err(("allowed_url_patterns".into(), format!("{p:?} must not contain NUL characters")));
+        }
         let patterns = config.allowed_url_patterns.iter().map(|p| WildMatch::new(p)).collect();
         Ok(Self { config, blocked, patterns })
     }
@@ -109,6 +114,9 @@ impl Guard {
     pub fn check_url_syntax(&self, raw: &str) -> Result<reqwest::Url, String> {
         if raw.is_empty() || raw.len() > 2048 {
             return Err("must be 1 to 2048 characters".into());
+        }
+        if raw.contains('\0') {
+            return Err("must not contain NUL characters".into());
         }
         let url = reqwest::Url::parse(raw).map_err(|e| format!("is not a valid URL: {e}"))?;
         match url.scheme() {

@@ -169,3 +169,158 @@ async fn unknown_routes_and_wrong_methods_answer_json_on_both_planes() {
     let r = send(app.admin(Method::GET, &format!("/v1/admin/tenants/{}", "z".repeat(5000)))).await;
     r.expect_error(404, "TENANT_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn nul_characters_in_event_and_webhook_requests_are_a_400_naming_the_field_or_a_404_never_a_5xx() {
+    let app = TestApp::spawn().await;
+    let tenant = tenant_id("nul");
+    app.create_tenant(&tenant).await;
+    let r = send(
+        app.admin(Method::PUT, "/v1/admin/config/webhook-security")
+            .json(&json!({"allow_http": true, "blocked_cidr_ranges": []})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hook = |extra: Value| {
+        let mut body = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["budget.created"]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let r = send(app.admin(Method::POST, "/v1/admin/webhooks").json(&hook(json!({})))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sub = format!("/v1/admin/webhooks/{}", r.body["subscription"]["subscription_id"].as_str().unwrap());
+
+    // Filters: a stored value never holds NUL, so the filter is refused, naming itself.
+    for (path, field) in [
+        ("/v1/admin/events?tenant_id=a%00b", "tenant_id"),
+        ("/v1/admin/events?scope=a%00b", "scope"),
+        ("/v1/admin/events?correlation_id=a%00b", "correlation_id"),
+        ("/v1/admin/events?request_id=a%00b", "request_id"),
+        ("/v1/admin/events?search=a%00b", "search"),
+        ("/v1/admin/webhooks?tenant_id=a%00b", "tenant_id"),
+        ("/v1/admin/webhooks?search=a%00b", "search"),
+        ("/v1/webhooks?tenant=a%00b", "tenant"),
+    ] {
+        let r = send(app.admin(Method::GET, path)).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(field), "GET {path}: {msg:?} does not name {field}");
+    }
+
+    // Ids: no event or subscription has a NUL in its id.
+    let r = send(app.admin(Method::GET, "/v1/admin/events/evt%00x")).await;
+    r.expect_error(404, "EVENT_NOT_FOUND");
+    for (method, path) in [
+        (Method::GET, "/v1/admin/webhooks/whsub%00x"),
+        (Method::DELETE, "/v1/admin/webhooks/whsub%00x"),
+        (Method::POST, "/v1/admin/webhooks/whsub%00x/test"),
+        (Method::GET, "/v1/admin/webhooks/whsub%00x/deliveries"),
+        (Method::GET, "/v1/webhooks/whsub%00x"),
+    ] {
+        let r = send(app.admin(method, path)).await;
+        r.expect_error(404, "WEBHOOK_NOT_FOUND");
+    }
+    let r = send(app.admin(Method::PATCH, "/v1/admin/webhooks/whsub%00x").json(&json!({"name": "n"}))).await;
+    r.expect_error(404, "WEBHOOK_NOT_FOUND");
+    let window = json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"});
+    let r = send(app.admin(Method::POST, "/v1/admin/webhooks/whsub%00x/replay").json(&window)).await;
+    r.expect_error(404, "WEBHOOK_NOT_FOUND");
+
+    // Bodies: every stored text field and metadata, at any depth, refuses NUL.
+    for extra in [
+        json!({"name": "a\u{0}b"}),
+        json!({"description": "a\u{0}b"}),
+        json!({"scope_filter": "tenant:a\u{0}"}),
+        json!({"metadata": {"k": ["ok", {"deep": "a\u{0}b"}]}}),
+        json!({"metadata": {"a\u{0}b": 1}}),
+    ] {
+        let field = extra.as_object().unwrap().keys().next().unwrap().clone();
+        let r = send(app.admin(Method::POST, "/v1/admin/webhooks").json(&hook(extra.clone()))).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(&field), "create with {extra}: {msg:?} does not name {field}");
+        let r = send(app.admin(Method::PATCH, &sub).json(&extra)).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(&field), "patch with {extra}: {msg:?} does not name {field}");
+    }
+    let r =
+        send(app.admin(Method::POST, "/v1/admin/webhooks").json(&hook(json!({"url": "http://127.0.0.1:9/a\u{0}"}))))
+            .await;
+    assert!(r.expect_error(400, "WEBHOOK_URL_INVALID").contains("url"), "{}", r.text);
+    for (body, field) in [
+        (json!({"filter": {"tenant_id": "a\u{0}"}, "action": "PAUSE", "idempotency_key": "k1"}), "filter.tenant_id"),
+        (json!({"filter": {"search": "a\u{0}"}, "action": "PAUSE", "idempotency_key": "k2"}), "filter.search"),
+        (json!({"filter": {"status": "ACTIVE"}, "action": "PAUSE", "idempotency_key": "k\u{0}"}), "idempotency_key"),
+    ] {
+        let r = send(app.admin(Method::POST, "/v1/admin/webhooks/bulk-action").json(&body)).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(field), "bulk {body}: {msg:?} does not name {field}");
+    }
+    let r = send(
+        app.admin(Method::PUT, "/v1/admin/config/webhook-security")
+            .json(&json!({"allow_http": true, "allowed_url_patterns": ["http://*\u{0}"]})),
+    )
+    .await;
+    assert!(r.expect_error(400, "INVALID_REQUEST").contains("allowed_url_patterns"), "{}", r.text);
+    // Nothing was stored or changed by the refused requests.
+    let r = send(app.admin(Method::GET, &sub)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body.get("name").is_none() && r.body.get("metadata").is_none(), "{}", r.text);
+    let r = send(app.admin(Method::GET, "/v1/admin/config/webhook-security")).await;
+    assert_eq!(r.body["allowed_url_patterns"], json!([]), "{}", r.text);
+}
+
+#[tokio::test]
+async fn webhook_request_bodies_are_json_objects_and_an_array_never_reads_as_a_struct() {
+    let app = TestApp::spawn().await;
+    let config = json!({"allow_http": true, "blocked_cidr_ranges": [], "allowed_url_patterns": []});
+    let r = send(app.admin(Method::PUT, "/v1/admin/config/webhook-security").json(&config)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = send(app.admin(Method::POST, "/v1/admin/webhooks").json(&json!({
+        "url": "http://127.0.0.1:9/hook", "event_types": ["budget.created"]
+    })))
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sub = format!("/v1/admin/webhooks/{}", r.body["subscription"]["subscription_id"].as_str().unwrap());
+
+    // `[]` used to read as a config of all defaults, undoing allow_http and the ranges.
+    let r = send(app.admin(Method::PUT, "/v1/admin/config/webhook-security").json(&json!([]))).await;
+    assert!(r.expect_error(400, "INVALID_REQUEST").contains("object"), "{}", r.text);
+    let r = send(app.admin(Method::GET, "/v1/admin/config/webhook-security")).await;
+    assert_eq!(r.body, config);
+
+    let hook = json!(["http://127.0.0.1:9/hook", ["budget.created"]]);
+    let bulk = json!([{"status": "ACTIVE"}, "PAUSE", null, "k"]);
+    let replay = json!(["2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z", null, null]);
+    for (method, path, body) in [
+        (Method::POST, "/v1/admin/webhooks".to_string(), hook.clone()),
+        (Method::PATCH, sub.clone(), json!([null, null, "http://127.0.0.1:9/other"])),
+        (Method::POST, "/v1/admin/webhooks/bulk-action".to_string(), bulk),
+        (Method::POST, format!("{sub}/replay"), replay),
+    ] {
+        let r = send(app.admin(method.clone(), &path).json(&body)).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains("object"), "{method} {path}: {msg:?}");
+    }
+    // Nested objects too.
+    for (body, field) in [
+        (
+            json!({"url": "http://127.0.0.1:9/hook", "event_types": ["budget.created"], "retry_policy": []}),
+            "retry_policy",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/hook", "event_types": ["budget.created"], "thresholds": [[0.5]]}),
+            "thresholds",
+        ),
+    ] {
+        let r = send(app.admin(Method::POST, "/v1/admin/webhooks").json(&body)).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(field), "{body}: {msg:?} does not name {field}");
+    }
+    let r = send(app.admin(Method::POST, "/v1/admin/webhooks/bulk-action").json(&json!({
+        "filter": [], "action": "PAUSE", "idempotency_key": "k"
+    })))
+    .await;
+    assert!(r.expect_error(400, "INVALID_REQUEST").contains("filter"), "{}", r.text);
+    let r = send(app.admin(Method::GET, &sub)).await;
+    assert_eq!(r.body["url"], "http://127.0.0.1:9/hook", "{}", r.text);
+    assert_eq!(r.body["status"], "ACTIVE", "{}", r.text);
+}

@@ -1072,3 +1072,121 @@ async fn an_owner_may_have_at_most_one_hundred_subscriptions() {
     // Another owner is not affected.
     subscribe(&app, None, body).await;
 }
+
+#[tokio::test]
+async fn integer_fields_of_webhook_bodies_accept_integral_numbers_written_with_a_fraction() {
+    let app = TestApp::spawn().await;
+    allow_loopback(&app).await;
+    let tenant = tenant_id("intf");
+    app.create_tenant(&tenant).await;
+    // JSON Schema counts 3.0 as an integer, as the runtime plane does for amounts.
+    let r = admin_create(
+        &app,
+        Some(&tenant),
+        json!({
+            "url": "http://127.0.0.1:9/hook",
+            "event_types": ["budget.created"],
+            "disable_after_failures": 3.0,
+            "retry_policy": {"max_retries": 2.0, "initial_delay_ms": 500.0, "max_delay_ms": 2000.0},
+            "thresholds": {"burn_rate_window_seconds": 120.0, "rate_window_seconds": 600.0},
+        }),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sub = &r.body["subscription"];
+    assert_eq!(sub["disable_after_failures"], 3);
+    assert_eq!(sub["retry_policy"]["max_retries"], 2);
+    assert_eq!(sub["retry_policy"]["initial_delay_ms"], 500);
+    assert_eq!(sub["thresholds"]["rate_window_seconds"], 600);
+    let id = sub["subscription_id"].as_str().unwrap().to_string();
+
+    let r = patch_sub(&app, &id, json!({"disable_after_failures": 7.0})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["disable_after_failures"], 7);
+    // A fraction, or a number past any field's range, still names the field.
+    for (body, field) in [
+        (json!({"disable_after_failures": 7.5}), "disable_after_failures"),
+        (json!({"disable_after_failures": 1e30}), "disable_after_failures"),
+        (json!({"disable_after_failures": 5_000_000_000_i64}), "disable_after_failures"),
+        (json!({"retry_policy": {"max_retries": 1.5}}), "retry_policy.max_retries"),
+        (json!({"retry_policy": {"max_retries": -1}}), "retry_policy.max_retries"),
+        (json!({"thresholds": {"rate_window_seconds": 60.25}}), "thresholds.rate_window_seconds"),
+    ] {
+        let r = patch_sub(&app, &id, body.clone()).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(field), "{body}: {msg:?} does not name {field}");
+    }
+
+    let from = rfc3339(OffsetDateTime::now_utc() - time::Duration::hours(1));
+    let to = rfc3339(OffsetDateTime::now_utc());
+    let r = send(
+        app.admin(Method::POST, &format!("/v1/admin/webhooks/{id}/replay"))
+            .json(&json!({"from": from, "to": to, "max_events": 10.0})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = send(app.admin(Method::POST, "/v1/admin/webhooks/bulk-action").json(&json!({
+        "filter": {"tenant_id": tenant}, "action": "PAUSE", "expected_count": 1.0, "idempotency_key": "intf-1"
+    })))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["total_matched"], 1, "{}", r.text);
+    assert_eq!(get_sub(&app, &id).await["status"], "PAUSED");
+}
+
+#[tokio::test]
+async fn numbers_the_store_could_not_give_back_are_refused_so_a_subscription_stays_readable() {
+    let app = TestApp::spawn().await;
+    allow_loopback(&app).await;
+    let tenant = tenant_id("bignum");
+    app.create_tenant(&tenant).await;
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "event_types": ["budget.created"]});
+    let (id, _) = subscribe(&app, Some(&tenant), hook.clone()).await;
+    // PostgreSQL prints f64::MAX back as 309 digits, which serde_json reads as out of range.
+    for (extra, field) in [
+        (json!({"metadata": {"k": [1, {"deep": f64::MAX}]}}), "metadata"),
+        (json!({"metadata": {"k": f64::MIN}}), "metadata"),
+        (json!({"thresholds": {"burn_rate_multiplier": f64::MAX}}), "thresholds.burn_rate_multiplier"),
+    ] {
+        let mut body = hook.clone();
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let r = admin_create(&app, Some(&tenant), body).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(field), "create with {extra}: {msg:?} does not name {field}");
+        let r = patch_sub(&app, &id, extra.clone()).await;
+        let msg = r.expect_error(400, "INVALID_REQUEST");
+        assert!(msg.contains(field), "patch with {extra}: {msg:?} does not name {field}");
+    }
+    // Large numbers that do come back are kept as given.
+    let r = patch_sub(
+        &app,
+        &id,
+        json!({"metadata": {"k": 1e300, "n": -2.5e-300}, "thresholds": {"burn_rate_multiplier": 1e12}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sub = get_sub(&app, &id).await;
+    assert_eq!(sub["metadata"], json!({"k": 1e300, "n": -2.5e-300}));
+    assert_eq!(sub["thresholds"]["burn_rate_multiplier"], json!(1e12));
+    let r = send(tenant_req(&app, &webhook_key(&app, &tenant).await, Method::GET, "/v1/webhooks")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["subscriptions"].as_array().map(Vec::len), Some(1), "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_replay_ignores_body_members_its_schema_does_not_name() {
+    let app = TestApp::spawn().await;
+    allow_loopback(&app).await;
+    let (id, _) =
+        subscribe(&app, None, json!({"url": "http://127.0.0.1:9/hook", "event_types": ["tenant.created"]})).await;
+    // The replay body, unlike the other webhook bodies, does not forbid other members.
+    let r = send(app.admin(Method::POST, &format!("/v1/admin/webhooks/{id}/replay")).json(&json!({
+        "from": rfc3339(OffsetDateTime::now_utc() - time::Duration::hours(1)),
+        "to": rfc3339(OffsetDateTime::now_utc()),
+        "event_categories": ["tenant"],
+        "note": {"why": "backfill"},
+    })))
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["events_queued"], 0, "{}", r.text);
+}
