@@ -359,6 +359,8 @@ impl Dispatcher {
             next_attempt_at,
         };
         let mut tx = self.inner.pg.begin().await?;
+        // Subscription first, then delivery rows: the order of every other writer of both.
+        webhooks::lock(&mut tx, &d.subscription_id).await?;
         webhooks::record_attempt(&mut tx, &d.delivery_id, &attempt).await?;
         let final_failure = status == DeliveryStatus::Failed;
         let counted = webhooks::record_outcome(&mut tx, &d.subscription_id, outcome.success, final_failure, at).await?;

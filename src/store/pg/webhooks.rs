@@ -151,6 +151,17 @@ pub async fn delete(tx: &mut PgTx, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Locks a subscription's row until the transaction ends. Every transaction that changes both
+/// a subscription and its deliveries takes this lock first, so none waits on the other in
+/// the opposite order.
+pub async fn lock(tx: &mut PgTx, id: &str) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM webhook_subscriptions WHERE subscription_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// How many subscriptions `owner` has.
 pub async fn count_of_owner(tx: &mut PgTx, owner: &str) -> StoreResult<i64> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM webhook_subscriptions WHERE tenant_id = $1")
