@@ -7,7 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::audit::time_param;
-use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
+use super::pagination::{ListParams, encode_cursor, enum_param, no_nul, page_spec, search_param};
 use crate::auth::{AdminAuth, TenantAuth};
 use crate::domain::Permission;
 use crate::domain::event::{Event, EventCategory, EventType};
@@ -54,15 +54,6 @@ pub struct ListBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
     has_more: bool,
-}
-
-/// PostgreSQL text cannot hold U+0000, so no stored value contains it; a filter that does
-/// is refused rather than sent to the store.
-fn no_nul<'a>(name: &str, raw: Option<&'a str>) -> ApiResult<Option<&'a str>> {
-    match raw {
-        Some(s) if s.contains('\0') => Err(ApiError::invalid_field(name, "must not contain NUL characters")),
-        other => Ok(other),
-    }
 }
 
 fn text_param(name: &str, raw: Option<String>) -> ApiResult<Option<String>> {

@@ -98,6 +98,15 @@ pub fn search_param(raw: Option<&str>) -> ApiResult<Option<String>> {
     }
 }
 
+/// PostgreSQL text cannot hold U+0000, so no stored value contains it: a filter or field that
+/// does is refused, naming itself, rather than sent to the store.
+pub fn no_nul<'a>(name: &str, raw: Option<&'a str>) -> ApiResult<Option<&'a str>> {
+    match raw {
+        Some(s) if s.contains('\0') => Err(ApiError::invalid_field(name, "must not contain NUL characters")),
+        other => Ok(other),
+    }
+}
+
 /// Parses an enum-valued query parameter, naming it when the value is unknown.
 pub fn enum_param<T>(
     name: &str,

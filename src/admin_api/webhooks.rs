@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::audit::time_param;
-use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
+use super::pagination::{ListParams, encode_cursor, enum_param, no_nul, page_spec, search_param};
 use crate::auth::{AdminAuth, AnyAuth, Caller, TenantAuth};
 use crate::catalogue::audit::Actor;
 use crate::catalogue::webhooks::{BULK_MAX, SubscriptionInput, Viewer, delivery_status};
@@ -63,14 +63,6 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
 impl<T: Serialize> Serialize for Object<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
-    }
-}
-
-/// PostgreSQL text cannot hold U+0000, so a filter or field carrying it is refused up front.
-fn no_nul<'a>(name: &str, raw: Option<&'a str>) -> ApiResult<Option<&'a str>> {
-    match raw {
-        Some(s) if s.contains('\0') => Err(ApiError::invalid_field(name, "must not contain NUL characters")),
-        other => Ok(other),
     }
 }
 
