@@ -76,7 +76,7 @@ mod auth {
         let entries: DashMap<KeyDigest, Entry> = DashMap::new();
         for i in 0..10_000 {
             entries
-                .insert(hasher.digest(&format!("{KEY}{i}")), Entry { info: Some(key_info()), fetched: Instant::now() });
+                .insert(hasher.digest(format!("{KEY}{i}")), Entry { info: Some(key_info()), fetched: Instant::now() });
         }
         entries.insert(hasher.digest(KEY), Entry { info: Some(key_info()), fetched: Instant::now() });
         let ttl = tollgate::auth::cache::POSITIVE_TTL;

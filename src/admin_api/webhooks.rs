@@ -132,47 +132,12 @@ impl SubscriptionBody {
     }
 }
 
+/// `WebhookCreateRequest` and `WebhookUpdateRequest` in one shape: the update's fields, all
+/// optional. A create must not set `status`; `url` and a non-empty `event_types` are checked
+/// as required by `catalogue::create_webhook`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRequest {
-    name: Option<String>,
-    description: Option<String>,
-    url: String,
-    event_types: Vec<EventType>,
-    event_categories: Option<Vec<EventCategory>>,
-    scope_filter: Option<String>,
-    thresholds: Option<Object<ThresholdConfig>>,
-    signing_secret: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    retry_policy: Option<Object<RetryPolicy>>,
-    #[serde(default, deserialize_with = "de_opt_int")]
-    disable_after_failures: Option<i64>,
-    metadata: Option<Value>,
-}
-
-impl From<CreateRequest> for SubscriptionInput {
-    fn from(r: CreateRequest) -> Self {
-        SubscriptionInput {
-            name: r.name,
-            description: r.description,
-            url: Some(r.url),
-            event_types: Some(r.event_types),
-            event_categories: r.event_categories,
-            scope_filter: r.scope_filter,
-            thresholds: r.thresholds.map(|t| t.0),
-            signing_secret: r.signing_secret,
-            headers: r.headers,
-            retry_policy: r.retry_policy.map(|p| p.0),
-            disable_after_failures: r.disable_after_failures.map(saturate),
-            status: None,
-            metadata: r.metadata,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateRequest {
+pub struct SubscriptionRequest {
     name: Option<String>,
     description: Option<String>,
     url: Option<String>,
@@ -189,8 +154,8 @@ pub struct UpdateRequest {
     metadata: Option<Value>,
 }
 
-impl From<UpdateRequest> for SubscriptionInput {
-    fn from(r: UpdateRequest) -> Self {
+impl From<SubscriptionRequest> for SubscriptionInput {
+    fn from(r: SubscriptionRequest) -> Self {
         SubscriptionInput {
             name: r.name,
             description: r.description,
@@ -228,8 +193,14 @@ async fn create_for(
     state: &AppState,
     actor: &Actor,
     owner: &str,
-    req: CreateRequest,
+    req: SubscriptionRequest,
 ) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
+    if req.status.is_some() {
+        return Err(ApiError::invalid_field(
+            "status",
+            "is not a field of a create request; new subscriptions are ACTIVE",
+        ));
+    }
     let input: SubscriptionInput = req.into();
     let names = header_names(&input);
     let (sub, secret) = state.catalogue.create_webhook(actor, owner, input).await?;
@@ -250,7 +221,7 @@ pub async fn create(
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     QueryParams(q): QueryParams<OwnerQuery>,
-    JsonBody(Object(req)): JsonBody<Object<CreateRequest>>,
+    JsonBody(Object(req)): JsonBody<Object<SubscriptionRequest>>,
 ) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
     let owner = match q.tenant_id.filter(|t| !t.is_empty()) {
         None => SYSTEM_TENANT.to_string(),
@@ -265,7 +236,7 @@ pub async fn create_for_tenant(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
-    JsonBody(Object(req)): JsonBody<Object<CreateRequest>>,
+    JsonBody(Object(req)): JsonBody<Object<SubscriptionRequest>>,
 ) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
     caller.require(Permission::WebhooksWrite, ErrorCode::InsufficientPermissions)?;
     let actor = Actor { actor_type: "api_key", key_id: Some(caller.key.key_id.clone()), ctx };
@@ -411,7 +382,7 @@ async fn update_as(
     actor: &Actor,
     viewer: Viewer<'_>,
     id: &str,
-    req: UpdateRequest,
+    req: SubscriptionRequest,
 ) -> ApiResult<Json<SubscriptionBody>> {
     let sub = state.catalogue.update_webhook(actor, viewer, id, req.into()).await?;
     get_as(state, viewer, &sub.subscription_id).await
@@ -422,7 +393,7 @@ pub async fn update(
     _: AdminAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     PathParam(id): PathParam<String>,
-    JsonBody(Object(req)): JsonBody<Object<UpdateRequest>>,
+    JsonBody(Object(req)): JsonBody<Object<SubscriptionRequest>>,
 ) -> ApiResult<Json<SubscriptionBody>> {
     update_as(&state, &Actor::admin(ctx), Viewer::Admin, &id, req).await
 }
@@ -432,7 +403,7 @@ pub async fn update_for_tenant(
     AnyAuth(caller): AnyAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,
     PathParam(id): PathParam<String>,
-    JsonBody(Object(req)): JsonBody<Object<UpdateRequest>>,
+    JsonBody(Object(req)): JsonBody<Object<SubscriptionRequest>>,
 ) -> ApiResult<Json<SubscriptionBody>> {
     let (actor, viewer) = tenant_route(&caller, ctx, Permission::WebhooksWrite)?;
     update_as(&state, &actor, viewer, &id, req).await

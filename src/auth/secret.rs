@@ -51,8 +51,10 @@ pub fn random_bytes_32() -> Result<[u8; 32], getrandom::Error> {
     Ok(out)
 }
 
-/// The digest under which a key is stored and looked up: HMAC-SHA256 keyed with a server
-/// secret, so a copy of the database alone cannot confirm a guessed key.
+/// HMAC-SHA256 under one secret. Keyed with the server secret it gives the digest under
+/// which an API key is stored and looked up (a copy of the database alone cannot confirm a
+/// guessed key) and the key that seals webhook secrets; keyed with a subscription's signing
+/// secret it signs webhook deliveries.
 #[derive(Clone)]
 pub struct KeyHasher {
     mac: Hmac<Sha256>,
@@ -68,9 +70,10 @@ impl KeyHasher {
         Self { mac }
     }
 
-    pub fn digest(&self, secret: &str) -> KeyDigest {
+    /// HMAC-SHA256 of `input` under the secret this hasher was made with.
+    pub fn digest(&self, input: impl AsRef<[u8]>) -> KeyDigest {
         let mut mac = self.mac.clone();
-        mac.update(secret.as_bytes());
+        mac.update(input.as_ref());
         mac.finalize().into_bytes().into()
     }
 }

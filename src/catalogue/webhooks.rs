@@ -644,16 +644,10 @@ impl Catalogue {
         Ok(None)
     }
 
-    /// A stored bulk response for `key`: `Some(Ok)` to replay, `Some(Err)` when the key was
-    /// used for another request.
+    /// The stored response of an earlier bulk request with idempotency key `key`, to replay;
+    /// 409 `IDEMPOTENCY_MISMATCH` when the key was used for another request.
     pub async fn bulk_replay(&self, key: &str, request_hash: &str) -> ApiResult<Option<Value>> {
-        let row: Option<(String, Value)> =
-            sqlx::query_as("SELECT request_hash, response FROM webhook_bulk_actions WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_optional(self.pg.pool())
-                .await
-                .map_err(crate::store::StoreError::from)?;
-        match row {
+        match store::bulk_action(self.pg.pool(), key).await? {
             Some((hash, _)) if hash != request_hash => Err(ApiError::new(
                 ErrorCode::IdempotencyMismatch,
                 "idempotency_key was used with a different bulk request",
@@ -664,17 +658,7 @@ impl Catalogue {
     }
 
     pub async fn bulk_remember(&self, key: &str, request_hash: &str, response: &Value) -> ApiResult<()> {
-        sqlx::query(
-            "INSERT INTO webhook_bulk_actions (idempotency_key, request_hash, response, created_at) \
-             VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING",
-        )
-        .bind(key)
-        .bind(request_hash)
-        .bind(response)
-        .execute(self.pg.pool())
-        .await
-        .map_err(crate::store::StoreError::from)?;
-        Ok(())
+        Ok(store::remember_bulk_action(self.pg.pool(), key, request_hash, response).await?)
     }
 
     pub fn security_config(&self) -> SecurityConfig {

@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::{Guard, GuardedResolver, SecurityConfig, SharedGuard};
 use super::seal::Sealer;
+use crate::auth::secret::KeyHasher;
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_DISPATCHER, SYSTEM_TENANT};
 use crate::domain::webhook::{DeliveryStatus, Subscription, WebhookStatus};
 use crate::store::pg::webhooks::{self, Attempt, Delivery};
@@ -79,10 +78,7 @@ struct Inner {
 
 /// `sha256=` and the lowercase hex HMAC-SHA256 of `body` under the UTF-8 `secret`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", hex::encode(KeyHasher::new(secret.as_bytes()).digest(body)))
 }
 
 fn random_hex(bytes: usize) -> String {

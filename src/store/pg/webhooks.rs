@@ -432,6 +432,35 @@ pub async fn list_deliveries(
     Ok(finish(rows, page.limit))
 }
 
+// --- bulk actions ---------------------------------------------------------------------
+
+/// The request hash and response stored under a bulk action's idempotency key.
+pub async fn bulk_action(pool: &sqlx::PgPool, key: &str) -> StoreResult<Option<(String, serde_json::Value)>> {
+    Ok(sqlx::query_as("SELECT request_hash, response FROM webhook_bulk_actions WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Stores a bulk action's response under its idempotency key (the first one stored stays).
+pub async fn remember_bulk_action(
+    pool: &sqlx::PgPool,
+    key: &str,
+    request_hash: &str,
+    response: &serde_json::Value,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_bulk_actions (idempotency_key, request_hash, response, created_at) \
+         VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING",
+    )
+    .bind(key)
+    .bind(request_hash)
+    .bind(response)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 // --- security config --------------------------------------------------------------------
 
 pub async fn security_config(pool: &sqlx::PgPool) -> StoreResult<Option<serde_json::Value>> {
