@@ -670,12 +670,12 @@ impl Catalogue {
         let guard = Guard::new(config.clone()).map_err(field_error)?;
         let raw = serde_json::to_value(&config).map_err(ApiError::internal)?;
         let mut tx = self.pg.begin().await?;
-        store::put_security_config(&mut tx, &raw).await?;
+        let written_at = store::put_security_config(&mut tx, &raw).await?;
         let entry =
             actor.entry("updateWebhookSecurityConfig", "__admin__", ("config", "webhook-security"), 200, json!({}));
         audit::append(&mut tx, &entry).await?;
         pg::commit(tx).await?;
-        self.dispatcher.guard().replace(guard);
+        self.dispatcher.guard().replace(guard, written_at);
         Ok(config)
     }
 }

@@ -143,13 +143,13 @@ impl Dispatcher {
 
     /// Loads the stored security config into the shared guard.
     pub async fn refresh_guard(&self) -> StoreResult<()> {
-        let config = match webhooks::security_config(self.inner.pg.pool()).await? {
-            Some(raw) => serde_json::from_value(raw)
-                .map_err(|e| StoreError::Internal(format!("stored webhook security config: {e}")))?,
-            None => SecurityConfig::default(),
+        let Some((raw, written_at)) = webhooks::security_config(self.inner.pg.pool()).await? else {
+            return Ok(());
         };
+        let config: SecurityConfig = serde_json::from_value(raw)
+            .map_err(|e| StoreError::Internal(format!("stored webhook security config: {e}")))?;
         let guard = Guard::new(config).map_err(|(f, m)| StoreError::Internal(format!("stored {f}: {m}")))?;
-        self.inner.guard.replace(guard);
+        self.inner.guard.replace(guard, written_at);
         Ok(())
     }
 

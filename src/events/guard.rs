@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use wildmatch::WildMatch;
 
 /// The spec's default blocked ranges.
@@ -154,28 +155,34 @@ impl Default for Guard {
 }
 
 /// The current guard, shared by the admin handlers and the dispatcher's resolver.
-#[derive(Debug, Clone)]
-pub struct SharedGuard(Arc<RwLock<Arc<Guard>>>);
+/// It remembers when the config it holds was written, so a refresh that read the store
+/// before a newer PUT committed cannot put the older config back.
+#[derive(Debug, Clone, Default)]
+pub struct SharedGuard(Arc<RwLock<Slot>>);
 
-impl Default for SharedGuard {
-    fn default() -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(Guard::default()))))
-    }
+#[derive(Debug, Default)]
+struct Slot {
+    guard: Arc<Guard>,
+    /// When the held config was written; `None` for the defaults nobody stored.
+    written_at: Option<OffsetDateTime>,
 }
 
 impl SharedGuard {
     pub fn current(&self) -> Arc<Guard> {
         match self.0.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(slot) => slot.guard.clone(),
+            Err(poisoned) => poisoned.into_inner().guard.clone(),
         }
     }
 
-    pub fn replace(&self, guard: Guard) {
-        let guard = Arc::new(guard);
-        match self.0.write() {
-            Ok(mut slot) => *slot = guard,
-            Err(poisoned) => *poisoned.into_inner() = guard,
+    /// Holds `guard` unless the config held now was written later than it.
+    pub fn replace(&self, guard: Guard, written_at: OffsetDateTime) {
+        let mut slot = match self.0.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if slot.written_at.is_none_or(|held| held <= written_at) {
+            *slot = Slot { guard: Arc::new(guard), written_at: Some(written_at) };
         }
     }
 }
@@ -213,6 +220,16 @@ mod tests {
         assert!(g.check_url_syntax("http://example.com/hook").is_err());
         assert!(g.check_url_syntax("https://127.0.0.1/hook").is_err());
         assert!(g.check_url_syntax("https://example.com/hook").is_ok());
+    }
+
+    #[test]
+    fn a_config_read_before_a_newer_write_does_not_replace_it() {
+        let shared = SharedGuard::default();
+        let newer = SecurityConfig { allow_http: true, ..Default::default() };
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        shared.replace(Guard::new(newer).unwrap(), t0 + time::Duration::seconds(2));
+        shared.replace(Guard::new(SecurityConfig::default()).unwrap(), t0 + time::Duration::seconds(1));
+        assert!(shared.current().config.allow_http);
     }
 
     #[test]

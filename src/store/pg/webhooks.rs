@@ -463,19 +463,21 @@ pub async fn remember_bulk_action(
 
 // --- security config --------------------------------------------------------------------
 
-pub async fn security_config(pool: &sqlx::PgPool) -> StoreResult<Option<serde_json::Value>> {
-    Ok(sqlx::query_scalar("SELECT config FROM webhook_security_config").fetch_optional(pool).await?)
+/// The stored security config and when it was written.
+pub async fn security_config(pool: &sqlx::PgPool) -> StoreResult<Option<(serde_json::Value, OffsetDateTime)>> {
+    Ok(sqlx::query_as("SELECT config, updated_at FROM webhook_security_config").fetch_optional(pool).await?)
 }
 
-pub async fn put_security_config(tx: &mut PgTx, config: &serde_json::Value) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO webhook_security_config (id, config, updated_at) VALUES (TRUE, $1, now()) \
-         ON CONFLICT (id) DO UPDATE SET config = EXCLUDED.config, updated_at = EXCLUDED.updated_at",
+/// Replaces the security config; returns when it was written.
+pub async fn put_security_config(tx: &mut PgTx, config: &serde_json::Value) -> StoreResult<OffsetDateTime> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO webhook_security_config (id, config, updated_at) VALUES (TRUE, $1, clock_timestamp()) \
+         ON CONFLICT (id) DO UPDATE SET config = EXCLUDED.config, updated_at = EXCLUDED.updated_at \
+         RETURNING updated_at",
     )
     .bind(config)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut **tx)
+    .await?)
 }
 
 /// Stamps the subscription's delivery bookkeeping after an attempt.
