@@ -282,6 +282,8 @@ struct Bench {
     engine_pid: Option<u32>,
     redis_pid: Option<u32>,
     ledger: Ledger,
+    /// The same Redis, for INFO commandstats.
+    redis: RedisStore,
 }
 
 struct TenantSetup {
@@ -580,12 +582,16 @@ async fn ceiling_iteration(plan: &CeilingPlan, cs: &ClientSubject, idem: &str, o
         document: serde_json::json!({"subject": serde_json::from_str::<serde_json::Value>(&cs.subject_json).unwrap_or_default(), "action": action, "metadata": null, "idempotency_key": idem}).to_string(),
         scopes: cs.scopes.clone(),
     };
-    let ctx = tollgate::http::context::RequestCtx::fresh(&axum::http::HeaderMap::new());
+    let ctx = Correlation {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        trace_id: format!("{:032x}", uuid::Uuid::new_v4().as_u128()),
+        ..Correlation::default()
+    };
     let rid = new_reservation_id(&plan.tenant);
     if measured {
         out.requests += 1;
     }
-    match plan.ledger.reserve(&input, &rid, &Correlation::from(&ctx)).await {
+    match plan.ledger.reserve(&input, &rid, &ctx).await {
         Ok(o) if o.reservation_id.is_some() => {
             out.held += plan.estimate;
             if measured {
@@ -817,7 +823,7 @@ impl Bench {
                 out
             }));
         }
-        let stats0 = if self.args.redis_breakdown { Some(commandstats(&self.ledger).await) } else { None };
+        let stats0 = if self.args.redis_breakdown { Some(commandstats(&self.redis).await) } else { None };
         barrier.wait().await;
         let started = Instant::now();
         let cpu0 =
@@ -843,7 +849,7 @@ impl Bench {
         let cpu1 =
             (self.redis_pid.and_then(cpu_seconds), self.engine_pid.and_then(cpu_seconds), cpu_seconds(self_pid()));
         let redis_commands = match &stats0 {
-            Some(before) => commandstats_delta(before, &commandstats(&self.ledger).await),
+            Some(before) => commandstats_delta(before, &commandstats(&self.redis).await),
             None => Vec::new(),
         };
         stop.store(true, Ordering::Relaxed);
@@ -1147,10 +1153,10 @@ fn json_results(results: &[StepResult]) -> Value {
 // ------------------------------------------------------- commandstats ----
 
 /// `cmdstat_<name>:calls=N,usec=U,...` → name → (calls, usec).
-async fn commandstats(ledger: &Ledger) -> BTreeMap<String, (u64, u64)> {
+async fn commandstats(redis: &RedisStore) -> BTreeMap<String, (u64, u64)> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("commandstats");
-    let Ok(text) = ledger.redis.query::<String>(&cmd).await else { return BTreeMap::new() };
+    let Ok(text) = redis.query::<String>(&cmd).await else { return BTreeMap::new() };
     text.lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
@@ -1202,7 +1208,7 @@ async fn run(args: Args) -> Result<()> {
     let store = RedisStore::connect(&args.redis_url, &[], keys).await.context("connecting to Redis")?;
     let scripts = Scripts::new();
     scripts.load(&store).await.map_err(|e| anyhow!("loading the ledger scripts: {e:?}"))?;
-    let ledger = Ledger::new(store, Arc::new(scripts));
+    let ledger = Ledger::new(store.clone(), Arc::new(scripts));
     let admin = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build()?;
     let ready = admin.get(format!("{}/readyz", args.admin_url)).send().await.context("engine /readyz")?;
     if !ready.status().is_success() {
@@ -1243,7 +1249,7 @@ async fn run(args: Args) -> Result<()> {
     println!();
     println!("{HEADER}");
 
-    let bench = Bench { args, admin, run_id, engine_pid, redis_pid, ledger };
+    let bench = Bench { args, admin, run_id, engine_pid, redis_pid, ledger, redis: store };
     let mut results = Vec::new();
     for &shape in &bench.args.shapes {
         for &clients in &bench.args.concurrency {

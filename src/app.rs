@@ -37,6 +37,8 @@ pub struct Application {
     runtime: Option<(TcpListener, axum::Router)>,
     admin: Option<(TcpListener, axum::Router)>,
     state: AppState,
+    /// Closed last, after the workers have stopped.
+    pg: PgStore,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
 }
@@ -78,40 +80,39 @@ impl Application {
         let key_cache = Arc::new(KeyCache::new(pg.clone()));
         let dispatcher = Dispatcher::new(pg.clone(), Sealer::new(&hasher), SharedGuard::default(), config.dispatch())
             .context("building the webhook client")?;
-        dispatcher.refresh_guard().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let catalogue = Catalogue {
-            pg: pg.clone(),
-            redis,
-            hasher: hasher.clone(),
-            ledger: ledger.clone(),
-            key_cache: key_cache.clone(),
-            dispatcher: dispatcher.clone(),
-        };
+        dispatcher.refresh_guard().await?;
+        let catalogue = Catalogue::new(
+            pg.clone(),
+            redis.clone(),
+            hasher.clone(),
+            ledger.clone(),
+            key_cache.clone(),
+            dispatcher.clone(),
+        );
         let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache));
         let admission = Arc::new(Admission::new(admission_config, auth.clone()));
         crate::telemetry::set_tenant_label(config.metrics_tenant_label);
         let state = AppState { catalogue, ledger, auth, admission };
         if config.plane.admin() {
-            let mirrored = state.catalogue.reseed_mirror().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mirrored = state.catalogue.reseed_mirror().await?;
             tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
         }
         let shutdown = CancellationToken::new();
         let mut workers = vec![
-            tokio::spawn(crate::workers::auth_listener::run(pg, state.auth.clone(), shutdown.clone())),
+            tokio::spawn(crate::workers::auth_listener::run(pg.clone(), state.auth.clone(), shutdown.clone())),
             tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
         ];
         if config.plane.runtime() {
-            let (pg, ledger) = (state.catalogue.pg.clone(), state.ledger.clone());
+            let (pg, ledger) = (pg.clone(), state.ledger.clone());
             workers.push(tokio::spawn(crate::workers::expiry::run(pg, ledger, shutdown.clone())));
         }
         if config.events_workers {
-            let drain = Drain::new(state.catalogue.pg.clone(), state.catalogue.redis.clone(), config.drain());
+            let drain = Drain::new(pg.clone(), redis.clone(), config.drain());
             workers.push(tokio::spawn(drain.run(shutdown.clone())));
             workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
             workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));
             let keep = config.retention();
-            let pg = state.catalogue.pg.clone();
-            workers.push(tokio::spawn(crate::workers::retention::run(pg, keep, shutdown.clone())));
+            workers.push(tokio::spawn(crate::workers::retention::run(pg.clone(), keep, shutdown.clone())));
         }
         let runtime = if config.plane.runtime() {
             let listener = TcpListener::bind(config.runtime_addr)
@@ -129,7 +130,7 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { runtime, admin, state, shutdown, workers })
+        Ok(Self { runtime, admin, state, pg, shutdown, workers })
     }
 
     pub fn runtime_addr(&self) -> Option<SocketAddr> {
@@ -167,7 +168,7 @@ impl Application {
         for worker in self.workers {
             let _ = tokio::time::timeout(WORKER_STOP_TIMEOUT, worker).await;
         }
-        self.state.catalogue.pg.close().await;
+        self.pg.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -1,125 +1,21 @@
-//! The one error table: every failure a client can see is an [`ApiError`] carrying a
-//! protocol [`ErrorCode`]; the code decides the HTTP status in [`ErrorCode::status`].
+//! The API edge of the one error table: an [`ApiError`] is a [`domain::Error`] on its way to
+//! the client, plus the response headers some answers need (`Retry-After`, `X-RateLimit-*`).
+//! The status comes from the code's row in `domain::error` and nothing overrides it.
 //!
-//! Bodies are `{error, message, request_id, trace_id, details}` exactly as the Cycles
-//! spec's `ErrorResponse`. 5xx bodies are opaque: the cause is logged once, here.
-//! Nothing below the API layers builds an HTTP response itself.
+//! Bodies are `{error, message, request_id, trace_id, details}` exactly as the Cycles spec's
+//! `ErrorResponse`. 5xx bodies are opaque: the cause was logged once where the error was made.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::domain::error::Error;
+pub use crate::domain::error::ErrorCode;
 use crate::http::context;
 
-/// The union of the runtime and governance `ErrorCode` enums, in the spec's spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    InvalidRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    BudgetExceeded,
-    BudgetFrozen,
-    BudgetClosed,
-    BudgetNotFound,
-    ReservationExpired,
-    ReservationFinalized,
-    IdempotencyMismatch,
-    UnitMismatch,
-    OverdraftLimitExceeded,
-    DebtOutstanding,
-    MaxExtensionsExceeded,
-    LimitExceeded,
-    TenantNotFound,
-    TenantSuspended,
-    TenantClosed,
-    InsufficientPermissions,
-    KeyRevoked,
-    KeyExpired,
-    DuplicateResource,
-    CountMismatch,
-    WebhookNotFound,
-    WebhookUrlInvalid,
-    EventNotFound,
-    ReplayInProgress,
-    InternalError,
-    /// Not a spec code on the wire: rendered as `INTERNAL_ERROR` with status 503, for a
-    /// store that cannot be reached. Kept apart so the status and `Retry-After` differ.
-    #[serde(rename = "INTERNAL_ERROR")]
-    Unavailable,
-}
-
-impl ErrorCode {
-    /// The HTTP status of each code; the spec fixes most pairs (RUNTIME-CHECKLIST R-R2).
-    pub fn status(self) -> StatusCode {
-        use ErrorCode::*;
-        match self {
-            InvalidRequest | UnitMismatch | WebhookUrlInvalid => StatusCode::BAD_REQUEST,
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            Forbidden | InsufficientPermissions | TenantSuspended => StatusCode::FORBIDDEN,
-            NotFound | TenantNotFound | BudgetNotFound | WebhookNotFound | EventNotFound => StatusCode::NOT_FOUND,
-            BudgetExceeded
-            | BudgetFrozen
-            | BudgetClosed
-            | ReservationFinalized
-            | IdempotencyMismatch
-            | OverdraftLimitExceeded
-            | DebtOutstanding
-            | MaxExtensionsExceeded
-            | TenantClosed
-            | DuplicateResource
-            | CountMismatch
-            | ReplayInProgress
-            | KeyRevoked
-            | KeyExpired => StatusCode::CONFLICT,
-            ReservationExpired => StatusCode::GONE,
-            LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The wire string, for logs, metrics labels and audit rows.
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            InvalidRequest => "INVALID_REQUEST",
-            Unauthorized => "UNAUTHORIZED",
-            Forbidden => "FORBIDDEN",
-            NotFound => "NOT_FOUND",
-            BudgetExceeded => "BUDGET_EXCEEDED",
-            BudgetFrozen => "BUDGET_FROZEN",
-            BudgetClosed => "BUDGET_CLOSED",
-            BudgetNotFound => "BUDGET_NOT_FOUND",
-            ReservationExpired => "RESERVATION_EXPIRED",
-            ReservationFinalized => "RESERVATION_FINALIZED",
-            IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
-            UnitMismatch => "UNIT_MISMATCH",
-            OverdraftLimitExceeded => "OVERDRAFT_LIMIT_EXCEEDED",
-            DebtOutstanding => "DEBT_OUTSTANDING",
-            MaxExtensionsExceeded => "MAX_EXTENSIONS_EXCEEDED",
-            LimitExceeded => "LIMIT_EXCEEDED",
-            TenantNotFound => "TENANT_NOT_FOUND",
-            TenantSuspended => "TENANT_SUSPENDED",
-            TenantClosed => "TENANT_CLOSED",
-            InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
-            KeyRevoked => "KEY_REVOKED",
-            KeyExpired => "KEY_EXPIRED",
-            DuplicateResource => "DUPLICATE_RESOURCE",
-            CountMismatch => "COUNT_MISMATCH",
-            WebhookNotFound => "WEBHOOK_NOT_FOUND",
-            WebhookUrlInvalid => "WEBHOOK_URL_INVALID",
-            EventNotFound => "EVENT_NOT_FOUND",
-            ReplayInProgress => "REPLAY_IN_PROGRESS",
-            InternalError | Unavailable => "INTERNAL_ERROR",
-        }
-    }
-}
-
 /// How long a client should wait before retrying after a store outage.
-const UNAVAILABLE_RETRY_AFTER_S: u64 = 1;
+pub const UNAVAILABLE_RETRY_AFTER_S: u64 = 1;
 
 /// A failure on its way to the client.
 #[derive(Debug)]
@@ -127,52 +23,60 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<Value>,
-    /// Extra response headers (e.g. `Retry-After`, `Allow`).
+    /// Extra response headers (e.g. `Retry-After`, `X-RateLimit-*`).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
-    /// Overrides the status the code implies (only 405 uses it).
-    pub status: Option<StatusCode>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let mut out = Self { code: e.code, message: e.message, details: e.details, headers: Vec::new() };
+        if e.code.is_transient() {
+            out.headers.push((header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S)));
+        }
+        out
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Error::from(err).into()
+    }
+}
+
+/// The constructors of [`Error`], answering an [`ApiError`] for handler code.
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None, headers: Vec::new(), status: None }
+        Error::new(code, message).into()
     }
 
-    /// 400 `INVALID_REQUEST` whose message starts with the offending field.
     pub fn invalid_field(field: &str, problem: impl std::fmt::Display) -> Self {
-        Self::new(ErrorCode::InvalidRequest, format!("{field}: {problem}"))
-            .with_details(serde_json::json!({ "field": field }))
+        Error::invalid_field(field, problem).into()
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidRequest, message)
+        Error::invalid(message).into()
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, message)
+        Error::not_found(message).into()
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unauthorized, message)
+        Error::unauthorized(message).into()
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Forbidden, message)
+        Error::forbidden(message).into()
     }
 
-    /// An unexpected failure: logged here once with its cause, opaque on the wire.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::InternalError, "internal error")
+        Error::internal(cause).into()
     }
 
-    /// A store that cannot be reached or timed out: 503 with `Retry-After`.
     pub fn unavailable(store: &str, cause: impl std::fmt::Display) -> Self {
-        tracing::warn!(store, error = %cause, "store unavailable");
-        Self::new(ErrorCode::Unavailable, format!("{store} is temporarily unavailable; retry"))
-            .with_header(header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S))
+        Error::unavailable(store, cause).into()
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -185,14 +89,14 @@ impl ApiError {
         self
     }
 
-    pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = Some(status);
-        self
-    }
-
     pub fn http_status(&self) -> StatusCode {
-        self.status.unwrap_or_else(|| self.code.status())
+        status_of(self.code)
     }
+}
+
+/// The status of a code's row, as an HTTP type.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl std::fmt::Display for ApiError {
@@ -228,8 +132,7 @@ impl ApiError {
             trace_id,
             details: self.details.as_ref(),
         };
-        let status = self.http_status();
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = (self.http_status(), axum::Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
@@ -237,12 +140,21 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(err: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
-        match err {
-            StoreError::Unavailable { store, cause } => ApiError::unavailable(store, cause),
-            StoreError::Internal(cause) => ApiError::internal(cause),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_has_a_valid_http_status() {
+        for code in ErrorCode::ALL {
+            assert_eq!(status_of(*code).as_u16(), code.status(), "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_transient_error_tells_the_client_when_to_retry() {
+        let e = ApiError::from(Error::unavailable("redis", "refused"));
+        assert_eq!(e.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.headers.iter().any(|(n, _)| n == header::RETRY_AFTER));
     }
 }

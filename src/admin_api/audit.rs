@@ -13,7 +13,7 @@ use crate::domain::audit::{AuditEntry, ChainReport};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::QueryParams;
 use crate::state::AppState;
-use crate::store::pg::audit::{self, Filter};
+use crate::store::pg::audit::Filter;
 use crate::store::pg::page::SortColumn;
 
 /// IN-list filters take at most this many comma-separated values (the spec's maxItems).
@@ -190,7 +190,7 @@ pub async fn list(
 ) -> ApiResult<Json<ListBody>> {
     let (filter, params) = filter_of(q)?;
     let (spec, sort_key) = page_spec(&params, SORTS, "timestamp")?;
-    let page = audit::list(state.catalogue.pg.pool(), &filter, &spec).await?;
+    let page = state.catalogue.list_audit(&filter, &spec).await?;
     Ok(Json(ListBody {
         has_more: page.next.is_some(),
         next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
@@ -223,5 +223,5 @@ impl From<ChainReport> for VerifyBody {
 }
 
 pub async fn verify(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<VerifyBody>> {
-    Ok(Json(audit::verify(state.catalogue.pg.pool()).await?.into()))
+    Ok(Json(state.catalogue.verify_audit().await?.into()))
 }

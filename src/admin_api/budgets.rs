@@ -1,6 +1,6 @@
-//! `/v1/admin/budgets`: create, list, lookup, patch, freeze/unfreeze, fund. The ledger lives
-//! in Redis; each mutation runs its script inside `Catalogue::audited`, so its audit entry
-//! commits only when the ledger change happened.
+//! `/v1/admin/budgets`: create, lookup, patch, freeze/unfreeze, fund. Each handler extracts and
+//! validates the request, makes one catalogue call (which owns the budget rules and the audit
+//! entry) and maps the reply to the wire.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use super::pagination::{LIMIT_DEFAULT, LIMIT_MAX};
 use crate::auth::{AdminAuth, AnyAuth, Caller, TenantCaller};
 use crate::catalogue::audit::Actor;
+use crate::catalogue::budgets::{BudgetRef, Funding};
 use crate::domain::amount::{Unit, Units};
-use crate::domain::scope::{filter_allows, parse_budget_scope, scope_tenant};
-use crate::domain::{CommitOveragePolicy, Permission, TenantStatus};
+use crate::domain::scope::{filter_allows, parse_budget_scope};
+use crate::domain::{CommitOveragePolicy, Permission};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, QueryParams};
-use crate::ledger::Correlation;
 use crate::ledger::budgets::{FundOp, NewBudget};
 use crate::ledger::reads::BudgetDoc;
 use crate::runtime_api::wire::{Amount, SignedAmount, amount, request_hash};
@@ -185,9 +185,6 @@ pub async fn create(
     }
     let r = route(caller, ctx, req.tenant_id.clone(), Permission::BudgetsWrite)?;
     let scope = parse_budget_scope(&req.scope).map_err(|e| ApiError::invalid_field("scope", e))?;
-    if scope_tenant(&scope) != r.tenant {
-        return Err(ApiError::invalid_field("scope", format!("must start with tenant:{}", r.tenant)));
-    }
     check_scope_filter(&r.key, &scope)?;
     let allocated = amount_in("allocated", &req.allocated, req.unit)?;
     let overdraft_limit = match &req.overdraft_limit {
@@ -200,15 +197,9 @@ pub async fn create(
         return Err(ApiError::invalid_field("period_start", "must not be after period_end"));
     }
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
-    let tenant = state.catalogue.get_tenant(&r.tenant).await.map_err(|e| {
-        if e.code == ErrorCode::TenantNotFound { ApiError::invalid_field("tenant_id", "tenant not found") } else { e }
-    })?;
-    if tenant.status == TenantStatus::Closed {
-        return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {} is closed", r.tenant)));
-    }
     let new = NewBudget {
-        tenant: r.tenant.clone(),
-        scope: scope.clone(),
+        tenant: r.tenant,
+        scope,
         unit: req.unit,
         allocated,
         overdraft_limit,
@@ -220,19 +211,7 @@ pub async fn create(
         period_start: fmt_time(req.period_start),
         period_end: fmt_time(req.period_end),
     };
-    let ledger_id = uuid::Uuid::now_v7().to_string();
-    let corr = Correlation::from(&r.actor.ctx);
-    let entry = r.actor.entry(
-        "createBudget",
-        &r.tenant,
-        ("budget", &ledger_id),
-        201,
-        json!({ "scope": scope, "unit": req.unit }),
-    );
-    let ledger = state.ledger.clone();
-    let id = ledger_id.clone();
-    let doc =
-        state.catalogue.audited(entry, async move { ledger.create_budget(&new, &id, &corr).await }, |_| true).await?;
+    let doc = state.catalogue.create_budget(&r.actor, new).await?;
     Ok((StatusCode::CREATED, Json(doc.into())))
 }
 
@@ -243,11 +222,9 @@ pub struct LocateQuery {
     tenant_id: Option<String>,
 }
 
-/// `(tenant, scope, unit)` of the budget a query names; the tenant is the scope's.
-fn locate(q: &LocateQuery) -> ApiResult<(String, String, Unit)> {
-    let scope = scope_param(q.scope.as_deref())?;
-    let unit = unit_param(q.unit.as_deref())?;
-    Ok((scope_tenant(&scope).to_string(), scope, unit))
+/// The budget a query names; its tenant is the scope's.
+fn locate(q: &LocateQuery) -> ApiResult<BudgetRef> {
+    Ok(BudgetRef::of_scope(scope_param(q.scope.as_deref())?, unit_param(q.unit.as_deref())?))
 }
 
 fn not_found(scope: &str, unit: Unit) -> ApiError {
@@ -259,7 +236,7 @@ pub async fn lookup(
     AnyAuth(caller): AnyAuth,
     QueryParams(q): QueryParams<LocateQuery>,
 ) -> ApiResult<Json<BudgetBody>> {
-    let (tenant, scope, unit) = locate(&q)?;
+    let BudgetRef { tenant, scope, unit } = locate(&q)?;
     if let Caller::Tenant(t) = &caller {
         t.require(Permission::BudgetsRead, ErrorCode::InsufficientPermissions)?;
         if t.key.tenant_id.as_str() != tenant {
@@ -286,32 +263,11 @@ pub async fn update(
     QueryParams(q): QueryParams<LocateQuery>,
     JsonBody(req): JsonBody<UpdateRequest>,
 ) -> ApiResult<Json<BudgetBody>> {
-    let (tenant, scope, unit) = locate(&q)?;
-    let limit = req.overdraft_limit.as_ref().map(|a| amount_in("overdraft_limit", a, unit)).transpose()?;
+    let budget = locate(&q)?;
+    let limit = req.overdraft_limit.as_ref().map(|a| amount_in("overdraft_limit", a, budget.unit)).transpose()?;
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
-    let mut changed = Vec::new();
-    if limit.is_some() {
-        changed.push("overdraft_limit");
-    }
-    if req.commit_overage_policy.is_some() {
-        changed.push("commit_overage_policy");
-    }
     let actor = Actor::admin(ctx);
-    let corr = Correlation::from(&actor.ctx);
-    let entry = actor.entry(
-        "updateBudget",
-        &tenant,
-        ("budget", &format!("{scope}|{unit}")),
-        200,
-        json!({ "changed_fields": changed }),
-    );
-    let ledger = state.ledger.clone();
-    let (t, s) = (tenant.clone(), scope.clone());
-    let policy = req.commit_overage_policy;
-    let doc = state
-        .catalogue
-        .audited(entry, async move { ledger.update_budget(&t, &s, unit, limit, policy, &corr).await }, |_| true)
-        .await?;
+    let doc = state.catalogue.update_budget(&actor, budget, limit, req.commit_overage_policy).await?;
     Ok(Json(doc.into()))
 }
 
@@ -329,7 +285,7 @@ async fn set_status(
     body: axum::body::Bytes,
     freeze: bool,
 ) -> ApiResult<Json<BudgetBody>> {
-    let (tenant, scope, unit) = locate(&q)?;
+    let budget = locate(&q)?;
     let req: StatusRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StatusRequest::default()
     } else {
@@ -338,16 +294,7 @@ async fn set_status(
     check_len("reason", &req.reason, REASON_LEN_MAX)?;
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
     let reason = req.reason.unwrap_or_default();
-    let actor = Actor::admin(ctx);
-    let corr = Correlation::from(&actor.ctx);
-    let op = if freeze { "freezeBudget" } else { "unfreezeBudget" };
-    let entry = actor.entry(op, &tenant, ("budget", &format!("{scope}|{unit}")), 200, json!({ "reason": reason }));
-    let ledger = state.ledger.clone();
-    let (t, s) = (tenant.clone(), scope.clone());
-    let doc = state
-        .catalogue
-        .audited(entry, async move { ledger.set_budget_status(&t, &s, unit, freeze, &reason, &corr).await }, |_| true)
-        .await?;
+    let doc = state.catalogue.set_budget_status(&Actor::admin(ctx), budget, freeze, reason).await?;
     Ok(Json(doc.into()))
 }
 
@@ -431,12 +378,9 @@ pub async fn fund(
 ) -> ApiResult<Json<FundBody>> {
     let admin_tenant = q.tenant_id.clone().filter(|s| !s.is_empty());
     let r = route(caller, ctx, admin_tenant, Permission::BudgetsWrite)?;
-    let scope = scope_param(q.scope.as_deref())?;
-    let unit = unit_param(q.unit.as_deref())?;
-    if scope_tenant(&scope) != r.tenant {
-        return Err(ApiError::forbidden("the budget belongs to another tenant"));
-    }
-    check_scope_filter(&r.key, &scope)?;
+    let budget = locate(&q)?;
+    let unit = budget.unit;
+    check_scope_filter(&r.key, &budget.scope)?;
     let amt = amount_in("amount", &req.amount, unit)?;
     let op: FundOp = req.operation.into();
     let spent = match (&req.spent, op) {
@@ -457,28 +401,14 @@ pub async fn fund(
     }
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
     let hash = request_hash(&req)?;
-    let reason = req.reason.clone().unwrap_or_default();
-    let corr = Correlation::from(&r.actor.ctx);
-    let entry = r.actor.entry(
-        "fundBudget",
-        &r.tenant,
-        ("budget", &format!("{scope}|{unit}")),
-        200,
-        json!({ "operation": op.as_str(), "amount": amt.get().to_string(), "idempotency_key": req.idempotency_key }),
-    );
-    let ledger = state.ledger.clone();
-    let (t, s, key) = (r.tenant.clone(), scope.clone(), req.idempotency_key.clone());
-    let outcome = state
-        .catalogue
-        .audited(
-            entry,
-            async move {
-                let idem = key.as_deref().map(|k| (k, hash.as_str()));
-                ledger.fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr).await
-            },
-            |o| !o.replay,
-        )
-        .await?;
+    let funding = Funding {
+        op,
+        amount: amt,
+        spent,
+        reason: req.reason.clone().unwrap_or_default(),
+        idempotency: req.idempotency_key.clone().map(|k| (k, hash)),
+    };
+    let outcome = state.catalogue.fund_budget(&r.actor, &r.tenant, budget, funding).await?;
     let a = |v: i64| amount(unit, v);
     let signed = |v: i64| SignedAmount { unit, amount: v };
     Ok(Json(FundBody {
@@ -572,7 +502,7 @@ pub async fn list(
     let (tenants, key) = match &caller {
         Caller::Admin => match non_empty(&q.tenant_id) {
             Some(t) => (vec![t.to_string()], None),
-            None => (crate::store::pg::tenants::ids(state.catalogue.pg.pool()).await?, None),
+            None => (state.catalogue.tenant_ids().await?, None),
         },
         Caller::Tenant(t) => {
             t.require(Permission::BudgetsRead, ErrorCode::InsufficientPermissions)?;

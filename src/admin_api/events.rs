@@ -14,7 +14,7 @@ use crate::domain::event::{Event, EventCategory, EventType};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{PathParam, QueryParams};
 use crate::state::AppState;
-use crate::store::pg::events::{self, Filter};
+use crate::store::pg::events::Filter;
 use crate::store::pg::page::SortColumn;
 
 const fn text(expr: &'static str) -> SortColumn {
@@ -79,7 +79,7 @@ fn type_and_category(q: &ListQuery) -> ApiResult<(Option<EventType>, Option<Even
 
 async fn serve(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult<Json<ListBody>> {
     let (spec, sort_key) = page_spec(page, SORTS, "timestamp")?;
-    let page = events::list(state.catalogue.pg.pool(), &filter, &spec).await?;
+    let page = state.catalogue.list_events(&filter, &spec).await?;
     Ok(Json(ListBody {
         has_more: page.next.is_some(),
         next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
@@ -122,7 +122,7 @@ pub async fn get(
 ) -> ApiResult<Json<Event>> {
     // An id longer than any filter, or with a NUL, names no stored event.
     let findable = id.len() <= FILTER_LEN_MAX && !id.contains('\0');
-    let event = if findable { events::get(state.catalogue.pg.pool(), &id).await? } else { None };
+    let event = if findable { state.catalogue.get_event(&id).await? } else { None };
     event.map(Json).ok_or_else(|| ApiError::new(ErrorCode::EventNotFound, format!("event {id} not found")))
 }
 

@@ -17,12 +17,11 @@ pub async fn livez() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let redis = tokio::time::timeout(PROBE_TIMEOUT, state.catalogue.redis.ping()).await;
-    let pg = tokio::time::timeout(PROBE_TIMEOUT, state.catalogue.pg.ping()).await;
-    let verdict = |r: Result<Result<(), crate::store::StoreError>, _>| match r {
-        Ok(Ok(())) => "ok",
-        Ok(Err(_)) => "down",
-        Err(_) => "timeout",
+    let (redis, pg) = state.catalogue.probe_stores(PROBE_TIMEOUT).await;
+    let verdict = |r: Option<Result<(), _>>| match r {
+        Some(Ok(())) => "ok",
+        Some(Err(_)) => "down",
+        None => "timeout",
     };
     let (redis, postgres) = (verdict(redis), verdict(pg));
     let ready = redis == "ok" && postgres == "ok";

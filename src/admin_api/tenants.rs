@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
 use crate::auth::AdminAuth;
 use crate::catalogue::audit::Actor;
-use crate::catalogue::now;
 use crate::catalogue::tenants::TenantPatch;
+use crate::domain::clock::now;
 use crate::domain::tenant::{
     self as t, CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantId, TenantStatus, Tier,
 };

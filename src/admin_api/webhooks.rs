@@ -355,7 +355,7 @@ fn tenant_route<'a>(caller: &'a Caller, ctx: RequestCtx, perm: Permission) -> Ap
 
 async fn get_as(state: &AppState, viewer: Viewer<'_>, id: &str) -> ApiResult<Json<SubscriptionBody>> {
     let stored = state.catalogue.get_webhook(viewer, id).await?;
-    let names = state.catalogue.dispatcher.open_secrets(&stored).ok().map(|(_, h)| h.into_keys().collect());
+    let names = state.catalogue.header_names(&stored);
     Ok(Json(SubscriptionBody::new(stored.sub, names)))
 }
 
@@ -693,13 +693,12 @@ pub async fn bulk_action(
         return Ok(Json(previous));
     }
     let filter = Filter { tenant_id: f.tenant_id.clone(), status: f.status, event_type: f.event_type, search };
-    let ids = crate::store::pg::webhooks::matching_ids(state.catalogue.pg.pool(), &filter, BULK_MAX as i64 + 1).await?;
+    let ids = state.catalogue.matching_webhook_ids(&filter, BULK_MAX as i64 + 1).await?;
     if ids.len() > BULK_MAX {
         return Err(ApiError::new(
-            ErrorCode::LimitExceeded,
+            ErrorCode::BulkLimitExceeded,
             format!("the filter matches more than {BULK_MAX} subscriptions; narrow it"),
-        )
-        .with_status(StatusCode::BAD_REQUEST));
+        ));
     }
     if let Some(expected) = req.expected_count
         && expected != ids.len() as i64

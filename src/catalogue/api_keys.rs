@@ -4,14 +4,15 @@
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::Catalogue;
 use super::audit::Actor;
-use super::{Catalogue, now};
 use crate::auth::secret;
 use crate::domain::Permission;
 use crate::domain::api_key::{ApiKey, KeyStatus};
+use crate::domain::clock::now;
+use crate::domain::error::{Error, ErrorCode, Result};
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN};
 use crate::domain::tenant::{TenantId, TenantStatus};
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events;
 use crate::store::pg::{self, PgTx, api_keys, audit, tenants};
 
@@ -40,30 +41,30 @@ pub struct KeyPatch {
 /// Keys announced as expired per pass.
 const EXPIRY_BATCH: i64 = 500;
 
-fn key_not_found(id: &str) -> ApiError {
-    ApiError::not_found(format!("API key {id} not found"))
+fn key_not_found(id: &str) -> Error {
+    Error::not_found(format!("API key {id} not found"))
 }
 
 /// Locks the owning tenant's row and refuses mutations of a CLOSED tenant's objects (409,
 /// CASCADE Rule 2). Holding the lock means a concurrent close waits for this change.
-async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> ApiResult<()> {
+async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> Result<()> {
     let t = tenants::get_for_update(tx, tenant)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("tenant {tenant} not found")))?;
+        .ok_or_else(|| Error::new(ErrorCode::TenantNotFound, format!("tenant {tenant} not found")))?;
     if t.status == TenantStatus::Closed {
-        return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {tenant} is closed")));
+        return Err(Error::new(ErrorCode::TenantClosed, format!("tenant {tenant} is closed")));
     }
     Ok(())
 }
 
 impl Catalogue {
     /// Mints a key; returns the record and the secret, which is stored nowhere.
-    pub async fn create_key(&self, actor: &Actor, new: NewKey) -> ApiResult<(ApiKey, String)> {
+    pub async fn create_key(&self, actor: &Actor, new: NewKey) -> Result<(ApiKey, String)> {
         let created_at = now();
         if new.expires_at <= created_at {
-            return Err(ApiError::invalid_field("expires_at", "must be in the future"));
+            return Err(Error::invalid_field("expires_at", "must be in the future"));
         }
-        let minted = secret::mint_key().map_err(ApiError::internal)?;
+        let minted = secret::mint_key().map_err(Error::internal)?;
         let key = ApiKey {
             key_id: uuid::Uuid::now_v7().to_string(),
             tenant_id: new.tenant_id,
@@ -94,7 +95,7 @@ impl Catalogue {
         Ok((key, minted.secret))
     }
 
-    pub async fn update_key(&self, actor: &Actor, key_id: &str, patch: KeyPatch) -> ApiResult<ApiKey> {
+    pub async fn update_key(&self, actor: &Actor, key_id: &str, patch: KeyPatch) -> Result<ApiKey> {
         let mut tx = self.pg.begin().await?;
         let (current, digest) =
             api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
@@ -103,14 +104,14 @@ impl Catalogue {
         match current.status_at(at) {
             KeyStatus::Active => {}
             KeyStatus::Revoked => {
-                return Err(ApiError::new(ErrorCode::KeyRevoked, "key is revoked and cannot be modified"));
+                return Err(Error::new(ErrorCode::KeyRevoked, "key is revoked and cannot be modified"));
             }
             KeyStatus::Expired => {
-                return Err(ApiError::new(ErrorCode::KeyExpired, "key is expired and cannot be modified"));
+                return Err(Error::new(ErrorCode::KeyExpired, "key is expired and cannot be modified"));
             }
         }
         if patch.expires_at.is_some_and(|e| e <= at) {
-            return Err(ApiError::invalid_field("expires_at", "must be in the future"));
+            return Err(Error::invalid_field("expires_at", "must be in the future"));
         }
         let mut key = current.clone();
         let mut changed = Vec::new();
@@ -155,13 +156,13 @@ impl Catalogue {
         Ok(key)
     }
 
-    pub async fn revoke_key(&self, actor: &Actor, key_id: &str, reason: Option<String>) -> ApiResult<ApiKey> {
+    pub async fn revoke_key(&self, actor: &Actor, key_id: &str, reason: Option<String>) -> Result<ApiKey> {
         let mut tx = self.pg.begin().await?;
         let (mut key, digest) =
             api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
         lock_open_tenant(&mut tx, key.tenant_id.as_str()).await?;
         if key.stored_status == KeyStatus::Revoked {
-            return Err(ApiError::new(ErrorCode::KeyRevoked, format!("API key {key_id} is already revoked")));
+            return Err(Error::new(ErrorCode::KeyRevoked, format!("API key {key_id} is already revoked")));
         }
         let current_status = key.status_at(now());
         key.stored_status = KeyStatus::Revoked;
@@ -183,7 +184,7 @@ impl Catalogue {
 
     /// Emits `api_key.expired` once for each key that has passed its expiry (a key expires
     /// by the clock, with no request to hang the event on). Returns how many it announced.
-    pub async fn announce_expired_keys(&self) -> ApiResult<usize> {
+    pub async fn announce_expired_keys(&self) -> Result<usize> {
         let mut tx = self.pg.begin().await?;
         let expired = api_keys::take_newly_expired(&mut tx, EXPIRY_BATCH).await?;
         let events: Vec<Event> = expired
@@ -207,12 +208,12 @@ impl Catalogue {
         &self,
         filter: &api_keys::Filter,
         page: &pg::page::PageSpec,
-    ) -> ApiResult<pg::page::Page<ApiKey>> {
+    ) -> Result<pg::page::Page<ApiKey>> {
         Ok(api_keys::list(self.pg.pool(), filter, page).await?)
     }
 
     /// The `validateApiKey` checks in the spec's order; `Err(reason)` names the first failure.
-    pub async fn validate_key(&self, presented: &str) -> ApiResult<Result<ApiKey, (&'static str, String)>> {
+    pub async fn validate_key(&self, presented: &str) -> Result<Result<ApiKey, (&'static str, String)>> {
         if presented.is_empty() || presented.len() > secret::KEY_SECRET_LEN_MAX {
             return Ok(Err(("INVALID_KEY", String::new())));
         }
@@ -222,10 +223,10 @@ impl Catalogue {
         };
         let tenant = found.key.tenant_id.to_string();
         let reason = match (found.key.status_at(now()), found.tenant_status) {
-            (KeyStatus::Revoked, _) => "KEY_REVOKED",
-            (KeyStatus::Expired, _) => "KEY_EXPIRED",
-            (_, TenantStatus::Suspended) => "TENANT_SUSPENDED",
-            (_, TenantStatus::Closed) => "TENANT_CLOSED",
+            (KeyStatus::Revoked, _) => ErrorCode::KeyRevoked.as_str(),
+            (KeyStatus::Expired, _) => ErrorCode::KeyExpired.as_str(),
+            (_, TenantStatus::Suspended) => ErrorCode::TenantSuspended.as_str(),
+            (_, TenantStatus::Closed) => ErrorCode::TenantClosed.as_str(),
             (KeyStatus::Active, TenantStatus::Active) => return Ok(Ok(found.key)),
         };
         Ok(Err((reason, tenant)))

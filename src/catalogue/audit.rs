@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
+use crate::domain::Correlation;
 use crate::domain::audit::AuditEntry;
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN};
-use crate::http::context::RequestCtx;
 
 /// Who performed a mutation, as recorded in `metadata.actor_type`.
 #[derive(Debug, Clone)]
@@ -12,11 +12,11 @@ pub struct Actor {
     /// `admin`, `api_key`, `admin_on_behalf_of` or `system`.
     pub actor_type: &'static str,
     pub key_id: Option<String>,
-    pub ctx: RequestCtx,
+    pub ctx: Correlation,
 }
 
 impl Actor {
-    pub fn admin(ctx: RequestCtx) -> Self {
+    pub fn admin(ctx: Correlation) -> Self {
         Self { actor_type: "admin", key_id: None, ctx }
     }
 
@@ -44,7 +44,7 @@ impl Actor {
         }
         AuditEntry {
             log_id: uuid::Uuid::now_v7(),
-            timestamp: super::now(),
+            timestamp: crate::domain::clock::now(),
             tenant_id: tenant_id.to_string(),
             key_id: self.key_id.clone(),
             user_agent: self.ctx.user_agent.clone(),
@@ -66,12 +66,14 @@ impl super::Catalogue {
     /// transaction that commits only if the mutation changed something (`changed` says so;
     /// an idempotent replay did not). A crash between the ledger write and the commit loses
     /// the entry; the mutation itself stays all-or-nothing.
-    pub async fn audited<T>(
+    ///
+    /// Private to the catalogue: every audited admin mutation is a catalogue method.
+    pub(super) async fn audited<T>(
         &self,
         entry: crate::domain::audit::AuditEntry,
-        mutation: impl std::future::Future<Output = crate::error::ApiResult<T>>,
+        mutation: impl std::future::Future<Output = crate::domain::error::Result<T>>,
         changed: impl FnOnce(&T) -> bool,
-    ) -> crate::error::ApiResult<T> {
+    ) -> crate::domain::error::Result<T> {
         let mut tx = self.pg.begin().await?;
         crate::store::pg::audit::append(&mut tx, &entry).await?;
         let out = mutation.await?;

@@ -4,6 +4,8 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod budgets;
+mod reads;
 pub mod tenants;
 pub mod webhooks;
 
@@ -15,21 +17,34 @@ use crate::ledger::Ledger;
 use crate::store::pg::PgStore;
 use crate::store::redis::RedisStore;
 
+/// The admin rules over the stores. Its fields are private: handlers reach Postgres and Redis
+/// only through its methods.
 #[derive(Clone)]
 pub struct Catalogue {
-    pub pg: PgStore,
-    pub redis: RedisStore,
-    pub hasher: KeyHasher,
+    pg: PgStore,
+    redis: RedisStore,
+    hasher: KeyHasher,
     /// The tenant close cascade releases reservations and closes budgets in the ledger.
-    pub ledger: Ledger,
+    ledger: Ledger,
     /// This instance's key cache: auth changes evict here at commit, before the response,
     /// and on every other instance through the Postgres NOTIFY they send.
-    pub key_cache: Arc<KeyCache>,
+    key_cache: Arc<KeyCache>,
     /// Webhook delivery: seals subscription secrets, holds the security config, sends tests.
-    pub dispatcher: crate::events::dispatch::Dispatcher,
+    dispatcher: crate::events::dispatch::Dispatcher,
 }
 
 impl Catalogue {
+    pub fn new(
+        pg: PgStore,
+        redis: RedisStore,
+        hasher: KeyHasher,
+        ledger: Ledger,
+        key_cache: Arc<KeyCache>,
+        dispatcher: crate::events::dispatch::Dispatcher,
+    ) -> Self {
+        Self { pg, redis, hasher, ledger, key_cache, dispatcher }
+    }
+
     /// Commits `tx` with auth-change announcements (`key:<digest hex>`, `tenant:<id>`): sent
     /// with NOTIFY inside the transaction (delivered to every instance at commit) and
     /// applied to this instance's cache right after the commit.
@@ -37,7 +52,7 @@ impl Catalogue {
         &self,
         mut tx: crate::store::pg::PgTx,
         payloads: &[String],
-    ) -> crate::error::ApiResult<()> {
+    ) -> crate::domain::error::Result<()> {
         for p in payloads {
             crate::store::pg::notify_auth(&mut tx, p).await?;
         }
@@ -47,12 +62,4 @@ impl Catalogue {
         }
         Ok(())
     }
-}
-
-/// Now, truncated to the microsecond precision Postgres stores, so what a response shows
-/// equals what a later read returns (and what the audit hash covers).
-pub fn now() -> time::OffsetDateTime {
-    let now = time::OffsetDateTime::now_utc();
-    let micros = now.nanosecond() / 1_000 * 1_000;
-    now.replace_nanosecond(micros).unwrap_or(now)
 }

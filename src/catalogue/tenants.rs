@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::Catalogue;
 use super::audit::Actor;
-use super::{Catalogue, now};
+use crate::domain::clock::now;
+use crate::domain::error::{Error, ErrorCode, Result};
 use crate::domain::event::EventType;
 use crate::domain::tenant::{CommitOveragePolicy, RateLimit, Tenant, TenantStatus, Tier};
 use crate::domain::webhook::WebhookStatus;
-use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events;
 use crate::store::pg::{self, api_keys, audit, tenants, webhooks};
 
@@ -39,14 +40,14 @@ pub struct TenantPatch {
 /// Tenants read per query while reseeding the mirror.
 const RESEED_PAGE: u32 = 500;
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(ErrorCode::TenantNotFound, format!("tenant {id} not found"))
+fn not_found(id: &str) -> Error {
+    Error::new(ErrorCode::TenantNotFound, format!("tenant {id} not found"))
 }
 
 /// The default TTL may not exceed the maximum TTL.
-pub fn check_ttls(default_ms: i64, max_ms: i64) -> ApiResult<()> {
+pub fn check_ttls(default_ms: i64, max_ms: i64) -> Result<()> {
     if default_ms > max_ms {
-        return Err(ApiError::invalid_field(
+        return Err(Error::invalid_field(
             "default_reservation_ttl_ms",
             format!("must not exceed max_reservation_ttl_ms ({max_ms})"),
         ));
@@ -57,7 +58,7 @@ pub fn check_ttls(default_ms: i64, max_ms: i64) -> ApiResult<()> {
 impl Catalogue {
     /// Creates `t`; returns the stored tenant and whether this call created it. A second
     /// create with the same id and name returns the existing tenant; another name is 409.
-    pub async fn create_tenant(&self, actor: &Actor, t: Tenant) -> ApiResult<(Tenant, bool)> {
+    pub async fn create_tenant(&self, actor: &Actor, t: Tenant) -> Result<(Tenant, bool)> {
         check_ttls(t.default_reservation_ttl_ms, t.max_reservation_ttl_ms)?;
         let mut tx = self.pg.begin().await?;
         let created = tenants::insert(&mut tx, &t).await?;
@@ -73,9 +74,9 @@ impl Catalogue {
             drop(tx);
             let existing = tenants::get(self.pg.pool(), t.tenant_id.as_str())
                 .await?
-                .ok_or_else(|| ApiError::internal("tenant vanished during create"))?;
+                .ok_or_else(|| Error::internal("tenant vanished during create"))?;
             if existing.name != t.name {
-                return Err(ApiError::new(
+                return Err(Error::new(
                     ErrorCode::DuplicateResource,
                     format!("tenant {} exists with a different name", t.tenant_id),
                 ));
@@ -86,24 +87,21 @@ impl Catalogue {
         Ok((stored, created))
     }
 
-    pub async fn get_tenant(&self, id: &str) -> ApiResult<Tenant> {
+    pub async fn get_tenant(&self, id: &str) -> Result<Tenant> {
         tenants::get(self.pg.pool(), id).await?.ok_or_else(|| not_found(id))
     }
 
-    pub async fn update_tenant(&self, actor: &Actor, id: &str, patch: TenantPatch) -> ApiResult<Tenant> {
+    pub async fn update_tenant(&self, actor: &Actor, id: &str, patch: TenantPatch) -> Result<Tenant> {
         if patch.status == Some(TenantStatus::Closed) {
             let current = self.get_tenant(id).await?;
             if let Some(changed) = changed_fields(&current, &patch).into_iter().find(|f| *f != "status") {
-                return Err(ApiError::invalid_field(
-                    &changed,
-                    "cannot be changed in the request that closes the tenant",
-                ));
+                return Err(Error::invalid_field(&changed, "cannot be changed in the request that closes the tenant"));
             }
             // The ledger must refuse the tenant before anything else changes.
             self.redis.mirror_status(id, TenantStatus::Closed.as_str()).await?;
             let closed = self.close_tenant(actor, id).await?;
             self.redis.mirror_tenant(&closed).await?;
-            let report = self.ledger.close_tenant_ledger(id, &(&actor.ctx).into()).await?;
+            let report = self.ledger.close_tenant_ledger(id, &actor.ctx).await?;
             tracing::info!(
                 tenant = id,
                 reservations_released = report.reservations_released,
@@ -116,12 +114,9 @@ impl Catalogue {
         let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         if current.status == TenantStatus::Closed {
             if patch.status.is_some_and(|s| s != TenantStatus::Closed) {
-                return Err(ApiError::invalid_field(
-                    "status",
-                    "cannot transition from CLOSED; closing is irreversible",
-                ));
+                return Err(Error::invalid_field("status", "cannot transition from CLOSED; closing is irreversible"));
             }
-            return Err(ApiError::new(ErrorCode::TenantClosed, format!("tenant {id} is closed")));
+            return Err(Error::new(ErrorCode::TenantClosed, format!("tenant {id} is closed")));
         }
         let changed = changed_fields(&current, &patch);
         let updated = apply(current.clone(), &patch);
@@ -152,7 +147,7 @@ impl Catalogue {
 
     /// Closes the tenant and revokes its keys in one transaction. Idempotent: on a tenant
     /// already CLOSED it only finishes children still open, and audits only those.
-    async fn close_tenant(&self, actor: &Actor, id: &str) -> ApiResult<Tenant> {
+    async fn close_tenant(&self, actor: &Actor, id: &str) -> Result<Tenant> {
         let mut tx = self.pg.begin().await?;
         let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         let at = now();
@@ -241,13 +236,13 @@ impl Catalogue {
         &self,
         filter: &tenants::Filter,
         page: &pg::page::PageSpec,
-    ) -> ApiResult<pg::page::Page<Tenant>> {
+    ) -> Result<pg::page::Page<Tenant>> {
         Ok(tenants::list(self.pg.pool(), filter, page).await?)
     }
 
     /// Copies every tenant's status and settings into Redis (at start, so a mirror lost with
     /// a Redis restart is rebuilt before the runtime serves).
-    pub async fn reseed_mirror(&self) -> ApiResult<usize> {
+    pub async fn reseed_mirror(&self) -> Result<usize> {
         let column = pg::page::SortColumn { expr: "tenant_id", cast: "text", id_expr: "tenant_id", id_cast: "text" };
         let mut spec = pg::page::PageSpec { column, descending: false, after: None, limit: RESEED_PAGE };
         let mut mirrored = 0;

@@ -156,7 +156,7 @@ impl Event {
             event_id: new_event_id(),
             event_type,
             category: event_type.category(),
-            timestamp: crate::catalogue::now(),
+            timestamp: crate::domain::clock::now(),
             tenant_id: tenant_id.to_string(),
             scope: None,
             actor: None,

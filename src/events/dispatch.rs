@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::{Guard, GuardedResolver, SecurityConfig, SharedGuard};
+use super::notices::{delivery_failed_event, disabled_event};
 use super::seal::Sealer;
 use crate::auth::secret::KeyHasher;
-use crate::domain::event::{Event, EventActor, EventType, SOURCE_DISPATCHER, SYSTEM_TENANT};
+use crate::domain::event::{Event, EventType, SYSTEM_TENANT};
 use crate::domain::webhook::{DeliveryStatus, Subscription, WebhookStatus};
 use crate::store::pg::webhooks::{self, Attempt, Delivery};
 use crate::store::pg::{self, PgStore, events};
@@ -306,7 +306,7 @@ impl Dispatcher {
     /// One attempt of one claimed delivery, and its bookkeeping.
     async fn deliver(&self, d: Delivery) -> StoreResult<()> {
         let pool = self.inner.pg.pool();
-        let now = crate::catalogue::now();
+        let now = crate::domain::clock::now();
         let stored = webhooks::get(pool, &d.subscription_id).await?;
         let event = events::get(pool, &d.event_id).await?;
         let (stored, event) = match (stored, event) {
@@ -331,7 +331,7 @@ impl Dispatcher {
         crate::telemetry::webhook_attempt(outcome.success);
         let attempts = d.attempts + 1;
         let policy = stored.sub.retry_policy;
-        let at = crate::catalogue::now();
+        let at = crate::domain::clock::now();
         let retry = !outcome.success && u32::try_from(attempts).unwrap_or(u32::MAX) <= policy.max_retries;
         let status = if outcome.success {
             DeliveryStatus::Success
@@ -401,45 +401,6 @@ impl Dispatcher {
         webhooks::record_attempt(&mut tx, &d.delivery_id, &attempt).await?;
         pg::commit(tx).await
     }
-}
-
-fn delivery_failed_event(sub: &Subscription, d: &Delivery, cause: &Event, attempts: i32, error: Option<&str>) -> Event {
-    let data = json!({
-        "component": "webhook_dispatcher",
-        "severity": "warning",
-        "message": format!("delivery of {} to subscription {} failed after {attempts} attempts", cause.event_id, sub.subscription_id),
-        "details": {
-            "subscription_id": sub.subscription_id,
-            "tenant_id": sub.tenant_id,
-            "delivery_id": d.delivery_id,
-            "event_id": cause.event_id,
-            "event_type": cause.event_type.as_str(),
-            "attempts": attempts,
-            "last_error": error,
-        },
-    });
-    let mut e = Event::new(EventType::SystemWebhookDeliveryFailed, SYSTEM_TENANT, SOURCE_DISPATCHER, data);
-    e.actor = Some(EventActor::of("system", None));
-    e.request_id = cause.request_id.clone();
-    e.trace_id = cause.trace_id.clone();
-    e
-}
-
-fn disabled_event(sub: &Subscription, d: &Delivery, cause: &Event) -> Event {
-    let data = json!({
-        "subscription_id": sub.subscription_id,
-        "tenant_id": sub.tenant_id,
-        "previous_status": sub.status.as_str(),
-        "new_status": "DISABLED",
-        "changed_fields": [],
-        "disable_reason": "consecutive_failures_exceeded_threshold",
-    });
-    let mut e = Event::new(EventType::WebhookDisabled, &sub.tenant_id, SOURCE_DISPATCHER, data);
-    e.actor = Some(EventActor::of("system", None));
-    e.correlation_id = Some(format!("webhook_auto_disable:{}:{}", sub.subscription_id, d.delivery_id));
-    e.request_id = cause.request_id.clone();
-    e.trace_id = cause.trace_id.clone();
-    e
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod dispatch;
 pub mod guard;
+mod notices;
 pub mod outbox;
 pub mod seal;
 

@@ -15,14 +15,7 @@ pub static X_CYCLES_TRACE_ID: HeaderName = HeaderName::from_static("x-cycles-tra
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Correlation ids of one HTTP request; carried into audit rows and events.
-#[derive(Debug, Clone)]
-pub struct RequestCtx {
-    pub request_id: String,
-    pub trace_id: String,
-    /// Trace flags of a valid inbound `traceparent` (outbound webhooks preserve them).
-    pub trace_flags: Option<u8>,
-    pub user_agent: Option<String>,
-}
+pub type RequestCtx = crate::domain::Correlation;
 
 tokio::task_local! {
     static CURRENT: RequestCtx;
@@ -30,11 +23,12 @@ tokio::task_local! {
 
 /// The context of the request being served, or a fresh one outside any request.
 pub fn current() -> RequestCtx {
-    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| RequestCtx::fresh(&HeaderMap::new()))
+    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| fresh(&HeaderMap::new()))
 }
 
-impl RequestCtx {
-    pub fn fresh(headers: &HeaderMap) -> Self {
+/// The correlation of a request with these headers: a new request id, the caller's trace id.
+pub fn fresh(headers: &HeaderMap) -> RequestCtx {
+    {
         let (trace_id, trace_flags) = match headers.get(&TRACEPARENT).and_then(parse_traceparent) {
             Some((id, flags)) => (id, Some(flags)),
             None => match headers.get(&X_CYCLES_TRACE_ID).and_then(parse_trace_id) {
@@ -46,7 +40,7 @@ impl RequestCtx {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Self { request_id: uuid::Uuid::now_v7().to_string(), trace_id, trace_flags, user_agent }
+        RequestCtx { request_id: uuid::Uuid::now_v7().to_string(), trace_id, trace_flags, user_agent }
     }
 }
 
@@ -94,7 +88,7 @@ pub fn new_trace_id() -> String {
 
 /// Middleware: builds the context, runs the rest of the stack inside it, echoes the ids.
 pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let ctx = RequestCtx::fresh(request.headers());
+    let ctx = fresh(request.headers());
     request.extensions_mut().insert(ctx.clone());
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
     let trace_id = HeaderValue::from_str(&ctx.trace_id).ok();
@@ -124,7 +118,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&TRACEPARENT, HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         h.insert(&X_CYCLES_TRACE_ID, HeaderValue::from_static("11111111111111111111111111111111"));
-        let ctx = RequestCtx::fresh(&h);
+        let ctx = fresh(&h);
         assert_eq!(ctx.trace_id, "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(ctx.trace_flags, Some(1));
     }
@@ -133,7 +127,7 @@ mod tests {
     fn uppercase_cycles_trace_id_is_treated_as_absent() {
         let mut h = HeaderMap::new();
         h.insert(&X_CYCLES_TRACE_ID, HeaderValue::from_static("0AF7651916CD43DD8448EB211C80319C"));
-        let ctx = RequestCtx::fresh(&h);
+        let ctx = fresh(&h);
         assert_ne!(ctx.trace_id, "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(ctx.trace_id.len(), 32);
     }

@@ -24,8 +24,7 @@ pub async fn not_found() -> ApiError {
 
 /// 405 with a JSON body for a known path called with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, "method not allowed on this route")
-        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
 }
 
 /// Wraps a plane's routes with the layers every response needs, outermost first:
@@ -45,8 +44,9 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("request handler panicked").into_response()
 }
 
-/// Responses made by layers (timeouts, panics caught outside the context) carry no JSON
-/// body; give every bare 4xx/5xx the spec's error body.
+/// Responses made by layers (timeouts, body limits, panics caught outside the context) carry
+/// no JSON body; give every bare 4xx/5xx the spec's error body, keeping the layer's status
+/// where the table has a row for it (any other 4xx becomes a 400).
 async fn json_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     let is_json =
@@ -58,6 +58,8 @@ async fn json_for_bare_errors(response: Response) -> Response {
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
         s if s.is_server_error() => ErrorCode::InternalError,
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         _ => ErrorCode::InvalidRequest,
     };
     let (parts, _) = response.into_parts();
@@ -65,16 +67,14 @@ async fn json_for_bare_errors(response: Response) -> Response {
         parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
     };
     let (request_id, trace_id) = (id(&context::X_REQUEST_ID), id(&context::X_CYCLES_TRACE_ID));
-    let mut fresh = ApiError::new(code, status.canonical_reason().unwrap_or("error"))
-        .with_status(status)
-        .render(&request_id, &trace_id);
+    let mut fresh = ApiError::new(code, status.canonical_reason().unwrap_or("error")).render(&request_id, &trace_id);
     for name in [&context::X_REQUEST_ID, &context::X_CYCLES_TRACE_ID] {
         if let Some(v) = parts.headers.get(name) {
             fresh.headers_mut().insert(name.clone(), v.clone());
         }
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        fresh.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if code.is_transient() {
+        fresh.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_S));
     }
     fresh
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::{Unit, Units};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::domain::error::{Error, Result};
 
 use super::reads::BudgetDoc;
 use super::{Correlation, IDEM_RETENTION_MS, Ledger};
@@ -63,12 +63,12 @@ pub struct FundOutcome {
     pub replay: bool,
 }
 
-fn fund_state(v: Option<&Value>) -> ApiResult<FundState> {
+fn fund_state(v: Option<&Value>) -> Result<FundState> {
     let int = |k: &str| {
         v.and_then(|v| v.get(k))
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(|| ApiError::internal(format!("fund reply {k}")))
+            .ok_or_else(|| Error::internal(format!("fund reply {k}")))
     };
     Ok(FundState {
         allocated: int("allocated")?,
@@ -79,7 +79,7 @@ fn fund_state(v: Option<&Value>) -> ApiResult<FundState> {
 }
 
 impl Ledger {
-    pub async fn create_budget(&self, b: &NewBudget, ledger_id: &str, corr: &Correlation) -> ApiResult<BudgetDoc> {
+    pub async fn create_budget(&self, b: &NewBudget, ledger_id: &str, corr: &Correlation) -> Result<BudgetDoc> {
         let k = self.keys();
         let t = b.tenant.as_str();
         let keys = vec![k.tenant(t), k.ledger(t), k.budget_index(t), k.outbox(t)];
@@ -108,7 +108,7 @@ impl Ledger {
         overdraft_limit: Option<Units>,
         policy: Option<CommitOveragePolicy>,
         corr: &Correlation,
-    ) -> ApiResult<BudgetDoc> {
+    ) -> Result<BudgetDoc> {
         let k = self.keys();
         let keys = vec![k.tenant(tenant), k.ledger(tenant), k.outbox(tenant)];
         let args = vec![
@@ -132,7 +132,7 @@ impl Ledger {
         freeze: bool,
         reason: &str,
         corr: &Correlation,
-    ) -> ApiResult<BudgetDoc> {
+    ) -> Result<BudgetDoc> {
         let k = self.keys();
         let keys = vec![k.tenant(tenant), k.ledger(tenant), k.outbox(tenant)];
         let target = if freeze { "FROZEN" } else { "ACTIVE" };
@@ -144,12 +144,7 @@ impl Ledger {
             corr.request_id.clone(),
             corr.trace_id.clone(),
         ];
-        let raw: String = self.redis.eval(&self.scripts.budget_status, &keys, &args).await?;
-        if raw.contains("\"e\":\"ALREADY\"") {
-            return Err(ApiError::new(ErrorCode::InvalidRequest, format!("budget is already {target}"))
-                .with_status(axum::http::StatusCode::CONFLICT));
-        }
-        let reply = super::decode(&raw)?;
+        let reply = self.run("budget_status", &self.scripts.budget_status, keys, args).await?;
         BudgetDoc::from_json(tenant, &reply.body)
     }
 
@@ -165,7 +160,7 @@ impl Ledger {
         reason: &str,
         idempotency: Option<(&str, &str)>,
         corr: &Correlation,
-    ) -> ApiResult<FundOutcome> {
+    ) -> Result<FundOutcome> {
         let k = self.keys();
         let (key, hash) = idempotency.unwrap_or(("", ""));
         let keys = vec![k.tenant(tenant), k.ledger(tenant), k.idem(tenant, "fund", key), k.outbox(tenant)];

@@ -2,7 +2,7 @@
 //! in bounded batches, then close every budget. Safe to re-run: the script only touches what
 //! is still open, and refuses to run unless the tenant's mirror already says CLOSED.
 
-use crate::error::ApiResult;
+use crate::domain::error::Result;
 
 use super::{Correlation, FINALIZED_RETENTION_MS, Ledger};
 
@@ -18,7 +18,7 @@ pub struct CascadeReport {
 }
 
 impl Ledger {
-    pub async fn close_tenant_ledger(&self, tenant: &str, corr: &Correlation) -> ApiResult<CascadeReport> {
+    pub async fn close_tenant_ledger(&self, tenant: &str, corr: &Correlation) -> Result<CascadeReport> {
         let k = self.keys();
         let mut report = CascadeReport::default();
         for _ in 0..CASCADE_BATCHES_MAX {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::domain::amount::Unit;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::domain::error::{Error, ErrorCode, Result};
 use crate::store::redis::RedisStore;
 use crate::store::redis::scripts::Scripts;
 
@@ -26,24 +26,16 @@ pub const IDEM_RETENTION_MS: i64 = 24 * 3_600_000;
 /// How long usage-event idempotency records are kept.
 pub const EVENT_IDEM_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
+/// The ledger over one Redis (or cluster). Its fields are private: every change goes through
+/// an operation here, and so through a script.
 #[derive(Clone)]
 pub struct Ledger {
-    pub redis: RedisStore,
-    pub scripts: Arc<Scripts>,
+    redis: RedisStore,
+    scripts: Arc<Scripts>,
 }
 
 /// Correlation ids carried into the outbox events a script appends.
-#[derive(Debug, Clone, Default)]
-pub struct Correlation {
-    pub request_id: String,
-    pub trace_id: String,
-}
-
-impl From<&crate::http::context::RequestCtx> for Correlation {
-    fn from(ctx: &crate::http::context::RequestCtx) -> Self {
-        Self { request_id: ctx.request_id.clone(), trace_id: ctx.trace_id.clone() }
-    }
-}
+pub use crate::domain::Correlation;
 
 /// One scope's budget as a script reported it. `remaining` is derived, so the invariant
 /// `remaining = allocated − spent − reserved − debt` holds by construction.
@@ -76,12 +68,12 @@ pub struct Reply {
     pub body: Map<String, Value>,
 }
 
-fn bad_reply(what: &str) -> ApiError {
-    ApiError::internal(format!("ledger script reply: {what}"))
+fn bad_reply(what: &str) -> Error {
+    Error::internal(format!("ledger script reply: {what}"))
 }
 
 impl Reply {
-    pub fn str(&self, field: &str) -> ApiResult<&str> {
+    pub fn str(&self, field: &str) -> Result<&str> {
         self.body.get(field).and_then(Value::as_str).ok_or_else(|| bad_reply(field))
     }
 
@@ -89,22 +81,22 @@ impl Reply {
         self.body.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 
-    pub fn int(&self, field: &str) -> ApiResult<i64> {
+    pub fn int(&self, field: &str) -> Result<i64> {
         self.str(field)?.parse().map_err(|_| bad_reply(field))
     }
 
-    pub fn balances(&self, unit: Unit) -> ApiResult<Vec<Balance>> {
+    pub fn balances(&self, unit: Unit) -> Result<Vec<Balance>> {
         balances_of(self.body.get("balances"), unit)
     }
 }
 
-fn int_field(v: &Value, field: &str) -> ApiResult<i64> {
+fn int_field(v: &Value, field: &str) -> Result<i64> {
     v.get(field).and_then(Value::as_str).and_then(|s| s.parse().ok()).ok_or_else(|| bad_reply(field))
 }
 
 /// Balances as scripts encode them (`{scope, a, s, r, d, o, x}`); an empty Lua table
 /// arrives as `{}`.
-pub fn balances_of(v: Option<&Value>, unit: Unit) -> ApiResult<Vec<Balance>> {
+pub fn balances_of(v: Option<&Value>, unit: Unit) -> Result<Vec<Balance>> {
     let Some(Value::Array(items)) = v else {
         return Ok(Vec::new());
     };
@@ -125,54 +117,39 @@ pub fn balances_of(v: Option<&Value>, unit: Unit) -> ApiResult<Vec<Balance>> {
         .collect()
 }
 
-/// The wire code of a script error; unknown codes are internal errors.
-fn error_code(code: &str) -> Option<ErrorCode> {
-    use ErrorCode::*;
-    Some(match code {
-        "INVALID_REQUEST" => InvalidRequest,
-        "FORBIDDEN" => Forbidden,
-        "NOT_FOUND" => NotFound,
-        "BUDGET_EXCEEDED" => BudgetExceeded,
-        "BUDGET_FROZEN" => BudgetFrozen,
-        "BUDGET_CLOSED" => BudgetClosed,
-        "BUDGET_NOT_FOUND" => BudgetNotFound,
-        "RESERVATION_EXPIRED" => ReservationExpired,
-        "RESERVATION_FINALIZED" => ReservationFinalized,
-        "IDEMPOTENCY_MISMATCH" => IdempotencyMismatch,
-        "UNIT_MISMATCH" => UnitMismatch,
-        "OVERDRAFT_LIMIT_EXCEEDED" => OverdraftLimitExceeded,
-        "DEBT_OUTSTANDING" => DebtOutstanding,
-        "MAX_EXTENSIONS_EXCEEDED" => MaxExtensionsExceeded,
-        "TENANT_CLOSED" => TenantClosed,
-        "DUPLICATE_RESOURCE" => DuplicateResource,
-        _ => return None,
-    })
+/// The code of a script error: the protocol's wire strings, plus `ALREADY` for a state change
+/// to the state a budget is already in. Unknown codes are internal errors.
+fn script_code(code: &str) -> Option<ErrorCode> {
+    match code {
+        "ALREADY" => Some(ErrorCode::AlreadyInState),
+        other => ErrorCode::parse(other),
+    }
 }
 
 /// Detail fields that carry amounts travel as strings; clients get integers.
 const AMOUNT_DETAILS: &[&str] =
     &["remaining", "requested", "debt", "overdraft_limit", "deficit", "reserved", "actual", "max_extensions"];
 
-/// Decodes a script's JSON reply; an `e` field becomes the matching [`ApiError`] with the
+/// Decodes a script's JSON reply; an `e` field becomes the matching [`Error`] with the
 /// remaining fields as `details`.
-pub fn decode(raw: &str) -> ApiResult<Reply> {
+pub fn decode(raw: &str) -> Result<Reply> {
     let Ok(Value::Object(mut body)) = serde_json::from_str::<Value>(raw) else {
         return Err(bad_reply("not a JSON object"));
     };
     if let Some(Value::String(code)) = body.remove("e") {
         let message = body.remove("m").and_then(|m| m.as_str().map(String::from)).unwrap_or_default();
-        if code == "INTERNAL_ERROR" {
-            return Err(ApiError::internal(format!("ledger: {message}")));
+        if code == ErrorCode::InternalError.as_str() {
+            return Err(Error::internal(format!("ledger: {message}")));
         }
-        let Some(code) = error_code(&code) else {
-            return Err(ApiError::internal(format!("ledger script error {code}: {message}")));
+        let Some(code) = script_code(&code) else {
+            return Err(Error::internal(format!("ledger script error {code}: {message}")));
         };
         for key in AMOUNT_DETAILS {
             if let Some(n) = body.get(*key).and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok()) {
                 body.insert((*key).to_string(), Value::from(n));
             }
         }
-        let mut error = ApiError::new(code, message);
+        let mut error = Error::new(code, message);
         if !body.is_empty() {
             error = error.with_details(Value::Object(body));
         }
@@ -198,7 +175,7 @@ impl Ledger {
         script: &redis::Script,
         keys: Vec<String>,
         args: Vec<String>,
-    ) -> ApiResult<Reply> {
+    ) -> Result<Reply> {
         let started = std::time::Instant::now();
         let raw: Result<String, _> = self.redis.eval(script, &keys, &args).await;
         crate::telemetry::script_latency(name, started.elapsed());

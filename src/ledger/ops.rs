@@ -3,8 +3,8 @@
 
 use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::{Unit, Units};
+use crate::domain::error::{Error, Result};
 use crate::domain::scope::Scopes;
-use crate::error::{ApiError, ApiResult};
 
 use super::{Balance, Correlation, EVENT_IDEM_RETENTION_MS, FINALIZED_RETENTION_MS, IDEM_RETENTION_MS, Ledger};
 
@@ -91,8 +91,8 @@ pub struct EventOutcome {
     pub balances: Vec<Balance>,
 }
 
-fn unit_of(reply: &super::Reply) -> ApiResult<Unit> {
-    Unit::parse(reply.str("unit")?).ok_or_else(|| ApiError::internal("ledger reply: unit"))
+fn unit_of(reply: &super::Reply) -> Result<Unit> {
+    Unit::parse(reply.str("unit")?).ok_or_else(|| Error::internal("ledger reply: unit"))
 }
 
 fn policy_arg(p: Option<CommitOveragePolicy>) -> String {
@@ -105,7 +105,7 @@ impl Ledger {
         input: &ReserveInput,
         reservation_id: &str,
         corr: &Correlation,
-    ) -> ApiResult<ReserveOutcome> {
+    ) -> Result<ReserveOutcome> {
         let k = self.keys();
         let t = input.tenant.as_str();
         let op = if input.mode == Mode::Decide { "decide" } else { "reserve" };
@@ -169,7 +169,7 @@ impl Ledger {
         actual: Units,
         metadata_json: &str,
         corr: &Correlation,
-    ) -> ApiResult<CommitOutcome> {
+    ) -> Result<CommitOutcome> {
         let k = self.keys();
         let keys = vec![
             k.tenant(tenant),
@@ -212,7 +212,7 @@ impl Ledger {
         request_hash: &str,
         reason: &str,
         corr: &Correlation,
-    ) -> ApiResult<ReleaseOutcome> {
+    ) -> Result<ReleaseOutcome> {
         let k = self.keys();
         let keys = vec![
             k.tenant(tenant),
@@ -250,7 +250,7 @@ impl Ledger {
         idempotency_key: &str,
         request_hash: &str,
         extend_by_ms: i64,
-    ) -> ApiResult<ExtendOutcome> {
+    ) -> Result<ExtendOutcome> {
         let k = self.keys();
         let keys = vec![
             k.tenant(tenant),
@@ -277,7 +277,7 @@ impl Ledger {
         policy: Option<CommitOveragePolicy>,
         scopes: &Scopes,
         corr: &Correlation,
-    ) -> ApiResult<EventOutcome> {
+    ) -> Result<EventOutcome> {
         let k = self.keys();
         let keys = vec![k.tenant(tenant), k.ledger(tenant), k.idem(tenant, "event", idempotency_key), k.outbox(tenant)];
         let event_id = format!("evt_{}", uuid::Uuid::now_v7().simple());

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::Unit;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::error::{Error, Result};
 
 use super::{Balance, Ledger};
 
@@ -76,8 +76,8 @@ fn cumulative_prefixes(path: &str) -> Vec<String> {
         .collect()
 }
 
-fn corrupt(what: &str) -> ApiError {
-    ApiError::internal(format!("reservation record has a bad {what}"))
+fn corrupt(what: &str) -> Error {
+    Error::internal(format!("reservation record has a bad {what}"))
 }
 
 fn json_field(f: &HashMap<String, String>, k: &str) -> Option<Value> {
@@ -85,7 +85,7 @@ fn json_field(f: &HashMap<String, String>, k: &str) -> Option<Value> {
 }
 
 impl ReservationRecord {
-    fn from_fields(id: &str, f: &HashMap<String, String>) -> ApiResult<Self> {
+    fn from_fields(id: &str, f: &HashMap<String, String>) -> Result<Self> {
         let int = |k: &str| f.get(k).and_then(|s| s.parse::<i64>().ok());
         let doc = json_field(f, "d").unwrap_or(Value::Null);
         Ok(Self {
@@ -128,13 +128,13 @@ const DOC_FIELDS: [&str; 14] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "
 
 impl BudgetDoc {
     /// From the 14 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
-    pub fn from_values(tenant: &str, scope: &str, unit: Unit, v: &[Option<String>]) -> ApiResult<Option<Self>> {
+    pub fn from_values(tenant: &str, scope: &str, unit: Unit, v: &[Option<String>]) -> Result<Option<Self>> {
         let get = |i: usize| v.get(i).cloned().flatten().unwrap_or_default();
         if v.first().cloned().flatten().is_none() {
             return Ok(None);
         }
         let int =
-            |i: usize| get(i).parse::<i64>().map_err(|_| ApiError::internal(format!("budget field {}", DOC_FIELDS[i])));
+            |i: usize| get(i).parse::<i64>().map_err(|_| Error::internal(format!("budget field {}", DOC_FIELDS[i])));
         Ok(Some(Self {
             tenant: tenant.to_string(),
             balance: Balance {
@@ -159,12 +159,12 @@ impl BudgetDoc {
     }
 
     /// From a script's `budget_doc` JSON.
-    pub fn from_json(tenant: &str, body: &serde_json::Map<String, Value>) -> ApiResult<Self> {
+    pub fn from_json(tenant: &str, body: &serde_json::Map<String, Value>) -> Result<Self> {
         let s = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
-        let scope = s("scope").ok_or_else(|| ApiError::internal("budget doc scope"))?;
-        let unit = s("unit").and_then(|u| Unit::parse(&u)).ok_or_else(|| ApiError::internal("budget doc unit"))?;
+        let scope = s("scope").ok_or_else(|| Error::internal("budget doc scope"))?;
+        let unit = s("unit").and_then(|u| Unit::parse(&u)).ok_or_else(|| Error::internal("budget doc unit"))?;
         let values: Vec<Option<String>> = DOC_FIELDS.iter().map(|f| s(f)).collect();
-        Self::from_values(tenant, &scope, unit, &values)?.ok_or_else(|| ApiError::internal("budget doc status"))
+        Self::from_values(tenant, &scope, unit, &values)?.ok_or_else(|| Error::internal("budget doc status"))
     }
 }
 
@@ -173,7 +173,7 @@ fn doc_fields(scope: &str, unit: Unit) -> Vec<String> {
 }
 
 impl Ledger {
-    pub async fn reservation(&self, tenant: &str, id: &str) -> ApiResult<Option<ReservationRecord>> {
+    pub async fn reservation(&self, tenant: &str, id: &str) -> Result<Option<ReservationRecord>> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.keys().reservation(tenant, id));
         let fields: HashMap<String, String> = self.redis.query(&cmd).await?;
@@ -183,7 +183,7 @@ impl Ledger {
         ReservationRecord::from_fields(id, &fields).map(Some)
     }
 
-    pub async fn reservation_exists(&self, tenant: &str, id: &str) -> ApiResult<bool> {
+    pub async fn reservation_exists(&self, tenant: &str, id: &str) -> Result<bool> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(self.keys().reservation(tenant, id));
         let n: i64 = self.redis.query(&cmd).await?;
@@ -191,7 +191,7 @@ impl Ledger {
     }
 
     /// The reservation a reserve idempotency key created, if its record is still kept.
-    pub async fn reservation_by_idempotency_key(&self, tenant: &str, key: &str) -> ApiResult<Option<String>> {
+    pub async fn reservation_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<String>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.keys().idem(tenant, "reserve", key));
         let record: Option<String> = self.redis.query(&cmd).await?;
@@ -202,7 +202,7 @@ impl Ledger {
     }
 
     /// Up to [`LIST_SCAN_MAX`] reservations of a tenant, newest first.
-    pub async fn recent_reservations(&self, tenant: &str) -> ApiResult<Vec<ReservationRecord>> {
+    pub async fn recent_reservations(&self, tenant: &str) -> Result<Vec<ReservationRecord>> {
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(self.keys().created(tenant)).arg(0).arg(LIST_SCAN_MAX - 1).arg("REV");
         let ids: Vec<String> = self.redis.query(&cmd).await?;
@@ -210,7 +210,7 @@ impl Ledger {
     }
 
     /// The given reservations that still exist, in order.
-    pub async fn reservations(&self, tenant: &str, ids: &[String]) -> ApiResult<Vec<ReservationRecord>> {
+    pub async fn reservations(&self, tenant: &str, ids: &[String]) -> Result<Vec<ReservationRecord>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(READ_BATCH) {
             let mut pipe = redis::pipe();
@@ -228,7 +228,7 @@ impl Ledger {
     }
 
     /// The tenant's budgets as `(scope, unit)`, ordered by scope then unit.
-    pub async fn budget_members(&self, tenant: &str) -> ApiResult<Vec<(String, Unit)>> {
+    pub async fn budget_members(&self, tenant: &str) -> Result<Vec<(String, Unit)>> {
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(self.keys().budget_index(tenant)).arg(0).arg(BUDGETS_SCAN_MAX - 1);
         let members: Vec<String> = self.redis.query(&cmd).await?;
@@ -241,7 +241,7 @@ impl Ledger {
         Ok(out)
     }
 
-    pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> ApiResult<Vec<BudgetDoc>> {
+    pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> Result<Vec<BudgetDoc>> {
         let mut out = Vec::with_capacity(members.len());
         for chunk in members.chunks(READ_BATCH) {
             let mut pipe = redis::pipe();
@@ -258,7 +258,7 @@ impl Ledger {
         Ok(out)
     }
 
-    pub async fn budget(&self, tenant: &str, scope: &str, unit: Unit) -> ApiResult<Option<BudgetDoc>> {
+    pub async fn budget(&self, tenant: &str, scope: &str, unit: Unit) -> Result<Option<BudgetDoc>> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(self.keys().ledger(tenant)).arg(doc_fields(scope, unit));
         let values: Vec<Option<String>> = self.redis.query(&cmd).await?;

@@ -2,7 +2,7 @@
 //! (`expires_at_ms + grace_ms`) has passed, then expire them in one script call that
 //! re-checks each, so sweepers on every instance can run at once.
 
-use crate::error::ApiResult;
+use crate::domain::error::Result;
 
 use super::{FINALIZED_RETENTION_MS, Ledger};
 
@@ -12,7 +12,7 @@ pub const SWEEP_BATCH: isize = 100;
 impl Ledger {
     /// Expires up to one batch of the tenant's due reservations; returns how many it
     /// expired and whether a full batch was due (more may be waiting).
-    pub async fn sweep_tenant(&self, tenant: &str, now_ms: i64) -> ApiResult<(u64, bool)> {
+    pub async fn sweep_tenant(&self, tenant: &str, now_ms: i64) -> Result<(u64, bool)> {
         let k = self.keys();
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(k.active(tenant)).arg("-inf").arg(now_ms).arg("BYSCORE").arg("LIMIT").arg(0).arg(SWEEP_BATCH);
@@ -30,7 +30,7 @@ impl Ledger {
     }
 
     /// Number of reservations past their deadline (the expiry backlog), for one tenant.
-    pub async fn due_count(&self, tenant: &str, now_ms: i64) -> ApiResult<u64> {
+    pub async fn due_count(&self, tenant: &str, now_ms: i64) -> Result<u64> {
         let mut cmd = redis::cmd("ZCOUNT");
         cmd.arg(self.keys().active(tenant)).arg("-inf").arg(now_ms);
         let n: i64 = self.redis.query(&cmd).await?;

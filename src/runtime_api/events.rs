@@ -17,7 +17,6 @@ use crate::domain::{CommitOveragePolicy, Permission};
 use crate::error::ApiResult;
 use crate::http::context::RequestCtx;
 use crate::http::extract::JsonBody;
-use crate::ledger::Correlation;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,7 +72,7 @@ pub async fn create(
             req.actual.amount,
             req.overage_policy,
             &scopes,
-            &Correlation::from(&ctx),
+            &ctx,
         )
         .await?;
     let body = EventBody {

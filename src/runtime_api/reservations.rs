@@ -16,8 +16,8 @@ use crate::domain::{CommitOveragePolicy, Permission};
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::JsonBody;
+use crate::ledger::new_reservation_id;
 use crate::ledger::ops::{Decision, Mode, ReserveInput, ReserveOutcome};
-use crate::ledger::{Correlation, new_reservation_id};
 use crate::state::AppState;
 
 pub const TTL_MS_MIN: i64 = 1_000;
@@ -145,7 +145,7 @@ pub async fn create(
         scopes: scopes.clone(),
     };
     let rid = new_reservation_id(tenant);
-    let outcome = state.ledger.reserve(&input, &rid, &Correlation::from(&ctx)).await?;
+    let outcome = state.ledger.reserve(&input, &rid, &ctx).await?;
     let remaining_ttl_ms = remaining_ttl(&state, tenant, &outcome).await?;
     let body = ReserveBody {
         decision: decision_str(&outcome.decision),
@@ -208,7 +208,7 @@ pub async fn decide(
         document: document(&req.subject, &req.action, &req.metadata, &req.idempotency_key)?,
         scopes: scopes.clone(),
     };
-    let outcome = state.ledger.reserve(&input, "", &Correlation::from(&ctx)).await?;
+    let outcome = state.ledger.reserve(&input, "", &ctx).await?;
     let body = DecideBody {
         decision: decision_str(&outcome.decision),
         reason_code: match outcome.decision {

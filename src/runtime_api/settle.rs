@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::common::{check_idempotency_header, owned_by, owner_for_admin, require, tenant_header};
 use super::wire::{Amount, BalanceBody, amount, balances, check_idempotency_key, metadata_json, request_hash};
@@ -15,7 +15,6 @@ use crate::domain::Permission;
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam};
-use crate::ledger::Correlation;
 use crate::state::AppState;
 
 pub const EXTEND_BY_MS_MAX: i64 = 86_400_000;
@@ -112,7 +111,7 @@ pub async fn commit(
             req.actual.unit,
             req.actual.amount,
             &metadata_json("metadata", &req.metadata)?,
-            &Correlation::from(&ctx),
+            &ctx,
         )
         .await?;
     let body = CommitBody {
@@ -156,26 +155,19 @@ pub async fn release(
         return Err(ApiError::invalid_field("reason", format!("must be at most {RELEASE_REASON_LEN_MAX} characters")));
     }
     let hash = request_hash(&req)?;
-    let corr = Correlation::from(&ctx);
     let (tenant, outcome) = match caller {
         Caller::Tenant(t) => {
             require(&t, Permission::ReservationsRelease)?;
             let tenant = t.key.tenant_id.to_string();
             owned_by(&state.ledger, &tenant, &id).await?;
-            let outcome = state.ledger.release(&tenant, &id, &req.idempotency_key, &hash, &reason, &corr).await?;
+            let outcome = state.ledger.release(&tenant, &id, &req.idempotency_key, &hash, &reason, &ctx).await?;
             (tenant, outcome)
         }
         Caller::Admin => {
             let tenant = owner_for_admin(&id)?;
-            let actor = Actor { actor_type: "admin_on_behalf_of", key_id: None, ctx: ctx.clone() };
-            let entry =
-                actor.entry("releaseReservation", &tenant, ("reservation", &id), 200, json!({ "reason": reason }));
-            let ledger = state.ledger.clone();
-            let (t, i, k) = (tenant.clone(), id.clone(), req.idempotency_key.clone());
-            let outcome = state
-                .catalogue
-                .audited(entry, async move { ledger.release(&t, &i, &k, &hash, &reason, &corr).await }, |o| !o.replay)
-                .await?;
+            let actor = Actor { actor_type: "admin_on_behalf_of", key_id: None, ctx };
+            let idem = (req.idempotency_key.as_str(), hash.as_str());
+            let outcome = state.catalogue.release_on_behalf(&actor, &tenant, &id, idem, &reason).await?;
             (tenant, outcome)
         }
     };

@@ -16,6 +16,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl From<StoreError> for crate::domain::Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable { store, cause } => Self::unavailable(store, cause),
+            StoreError::Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {

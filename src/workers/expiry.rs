@@ -25,7 +25,7 @@ pub async fn run(pg: PgStore, ledger: Ledger, shutdown: CancellationToken) {
 
 /// One pass over every open tenant; returns how many reservations it expired.
 pub async fn sweep_once(pg: &PgStore, ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<u64> {
-    let ids = tenants::open_ids(pg.pool()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ids = tenants::open_ids(pg.pool()).await?;
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
     let mut expired = 0;
     let mut backlog = 0;
@@ -34,13 +34,13 @@ pub async fn sweep_once(pg: &PgStore, ledger: &Ledger, shutdown: &CancellationTo
             break;
         }
         for _ in 0..BATCHES_PER_TENANT {
-            let (n, more) = ledger.sweep_tenant(&tenant, now_ms).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (n, more) = ledger.sweep_tenant(&tenant, now_ms).await?;
             expired += n;
             if !more {
                 break;
             }
         }
-        backlog += ledger.due_count(&tenant, now_ms).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        backlog += ledger.due_count(&tenant, now_ms).await?;
     }
     crate::telemetry::expiry_sweep(expired, backlog);
     Ok(expired)

@@ -3,6 +3,7 @@
 
 mod admission;
 mod api_keys;
+mod architecture;
 mod audit;
 mod auth;
 mod bad_input;

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+mod deliveries;
 pub mod events;
 pub mod page;
 pub mod retention;

@@ -1,0 +1,47 @@
+//! The catalogue's read side for the admin lists that have no rules of their own: the event
+//! log, the audit log and its chain check, and store health. Handlers read through here so
+//! that nothing above the catalogue holds a store handle.
+
+use super::Catalogue;
+use crate::domain::audit::{AuditEntry, ChainReport};
+use crate::domain::error::Result;
+use crate::domain::event::Event;
+use crate::store::StoreResult;
+use crate::store::pg::page::{Page, PageSpec};
+use crate::store::pg::{audit, events};
+
+impl Catalogue {
+    pub async fn list_events(&self, filter: &events::Filter, page: &PageSpec) -> Result<Page<Event>> {
+        Ok(events::list(self.pg.pool(), filter, page).await?)
+    }
+
+    pub async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        Ok(events::get(self.pg.pool(), id).await?)
+    }
+
+    pub async fn list_audit(&self, filter: &audit::Filter, page: &PageSpec) -> Result<Page<AuditEntry>> {
+        Ok(audit::list(self.pg.pool(), filter, page).await?)
+    }
+
+    /// Walks the audit chain and reports the first break, if any.
+    pub async fn verify_audit(&self) -> Result<ChainReport> {
+        Ok(audit::verify(self.pg.pool()).await?)
+    }
+
+    /// Every tenant id (the admin budget list across tenants).
+    pub async fn tenant_ids(&self) -> Result<Vec<String>> {
+        Ok(crate::store::pg::tenants::ids(self.pg.pool()).await?)
+    }
+
+    /// One health probe of each store: `(redis, postgres)`, each bounded by `timeout`.
+    pub async fn probe_stores(
+        &self,
+        timeout: std::time::Duration,
+    ) -> (Option<StoreResult<()>>, Option<StoreResult<()>>) {
+        let (redis, pg) = tokio::join!(
+            tokio::time::timeout(timeout, self.redis.ping()),
+            tokio::time::timeout(timeout, self.pg.ping())
+        );
+        (redis.ok(), pg.ok())
+    }
+}
