@@ -17,15 +17,10 @@ use divan::{Bencher, black_box};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use tollgate::admission::{Class, Gate, RateLimits};
-use tollgate::auth::cache::KeyInfo;
-use tollgate::auth::secret::{KeyDigest, KeyHasher};
-use tollgate::domain::api_key::KeyStatus;
-use tollgate::domain::scope::Scopes;
-use tollgate::domain::tenant::RateLimit;
-use tollgate::domain::{Permission, TenantId, TenantStatus, Tier};
-use tollgate::runtime_api::reservations::ReserveRequest;
-use tollgate::runtime_api::wire::{Subject, request_hash};
+use tollgate::internals::{
+    Class, Gate, KeyDigest, KeyHasher, KeyInfo, KeyStatus, Permission, RateLimit, RateLimits, ReserveRequest, Scopes,
+    Subject, TenantId, TenantStatus, Tier, request_hash,
+};
 
 fn main() {
     divan::main();
@@ -44,7 +39,7 @@ fn key_info() -> Arc<KeyInfo> {
     Arc::new(KeyInfo {
         key_id: "key_0123456789".into(),
         tenant_id: TenantId::parse("acme").expect("tenant id"),
-        permissions: tollgate::domain::permission::DEFAULT_PERMISSIONS.to_vec(),
+        permissions: tollgate::internals::DEFAULT_PERMISSIONS.to_vec(),
         scope_filter: Vec::new(),
         stored_status: KeyStatus::Active,
         expires_at: OffsetDateTime::now_utc() + time::Duration::days(365),
@@ -79,7 +74,7 @@ mod auth {
                 .insert(hasher.digest(format!("{KEY}{i}")), Entry { info: Some(key_info()), fetched: Instant::now() });
         }
         entries.insert(hasher.digest(KEY), Entry { info: Some(key_info()), fetched: Instant::now() });
-        let ttl = tollgate::auth::cache::POSITIVE_TTL;
+        let ttl = tollgate::internals::POSITIVE_TTL;
         bencher.bench(|| {
             let digest = hasher.digest(black_box(KEY));
             let entry = entries.get(&digest).expect("cached");
@@ -88,7 +83,7 @@ mod auth {
             drop(entry);
             let ok = info.status_at(OffsetDateTime::now_utc()) == KeyStatus::Active
                 && info.tenant_status != TenantStatus::Closed
-                && tollgate::domain::permission::grants(&info.permissions, Permission::ReservationsCreate);
+                && tollgate::internals::grants(&info.permissions, Permission::ReservationsCreate);
             black_box((info, ok))
         });
     }
@@ -144,8 +139,9 @@ mod json {
     fn canonical_sha256(bencher: Bencher) {
         use sha2::Digest;
         let value: Value = serde_json::from_str(RESERVE_BODY).expect("json");
-        bencher
-            .bench(|| hex::encode(sha2::Sha256::digest(tollgate::canonical::to_string(black_box(&value)).as_bytes())));
+        bencher.bench(|| {
+            hex::encode(sha2::Sha256::digest(tollgate::internals::canonical_json(black_box(&value)).as_bytes()))
+        });
     }
 
     /// The handler's fingerprint: typed request → Value → canonical JSON → SHA-256 hex.
@@ -159,8 +155,8 @@ mod json {
     #[divan::bench]
     fn decode_reserve_reply(bencher: Bencher) {
         bencher.bench(|| {
-            let reply = tollgate::ledger::decode(black_box(RESERVE_REPLY)).expect("reply");
-            reply.balances(tollgate::domain::amount::Unit::UsdMicrocents).expect("balances")
+            let reply = tollgate::internals::decode(black_box(RESERVE_REPLY)).expect("reply");
+            reply.balances(tollgate::internals::Unit::UsdMicrocents).expect("balances")
         });
     }
 }

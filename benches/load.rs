@@ -32,14 +32,10 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use tollgate::domain::amount::{Unit, Units};
-use tollgate::domain::scope::{LEVELS, Scopes};
-use tollgate::error::ErrorCode;
-use tollgate::ledger::ops::{Mode, ReserveInput};
-use tollgate::ledger::{Correlation, Ledger, new_reservation_id};
-use tollgate::runtime_api::wire::{Action, Subject, request_hash};
-use tollgate::store::redis::scripts::Scripts;
-use tollgate::store::redis::{Keys, RedisStore};
+use tollgate::internals::{
+    Action, Correlation, ErrorCode, Keys, LEVELS, Ledger, Mode, RedisStore, ReserveInput, Scopes, Scripts, Subject,
+    Unit, Units, new_reservation_id, request_hash,
+};
 
 /// Allocation of every benchmark budget: large enough that nothing is ever denied.
 const ALLOCATION: i64 = 1_000_000_000_000_000_000;

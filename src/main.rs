@@ -1,7 +1,7 @@
 //! `tollgate`: parse the command line, start logging, run the chosen command.
 
 use clap::Parser;
-use tollgate::config::{AuditCommand, Cli, Command, LogFormat};
+use tollgate::{AuditCommand, Cli, Command, LogFormat};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve(c) => c.log_format == LogFormat::Json,
         _ => false,
     };
-    tollgate::telemetry::init_logging(json_logs);
+    tollgate::init_logging(json_logs);
     match run(cli.command).await {
         Ok(code) => code,
         Err(err) => {
@@ -23,18 +23,16 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
         Command::Serve(config) => {
-            let app = tollgate::app::Application::build(*config).await?;
-            tokio::spawn(tollgate::app::cancel_on_signal(app.shutdown_token()));
+            let app = tollgate::Application::build(*config).await?;
+            tokio::spawn(tollgate::cancel_on_signal(app.shutdown_token()));
             app.run_until_stopped().await?;
         }
         Command::Migrate(store) => {
-            let pg = tollgate::store::pg::PgStore::connect(&store.database_url, 2).await?;
-            pg.migrate().await?;
+            tollgate::migrate(&store.database_url).await?;
             println!("migrations applied");
         }
         Command::Audit { command: AuditCommand::Verify(store) } => {
-            let pg = tollgate::store::pg::PgStore::connect(&store.database_url, 2).await?;
-            let report = tollgate::store::pg::audit::verify(pg.pool()).await?;
+            let report = tollgate::verify_audit(&store.database_url).await?;
             match report.broken {
                 None => println!("audit chain intact: {} entries verified", report.entries),
                 Some(b) => {

@@ -15,7 +15,6 @@ wire_enum!(
 
 /// Limits of the `ApiKey` schema.
 pub const NAME_LEN_MAX: usize = 256;
-pub const DESCRIPTION_LEN_MAX: usize = 1024;
 pub const REVOKED_REASON_LEN_MAX: usize = 512;
 /// Bounds what one key can carry, so a cached key stays small.
 pub const SCOPE_FILTER_ENTRIES_MAX: usize = 64;

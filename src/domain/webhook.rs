@@ -248,6 +248,17 @@ impl Subscription {
     }
 }
 
+/// An HTTP header name as RFC 9110 allows it: one or more token characters.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// An HTTP header value that can be sent as is: visible characters, spaces and tabs only
+/// (no CR, LF, NUL or other control characters).
+pub fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,15 +302,4 @@ mod tests {
         assert!(check_invariants("acme", &[EventType::BudgetExhausted], &[EventCategory::Tenant]).is_ok());
         assert!(check_invariants(SYSTEM_TENANT, &[EventType::ApiKeyCreated], &[EventCategory::System]).is_ok());
     }
-}
-
-/// An HTTP header name as RFC 9110 allows it: one or more token characters.
-pub fn is_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// An HTTP header value that can be sent as is: visible characters, spaces and tabs only
-/// (no CR, LF, NUL or other control characters).
-pub fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }

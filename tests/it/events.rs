@@ -284,7 +284,7 @@ async fn retention_prunes_old_events_and_finished_deliveries_but_keeps_recent_on
     .execute(&app.pg)
     .await
     .unwrap();
-    use tollgate::store::pg::{PgStore, retention};
+    use tollgate::internals::{PgStore, retention};
     let pg = PgStore::connect(&app.env.database_url, 2).await.unwrap();
     // Events go only once no delivery refers to them; deliveries go first.
     assert_eq!(retention::prune_events(pg.pool(), 90).await.unwrap(), 1);

@@ -64,7 +64,7 @@ async fn the_admin_plane_refuses_to_start_without_an_admin_key() {
     assert!(err.to_string().contains("ADMIN_API_KEY"), "{err}");
     let mut runtime_only = env.config();
     runtime_only.admin_api_key = None;
-    runtime_only.plane = tollgate::config::Plane::Runtime;
+    runtime_only.plane = tollgate::Plane::Runtime;
     let instance = Instance::start(runtime_only).await.expect("the runtime plane alone needs no admin key");
     assert!(instance.admin.is_none());
     instance.stop().await.unwrap();

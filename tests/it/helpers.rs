@@ -10,8 +10,8 @@ use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tollgate::app::Application;
-use tollgate::config::{LogFormat, Plane, ServeConfig, StoreConfig};
+use tollgate::Application;
+use tollgate::{LogFormat, Plane, ServeConfig, StoreConfig};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 

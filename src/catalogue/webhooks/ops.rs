@@ -225,8 +225,13 @@ impl Catalogue {
         let raw = serde_json::to_value(&config).map_err(Error::internal)?;
         let mut tx = self.pg.begin().await?;
         let written_at = store::put_security_config(&mut tx, &raw).await?;
-        let entry =
-            actor.entry("updateWebhookSecurityConfig", "__admin__", ("config", "webhook-security"), 200, json!({}));
+        let entry = actor.entry(
+            "updateWebhookSecurityConfig",
+            crate::domain::audit::ADMIN_TENANT,
+            ("config", "webhook-security"),
+            200,
+            json!({}),
+        );
         audit::append(&mut tx, &entry).await?;
         pg::commit(tx).await?;
         self.dispatcher.guard().replace(guard, written_at);
