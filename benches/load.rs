@@ -1148,9 +1148,7 @@ fn json_results(results: &[StepResult]) -> Value {
 
 /// `cmdstat_<name>:calls=N,usec=U,...` → name → (calls, usec).
 async fn commandstats(ledger: &Ledger) -> BTreeMap<String, (u64, u64)> {
-    let mut cmd = redis::cmd("INFO");
-    cmd.arg("commandstats");
-    let Ok(text) = ledger.redis.query::<String>(&cmd).await else { return BTreeMap::new() };
+    let Ok(text) = ledger.redis.info("commandstats").await else { return BTreeMap::new() };
     text.lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;

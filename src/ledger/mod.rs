@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::domain::amount::Unit;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::redis::RedisStore;
-use crate::store::redis::scripts::Scripts;
+use crate::store::redis::scripts::{Script, Scripts};
 
 /// How long a finalized reservation, and the idempotency records of its commit and release,
 /// are kept (then Redis expires them).
@@ -192,13 +192,7 @@ impl Ledger {
         self.redis.keys()
     }
 
-    async fn run(
-        &self,
-        name: &'static str,
-        script: &redis::Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    ) -> ApiResult<Reply> {
+    async fn run(&self, name: &'static str, script: &Script, keys: Vec<String>, args: Vec<String>) -> ApiResult<Reply> {
         let started = std::time::Instant::now();
         let raw: Result<String, _> = self.redis.eval(script, &keys, &args).await;
         crate::telemetry::script_latency(name, started.elapsed());

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod events;
+pub mod listen;
 pub mod page;
 pub mod retention;
 pub mod secrets;
