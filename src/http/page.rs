@@ -133,7 +133,8 @@ fn fingerprint(filters: &impl Debug) -> String {
     hex::encode(&Sha256::digest(format!("{filters:?}").as_bytes())[..12])
 }
 
-fn invalid_cursor() -> ApiError {
+/// The 400 for a cursor this list did not issue.
+pub fn invalid_cursor() -> ApiError {
     ApiError::invalid_field("cursor", "is not valid for this result set; restart pagination without a cursor")
 }
 
@@ -179,10 +180,21 @@ impl Paging {
         let mut keyed: Vec<(Position, T)> =
             rows.into_iter().map(|r| (position(&r), r)).filter(|(p, _)| self.is_after_cursor(p)).collect();
         keyed.sort_by(|a, b| if self.sort.descending { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) });
-        let has_more = keyed.len() > self.limit;
-        keyed.truncate(self.limit);
-        let next_cursor = if has_more { keyed.last().map(|(p, _)| self.cursor_after(p)) } else { None };
-        Page { items: keyed.into_iter().map(|(_, r)| r).collect(), next_cursor, has_more }
+        self.page_ordered(keyed, None)
+    }
+
+    /// A page from rows already in this order and after the cursor. More than `limit` rows
+    /// means more follow the page; `resume`, when a bounded scan stopped before the end, is
+    /// the last position it examined, so the next page continues from there.
+    pub fn page_ordered<T>(&self, mut rows: Vec<(Position, T)>, resume: Option<Position>) -> Page<T> {
+        let next = if rows.len() > self.limit {
+            rows.truncate(self.limit);
+            rows.last().map(|(p, _)| p.clone())
+        } else {
+            resume
+        };
+        let next_cursor = next.map(|p| self.cursor_after(&p));
+        Page { items: rows.into_iter().map(|(_, r)| r).collect(), has_more: next_cursor.is_some(), next_cursor }
     }
 
     /// A page the store read in SQL, with its cursor.
@@ -294,6 +306,18 @@ mod tests {
         let desc = Sort { by: "n".into(), descending: true };
         assert!(Paging::new(desc, 2, Some(&c), &"f").is_err());
         assert!(paging(Some("%%%"), "f").is_err());
+    }
+
+    #[test]
+    fn a_scan_that_stopped_early_still_offers_a_cursor() {
+        let p = paging(None, "f").unwrap();
+        let at = |k: &str| Position { key: k.into(), id: k.into() };
+        let page = p.page_ordered(vec![(at("a"), 1)], Some(at("z")));
+        assert_eq!((page.items, page.has_more), (vec![1], true));
+        let resumed = paging(page.next_cursor.as_deref(), "f").unwrap();
+        assert_eq!(resumed.after, Some(at("z")));
+        let last = p.page_ordered(vec![(at("a"), 1)], None);
+        assert_eq!((last.has_more, last.next_cursor), (false, None));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod budgets;
 pub mod cascade;
 pub mod ops;
 pub mod reads;
+pub mod scan;
 pub mod sweep;
 
 use std::sync::Arc;

@@ -12,8 +12,9 @@ use crate::error::{ApiError, ApiResult};
 use super::{Balance, Ledger};
 
 /// Reservations read per pipelined round trip when listing.
-const READ_BATCH: usize = 200;
-/// Most reservations a listing considers (the newest); a limit on one request's work.
+pub(super) const READ_BATCH: usize = 200;
+/// Most reservations a listing sorted by anything but creation time considers (the newest);
+/// a limit on one request's work. Listings in creation order page the index instead.
 pub const LIST_SCAN_MAX: usize = 10_000;
 /// Most budgets one tenant's listing reads.
 pub const BUDGETS_SCAN_MAX: usize = 10_000;

@@ -13,9 +13,10 @@ use crate::auth::{AnyAuth, Caller};
 use crate::domain::Permission;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{PathParam, QueryParams};
-use crate::http::page::{self, ListParams, Position};
+use crate::http::page::{self, ListParams, Page, Paging, Position};
 use crate::ledger::Ledger;
 use crate::ledger::reads::{ReservationRecord, ReservationStatus};
+use crate::ledger::scan::CreatedAt;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -151,10 +152,14 @@ fn in_window(v: Option<i64>, (lo, hi): Window) -> bool {
 const SORTS: &[&str] =
     &["reservation_id", "tenant", "scope_path", "status", "reserved", "created_at_ms", "expires_at_ms"];
 
+/// A number as text that orders like the number (times and amounts are never negative).
+fn num(n: i64) -> String {
+    format!("{:020}", n.max(0))
+}
+
 /// A row's position in the list: the sort column as text that orders like the value (numbers
 /// zero-padded), then the reservation id.
 fn position(r: &ReservationRecord, by: &str) -> Position {
-    let num = |n: i64| format!("{:020}", n.max(0));
     let key = match by {
         "reservation_id" => r.reservation_id.clone(),
         "tenant" => r.subject.get("tenant").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase(),
@@ -228,8 +233,8 @@ impl Filters {
             })
     }
 
-    /// The reservations these filters keep: the one an idempotency key names, else the
-    /// tenant's newest.
+    /// The reservations these filters keep: the one an idempotency key names, else among the
+    /// tenant's newest `LIST_SCAN_MAX`.
     async fn read(&self, ledger: &Ledger) -> ApiResult<Vec<ReservationRecord>> {
         let mut rows = match &self.idempotency_key {
             Some(key) => match ledger.reservation_by_idempotency_key(&self.tenant, key).await? {
@@ -243,6 +248,27 @@ impl Filters {
     }
 }
 
+/// A page in creation order read straight from the creation index: bounded work per request
+/// however many reservations the tenant has, and a cursor wherever more may follow.
+async fn by_creation(ledger: &Ledger, filters: &Filters, paging: &Paging) -> ApiResult<Page<ReservationRecord>> {
+    let after = match &paging.after {
+        None => None,
+        Some(p) => {
+            let created_at_ms = p.key.parse::<i64>().map_err(|_| page::invalid_cursor())?;
+            Some(CreatedAt { created_at_ms, id: p.id.clone() })
+        }
+    };
+    let want = paging.limit + 1;
+    let scanned = ledger
+        .scan_by_creation(&filters.tenant, after.as_ref(), paging.sort.descending, filters.created, want, |r| {
+            filters.keeps(r)
+        })
+        .await?;
+    let rows = scanned.rows.into_iter().map(|r| (position(&r, "created_at_ms"), r)).collect();
+    let resume = scanned.stopped_at.map(|s| Position { key: num(s.created_at_ms), id: s.id });
+    Ok(paging.page_ordered(rows, resume))
+}
+
 pub async fn list(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -252,8 +278,11 @@ pub async fn list(
     let paging = page::parse(&q.page, SORTS, "created_at_ms", page::RUNTIME, &filters)?;
     let include: Vec<&str> = q.include.as_deref().unwrap_or_default().split(',').map(str::trim).collect();
     let (with_meta, with_committed) = (include.contains(&"metadata"), include.contains(&"committed_metadata"));
-    let rows = filters.read(&state.ledger).await?;
-    let page = paging.page(rows, |r| position(r, &paging.sort.by));
+    let page = if filters.idempotency_key.is_none() && paging.sort.by == "created_at_ms" {
+        by_creation(&state.ledger, &filters, &paging).await?
+    } else {
+        paging.page(filters.read(&state.ledger).await?, |r| position(r, &paging.sort.by))
+    };
     Ok(Json(ListBody {
         reservations: page.items.into_iter().map(|r| body(r, with_meta, with_committed)).collect(),
         next_cursor: page.next_cursor,

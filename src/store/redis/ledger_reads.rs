@@ -53,6 +53,30 @@ impl RedisStore {
         self.query(&cmd).await
     }
 
+    /// Up to `count` entries of the creation index as `(id, created_at_ms)`, in creation order
+    /// (newest first when asked), starting at the `offset`-th entry created at `from_ms` or
+    /// later (earlier, newest first), or at the first entry when `from_ms` is `None`.
+    pub async fn created_from(
+        &self,
+        tenant: &str,
+        from_ms: Option<i64>,
+        newest_first: bool,
+        offset: usize,
+        count: usize,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let (open, end) = if newest_first { ("+inf", "-inf") } else { ("-inf", "+inf") };
+        let start = from_ms.map_or_else(|| open.to_string(), |ms| ms.to_string());
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys.created(tenant)).arg(start).arg(end).arg("BYSCORE");
+        if newest_first {
+            cmd.arg("REV");
+        }
+        cmd.arg("LIMIT").arg(offset).arg(count).arg("WITHSCORES");
+        let entries: Vec<(String, f64)> = self.query(&cmd).await?;
+        // Scores are Redis TIME in whole milliseconds, exact in an f64.
+        Ok(entries.into_iter().map(|(id, score)| (id, score as i64)).collect())
+    }
+
     /// Up to `count` ids of ACTIVE reservations from the expiry index, soonest deadline first.
     pub async fn active_ids(&self, tenant: &str, count: usize) -> StoreResult<Vec<String>> {
         if count == 0 {
