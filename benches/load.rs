@@ -1150,9 +1150,7 @@ fn json_results(results: &[StepResult]) -> Value {
 
 /// `cmdstat_<name>:calls=N,usec=U,...` → name → (calls, usec).
 async fn commandstats(redis: &RedisStore) -> BTreeMap<String, (u64, u64)> {
-    let mut cmd = redis::cmd("INFO");
-    cmd.arg("commandstats");
-    let Ok(text) = redis.query::<String>(&cmd).await else { return BTreeMap::new() };
+    let Ok(text) = redis.info("commandstats").await else { return BTreeMap::new() };
     text.lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;

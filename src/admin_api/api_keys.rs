@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
 use super::tenants::check_name;
 use crate::auth::AdminAuth;
 use crate::catalogue::api_keys::{KeyPatch, NewKey};
@@ -20,6 +19,7 @@ use crate::domain::tenant::TenantId;
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::page::{self, ListParams, enum_param, search_param};
 use crate::state::AppState;
 use crate::store::pg::api_keys::Filter;
 use crate::store::pg::page::SortColumn;
@@ -271,11 +271,11 @@ pub async fn list(
         status: enum_param("status", q.status.as_deref(), KeyStatus::parse, &statuses)?,
         search: search_param(q.search.as_deref())?,
     };
-    let (spec, sort_key) = page_spec(&q.page, SORTS, "created_at")?;
-    let page = state.catalogue.list_keys(&filter, &spec).await?;
+    let (spec, paging) = page::sql(&q.page, SORTS, "created_at", &filter)?;
+    let page = paging.finish(state.catalogue.list_keys(&filter, &spec).await?);
     Ok(Json(ListBody {
-        has_more: page.next.is_some(),
-        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
         keys: page.items.into_iter().map(Into::into).collect(),
     }))
 }

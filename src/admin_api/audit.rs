@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::pagination::{ListParams, encode_cursor, page_spec, search_param};
 use crate::auth::AdminAuth;
 use crate::domain::audit::{AuditEntry, ChainReport};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::QueryParams;
+use crate::http::page::{self, ListParams, search_param};
 use crate::state::AppState;
 use crate::store::pg::audit::Filter;
 use crate::store::pg::page::SortColumn;
@@ -189,11 +189,11 @@ pub async fn list(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<ListBody>> {
     let (filter, params) = filter_of(q)?;
-    let (spec, sort_key) = page_spec(&params, SORTS, "timestamp")?;
-    let page = state.catalogue.list_audit(&filter, &spec).await?;
+    let (spec, paging) = page::sql(&params, SORTS, "timestamp", &filter)?;
+    let page = paging.finish(state.catalogue.list_audit(&filter, &spec).await?);
     Ok(Json(ListBody {
-        has_more: page.next.is_some(),
-        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
         logs: page.items.into_iter().map(Into::into).collect(),
     }))
 }

@@ -1,6 +1,6 @@
-//! `/v1/admin/budgets`: create, lookup, patch, freeze/unfreeze, fund. Each handler extracts and
-//! validates the request, makes one catalogue call (which owns the budget rules and the audit
-//! entry) and maps the reply to the wire.
+//! `/v1/admin/budgets`: create, lookup, patch, freeze/unfreeze, fund (the list is in
+//! `budget_list`). Each handler extracts and validates the request, makes one catalogue call
+//! (which owns the budget rules and the audit entry) and maps the reply to the wire.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::pagination::{LIMIT_DEFAULT, LIMIT_MAX};
 use crate::auth::{AdminAuth, AnyAuth, Caller, TenantCaller};
 use crate::catalogue::audit::Actor;
 use crate::catalogue::budgets::{BudgetRef, Funding};
@@ -124,7 +123,7 @@ fn scope_param(raw: Option<&str>) -> ApiResult<String> {
     parse_budget_scope(raw).map_err(|e| ApiError::invalid_field("scope", e))
 }
 
-fn unit_param(raw: Option<&str>) -> ApiResult<Unit> {
+pub(super) fn unit_param(raw: Option<&str>) -> ApiResult<Unit> {
     let raw = raw.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_field("unit", "is required"))?;
     Unit::parse(raw)
         .ok_or_else(|| ApiError::invalid_field("unit", "must be USD_MICROCENTS, TOKENS, CREDITS or RISK_POINTS"))
@@ -423,179 +422,4 @@ pub async fn fund(
         new_spent: a(outcome.new.spent),
         timestamp: rfc3339_ms(outcome.applied_at_ms),
     }))
-}
-
-#[derive(Deserialize)]
-pub struct ListQuery {
-    tenant_id: Option<String>,
-    scope_prefix: Option<String>,
-    unit: Option<String>,
-    status: Option<String>,
-    over_limit: Option<String>,
-    has_debt: Option<String>,
-    utilization_min: Option<String>,
-    utilization_max: Option<String>,
-    search: Option<String>,
-    sort_by: Option<String>,
-    sort_dir: Option<String>,
-    cursor: Option<String>,
-    limit: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct ListBody {
-    ledgers: Vec<BudgetBody>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<String>,
-    has_more: bool,
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn bool_param(field: &str, v: &Option<String>) -> ApiResult<Option<bool>> {
-    match non_empty(v) {
-        None => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(_) => Err(ApiError::invalid_field(field, "must be true or false")),
-    }
-}
-
-fn ratio_param(field: &str, v: &Option<String>) -> ApiResult<Option<f64>> {
-    non_empty(v)
-        .map(|s| {
-            s.parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| ApiError::invalid_field(field, "must be a number from 0 to 1"))
-        })
-        .transpose()
-}
-
-/// `spent / allocated` (0 when nothing is allocated), the admin list's utilization.
-fn utilization(d: &BudgetDoc) -> f64 {
-    let b = &d.balance;
-    if b.allocated == 0 { 0.0 } else { b.spent as f64 / b.allocated as f64 }
-}
-
-const SORTS: &[&str] = &["tenant_id", "scope", "unit", "status", "commit_overage_policy", "utilization", "debt"];
-
-fn sort_key(d: &BudgetDoc, by: &str) -> String {
-    match by {
-        "tenant_id" => d.tenant.clone(),
-        "scope" => d.balance.scope.clone(),
-        "unit" => d.balance.unit.as_str().to_string(),
-        "status" => d.status.clone(),
-        "commit_overage_policy" => d.commit_overage_policy.map(|p| p.as_str().to_string()).unwrap_or_default(),
-        "debt" => format!("{:020}", d.balance.debt),
-        _ => format!("{:020.6}", utilization(d)),
-    }
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    AnyAuth(caller): AnyAuth,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<ListBody>> {
-    let (tenants, key) = match &caller {
-        Caller::Admin => match non_empty(&q.tenant_id) {
-            Some(t) => (vec![t.to_string()], None),
-            None => (state.catalogue.tenant_ids().await?, None),
-        },
-        Caller::Tenant(t) => {
-            t.require(Permission::BudgetsRead, ErrorCode::InsufficientPermissions)?;
-            (vec![t.key.tenant_id.to_string()], Some(t.clone()))
-        }
-    };
-    let unit = non_empty(&q.unit).map(|u| unit_param(Some(u))).transpose()?;
-    let prefix = non_empty(&q.scope_prefix)
-        .map(|p| parse_budget_scope(p).map_err(|e| ApiError::invalid_field("scope_prefix", e)))
-        .transpose()?;
-    let status = non_empty(&q.status).map(String::from);
-    if status.as_deref().is_some_and(|s| !matches!(s, "ACTIVE" | "FROZEN" | "CLOSED")) {
-        return Err(ApiError::invalid_field("status", "must be ACTIVE, FROZEN or CLOSED"));
-    }
-    let over_limit = bool_param("over_limit", &q.over_limit)?;
-    let has_debt = bool_param("has_debt", &q.has_debt)?;
-    let (umin, umax) =
-        (ratio_param("utilization_min", &q.utilization_min)?, ratio_param("utilization_max", &q.utilization_max)?);
-    if let (Some(a), Some(b)) = (umin, umax)
-        && a > b
-    {
-        return Err(ApiError::invalid_field("utilization_min", "must not exceed utilization_max"));
-    }
-    let search = super::pagination::search_param(q.search.as_deref())?.map(|s| s.to_ascii_lowercase());
-    let sort = non_empty(&q.sort_by).unwrap_or("utilization");
-    if !SORTS.contains(&sort) {
-        return Err(ApiError::invalid_field("sort_by", format!("must be one of {}", SORTS.join(", "))));
-    }
-    let descending = match non_empty(&q.sort_dir) {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(_) => return Err(ApiError::invalid_field("sort_dir", "must be asc or desc")),
-    };
-    let limit = match non_empty(&q.limit) {
-        None => LIMIT_DEFAULT as usize,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIMIT_MAX as usize).contains(n))
-            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}")))?,
-    };
-    let mut docs = Vec::new();
-    for tenant in &tenants {
-        let members: Vec<_> = state
-            .ledger
-            .budget_members(tenant)
-            .await?
-            .into_iter()
-            .filter(|(s, u)| {
-                unit.is_none_or(|w| w == *u)
-                    && prefix.as_ref().is_none_or(|p| s == p || s.starts_with(&format!("{p}/")))
-                    && key.as_ref().is_none_or(|k| filter_allows(&k.key.scope_filter, s))
-            })
-            .collect();
-        docs.extend(state.ledger.budgets(tenant, &members).await?);
-    }
-    docs.retain(|d| {
-        let u = utilization(d);
-        status.as_deref().is_none_or(|s| d.status == s)
-            && over_limit.is_none_or(|o| d.balance.is_over_limit == o)
-            && has_debt.is_none_or(|h| (d.balance.debt > 0) == h)
-            && umin.is_none_or(|m| u >= m)
-            && umax.is_none_or(|m| u <= m)
-            && search.as_ref().is_none_or(|s| d.tenant.contains(s.as_str()) || d.balance.scope.contains(s.as_str()))
-    });
-    let id = |d: &BudgetDoc| format!("{}|{}|{}", d.tenant, d.balance.scope, d.balance.unit);
-    let mut keyed: Vec<(String, String, BudgetDoc)> =
-        docs.into_iter().map(|d| (sort_key(&d, sort), id(&d), d)).collect();
-    keyed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    if descending {
-        keyed.reverse();
-    }
-    let tuple = format!("{sort}|{descending}");
-    if let Some(c) = non_empty(&q.cursor) {
-        let decoded = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
-        let parts: Option<(String, String, String)> = decoded.and_then(|s| {
-            let mut it = s.splitn(3, '\n');
-            Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.to_string()))
-        });
-        let Some((_, k, i)) = parts.filter(|(t, _, _)| *t == tuple) else {
-            return Err(ApiError::invalid_field(
-                "cursor",
-                "is not valid for this result set; restart without a cursor",
-            ));
-        };
-        keyed.retain(|(sk, si, _)| {
-            let pos = (sk.as_str(), si.as_str()).cmp(&(k.as_str(), i.as_str()));
-            if descending { pos.is_lt() } else { pos.is_gt() }
-        });
-    }
-    let has_more = keyed.len() > limit;
-    keyed.truncate(limit);
-    let next_cursor =
-        if has_more { keyed.last().map(|(k, i, _)| hex::encode(format!("{tuple}\n{k}\n{i}"))) } else { None };
-    Ok(Json(ListBody { ledgers: keyed.into_iter().map(|(_, _, d)| d.into()).collect(), next_cursor, has_more }))
 }

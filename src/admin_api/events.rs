@@ -7,12 +7,12 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::audit::time_param;
-use super::pagination::{ListParams, encode_cursor, enum_param, no_nul, page_spec, search_param};
 use crate::auth::{AdminAuth, TenantAuth};
 use crate::domain::Permission;
 use crate::domain::event::{Event, EventCategory, EventType};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{PathParam, QueryParams};
+use crate::http::page::{self, ListParams, enum_param, no_nul, search_param};
 use crate::state::AppState;
 use crate::store::pg::events::Filter;
 use crate::store::pg::page::SortColumn;
@@ -78,13 +78,9 @@ fn type_and_category(q: &ListQuery) -> ApiResult<(Option<EventType>, Option<Even
 }
 
 async fn serve(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult<Json<ListBody>> {
-    let (spec, sort_key) = page_spec(page, SORTS, "timestamp")?;
-    let page = state.catalogue.list_events(&filter, &spec).await?;
-    Ok(Json(ListBody {
-        has_more: page.next.is_some(),
-        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
-        events: page.items,
-    }))
+    let (spec, paging) = page::sql(page, SORTS, "timestamp", &filter)?;
+    let page = paging.finish(state.catalogue.list_events(&filter, &spec).await?);
+    Ok(Json(ListBody { has_more: page.has_more, next_cursor: page.next_cursor, events: page.items }))
 }
 
 pub async fn list(

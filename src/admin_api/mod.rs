@@ -5,10 +5,10 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod budget_list;
 pub mod budgets;
 pub mod events;
 pub mod health;
-pub mod pagination;
 pub mod tenants;
 pub mod webhooks;
 
@@ -26,7 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
         .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/admin/api-keys/{key_id}", patch(api_keys::update).delete(api_keys::revoke))
-        .route("/v1/admin/budgets", post(budgets::create).get(budgets::list).patch(budgets::update))
+        .route("/v1/admin/budgets", post(budgets::create).get(budget_list::list).patch(budgets::update))
         .route("/v1/admin/budgets/lookup", get(budgets::lookup))
         .route("/v1/admin/budgets/fund", post(budgets::fund))
         .route("/v1/admin/budgets/freeze", post(budgets::freeze))

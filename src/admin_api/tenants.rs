@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::pagination::{ListParams, encode_cursor, enum_param, page_spec, search_param};
 use crate::auth::AdminAuth;
 use crate::catalogue::audit::Actor;
 use crate::catalogue::tenants::TenantPatch;
@@ -19,6 +18,7 @@ use crate::domain::tenant::{
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::page::{self, ListParams, enum_param, search_param};
 use crate::state::AppState;
 use crate::store::pg::page::SortColumn;
 use crate::store::pg::tenants::Filter;
@@ -300,11 +300,11 @@ pub async fn list(
         parent_tenant_id: q.parent_tenant_id.filter(|s| !s.is_empty()),
         search: search_param(q.search.as_deref())?,
     };
-    let (spec, sort_key) = page_spec(&q.page, SORTS, "created_at")?;
-    let page = state.catalogue.list_tenants(&filter, &spec).await?;
+    let (spec, paging) = page::sql(&q.page, SORTS, "created_at", &filter)?;
+    let page = paging.finish(state.catalogue.list_tenants(&filter, &spec).await?);
     Ok(Json(ListBody {
-        has_more: page.next.is_some(),
-        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
         tenants: page.items.into_iter().map(Into::into).collect(),
     }))
 }

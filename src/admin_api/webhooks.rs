@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::audit::time_param;
-use super::pagination::{ListParams, encode_cursor, enum_param, no_nul, page_spec, search_param};
 use crate::auth::{AdminAuth, AnyAuth, Caller, TenantAuth};
 use crate::catalogue::audit::Actor;
 use crate::catalogue::webhooks::{BULK_MAX, SubscriptionInput, Viewer, delivery_status};
@@ -28,6 +27,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::guard::SecurityConfig;
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam, QueryParams};
+use crate::http::page::{self, ListParams, enum_param, no_nul, search_param};
 use crate::state::AppState;
 use crate::store::pg::page::SortColumn;
 use crate::store::pg::webhooks::{Delivery, DeliveryFilter, Filter};
@@ -288,11 +288,11 @@ fn event_type_param(name: &str, raw: Option<&str>) -> ApiResult<Option<EventType
 }
 
 async fn list_with(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult<Json<ListBody>> {
-    let (spec, sort_key) = page_spec(page, SORTS, "consecutive_failures")?;
-    let page = state.catalogue.list_webhooks(&filter, &spec).await?;
+    let (spec, paging) = page::sql(page, SORTS, "consecutive_failures", &filter)?;
+    let page = paging.finish(state.catalogue.list_webhooks(&filter, &spec).await?);
     Ok(Json(ListBody {
-        has_more: page.next.is_some(),
-        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
         subscriptions: page.items.into_iter().map(|s| SubscriptionBody::new(s, None)).collect(),
     }))
 }
@@ -559,11 +559,12 @@ async fn deliveries_as(
         to: time_param("to", q.to)?,
     };
     let params = ListParams { sort_by: None, sort_dir: None, cursor: q.cursor, limit: q.limit };
-    let (spec, sort_key) = page_spec(&params, DELIVERY_SORTS, "attempted_at")?;
-    let page = state.catalogue.list_deliveries(viewer, id, &filter, &spec).await?;
+    // A cursor belongs to one subscription's deliveries as much as to the filters.
+    let (spec, paging) = page::sql(&params, DELIVERY_SORTS, "attempted_at", &(id, &filter))?;
+    let page = paging.finish(state.catalogue.list_deliveries(viewer, id, &filter, &spec).await?);
     Ok(Json(DeliveryListBody {
-        has_more: page.next.is_some(),
-        next_cursor: page.next.as_ref().map(|n| encode_cursor(&sort_key, n)),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
         deliveries: page.items.into_iter().map(Into::into).collect(),
     }))
 }

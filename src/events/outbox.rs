@@ -11,17 +11,16 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER};
+use crate::store::StoreResult;
 use crate::store::pg::{self, PgStore, tenants};
 use crate::store::redis::RedisStore;
-use crate::store::{StoreError, StoreResult};
+use crate::store::redis::streams::{StreamEntry, StreamError, StreamResult};
 
 /// The consumer group every instance joins on every outbox stream.
 pub const GROUP: &str = "tollgate-drain";
@@ -100,7 +99,7 @@ impl Drain {
                 if let Err(err) = self.drain_tenant(tenant, reclaim).await {
                     // A Redis that lost its data (restarted without persistence) lost the
                     // group too: make it again on the next pass.
-                    if matches!(&err, StoreError::Internal(msg) if msg.contains("NOGROUP")) {
+                    if matches!(err, StreamError::NoGroup) {
                         self.grouped.remove(&self.redis.keys().outbox(tenant));
                     }
                     tracing::warn!(tenant, error = %err, "outbox drain failed; retrying next tick");
@@ -114,42 +113,29 @@ impl Drain {
 
     /// Entries waiting in a tenant's stream and the age in ms of the oldest (0 when empty),
     /// read before the pass drains them.
-    async fn depth(&self, tenant: &str) -> StoreResult<(u64, u64)> {
-        let key = self.redis.keys().outbox(tenant);
-        let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(&key).cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
-        let (len, first): (u64, Vec<(String, Value)>) = self.redis.pipeline(&pipe).await?;
+    async fn depth(&self, tenant: &str) -> StreamResult<(u64, u64)> {
+        let (len, oldest) = self.redis.stream_depth(&self.redis.keys().outbox(tenant)).await?;
         let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let oldest = first.first().and_then(|(id, _)| id.split_once('-')).and_then(|(ms, _)| ms.parse::<u64>().ok());
+        let oldest = oldest.as_deref().and_then(|id| id.split_once('-')).and_then(|(ms, _)| ms.parse::<u64>().ok());
         Ok((len, oldest.map_or(0, |ms| now_ms.saturating_sub(ms))))
     }
 
     /// Moves what is waiting in one tenant's stream (plus, when `reclaim`, entries stuck
     /// with a dead consumer) into Postgres.
-    pub async fn drain_tenant(&mut self, tenant: &str, reclaim: bool) -> StoreResult<usize> {
+    pub async fn drain_tenant(&mut self, tenant: &str, reclaim: bool) -> StreamResult<usize> {
         let key = self.redis.keys().outbox(tenant);
         self.ensure_group(&key).await?;
         let mut moved = 0;
         if reclaim {
-            let mut cmd = redis::cmd("XAUTOCLAIM");
-            cmd.arg(&key)
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(u64::try_from(self.config.reclaim_idle.as_millis()).unwrap_or(u64::MAX))
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(BATCH);
-            let reply: StreamAutoClaimReply = self.redis.query(&cmd).await?;
-            if !reply.claimed.is_empty() {
-                tracing::info!(tenant, entries = reply.claimed.len(), "reclaimed outbox entries from an idle consumer");
-                moved += self.store(tenant, &key, &reply.claimed).await?;
+            let idle_ms = u64::try_from(self.config.reclaim_idle.as_millis()).unwrap_or(u64::MAX);
+            let claimed = self.redis.claim_idle(&key, GROUP, &self.consumer, idle_ms, BATCH).await?;
+            if !claimed.is_empty() {
+                tracing::info!(tenant, entries = claimed.len(), "reclaimed outbox entries from an idle consumer");
+                moved += self.store(tenant, &key, &claimed).await?;
             }
         }
         for _ in 0..BATCHES_PER_TENANT {
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(BATCH).arg("STREAMS").arg(&key).arg(">");
-            let reply: Option<StreamReadReply> = self.redis.query(&cmd).await?;
-            let entries: Vec<StreamId> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
+            let entries = self.redis.read_group(&key, GROUP, &self.consumer, BATCH).await?;
             if entries.is_empty() {
                 return Ok(moved);
             }
@@ -162,15 +148,12 @@ impl Drain {
         Ok(moved)
     }
 
-    async fn ensure_group(&mut self, key: &str) -> StoreResult<()> {
+    async fn ensure_group(&mut self, key: &str) -> StreamResult<()> {
         if self.grouped.contains(key) {
             return Ok(());
         }
-        let mut cmd = redis::cmd("XGROUP");
-        cmd.arg("CREATE").arg(key).arg(GROUP).arg("0").arg("MKSTREAM");
-        match self.redis.query::<Value>(&cmd).await {
-            Ok(_) => {}
-            Err(StoreError::Internal(msg)) if msg.contains("BUSYGROUP") => {}
+        match self.redis.create_group(key, GROUP).await {
+            Ok(()) | Err(StreamError::GroupExists) => {}
             Err(err) => return Err(err),
         }
         self.grouped.insert(key.to_string());
@@ -178,7 +161,7 @@ impl Drain {
     }
 
     /// Stores `entries` in one transaction, then acknowledges and deletes them.
-    async fn store(&mut self, tenant: &str, key: &str, entries: &[StreamId]) -> StoreResult<usize> {
+    async fn store(&mut self, tenant: &str, key: &str, entries: &[StreamEntry]) -> StreamResult<usize> {
         let mut batch = Vec::with_capacity(entries.len());
         for entry in entries {
             match to_event(tenant, entry) {
@@ -189,14 +172,17 @@ impl Drain {
                 }
             }
         }
-        let mut tx = self.pg.begin().await?;
-        let stored = super::record(&mut tx, &batch).await?;
-        pg::commit(tx).await?;
+        let stored = self.record(&batch).await?;
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("XACK").arg(key).arg(GROUP).arg(&ids).ignore();
-        pipe.cmd("XDEL").arg(key).arg(&ids).ignore();
-        let _: () = self.redis.pipeline(&pipe).await?;
+        self.redis.ack_and_delete(key, GROUP, &ids).await?;
+        Ok(stored)
+    }
+
+    /// Stores `batch` in one committed transaction.
+    async fn record(&self, batch: &[Event]) -> StoreResult<usize> {
+        let mut tx = self.pg.begin().await?;
+        let stored = super::record(&mut tx, batch).await?;
+        pg::commit(tx).await?;
         Ok(stored)
     }
 }
@@ -212,12 +198,8 @@ pub fn event_id_of(tenant: &str, entry_id: &str) -> String {
     format!("evt_{:012x}{:08x}{}", ms & 0xffff_ffff_ffff, seq & 0xffff_ffff, hex::encode(&digest[..6]))
 }
 
-fn field(entry: &StreamId, name: &str) -> Option<String> {
-    match entry.map.get(name)? {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
+fn field(entry: &StreamEntry, name: &str) -> Option<String> {
+    entry.field(name).map(String::from)
 }
 
 /// Data fields the scripts send as decimal strings that the spec types as integers.
@@ -265,7 +247,7 @@ fn rfc3339_of_ms(ms: &str) -> Option<Json> {
 }
 
 /// Builds the spec's `Event` from one outbox entry of `tenant`.
-pub fn to_event(tenant: &str, entry: &StreamId) -> Result<Event, String> {
+pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
     let kind = field(entry, "t").ok_or("no event type")?;
     let event_type = EventType::parse(&kind).ok_or_else(|| format!("unknown event type {kind:?}"))?;
     let ts: i128 = field(entry, "ts").and_then(|s| s.parse().ok()).ok_or("no timestamp")?;

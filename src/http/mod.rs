@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod extract;
+pub mod page;
 
 use std::time::Duration;
 

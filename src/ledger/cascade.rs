@@ -7,7 +7,7 @@ use crate::domain::error::Result;
 use super::{Correlation, FINALIZED_RETENTION_MS, Ledger};
 
 /// Reservations released per script call, so one call never blocks Redis for long.
-const CASCADE_BATCH: isize = 200;
+const CASCADE_BATCH: usize = 200;
 /// Batches one close runs at most before giving up (a re-close finishes the rest).
 const CASCADE_BATCHES_MAX: usize = 10_000;
 
@@ -22,9 +22,7 @@ impl Ledger {
         let k = self.keys();
         let mut report = CascadeReport::default();
         for _ in 0..CASCADE_BATCHES_MAX {
-            let mut cmd = redis::cmd("ZRANGE");
-            cmd.arg(k.active(tenant)).arg(0).arg(CASCADE_BATCH - 1);
-            let ids: Vec<String> = self.redis.query(&cmd).await?;
+            let ids = self.redis.active_ids(tenant, CASCADE_BATCH).await?;
             let last = ids.is_empty();
             let mut keys =
                 vec![k.tenant(tenant), k.ledger(tenant), k.active(tenant), k.budget_index(tenant), k.outbox(tenant)];

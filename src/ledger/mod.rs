@@ -7,6 +7,7 @@ pub mod budgets;
 pub mod cascade;
 pub mod ops;
 pub mod reads;
+pub mod scan;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::domain::amount::Unit;
 use crate::domain::error::{Error, ErrorCode, Result};
 use crate::store::redis::RedisStore;
-use crate::store::redis::scripts::Scripts;
+use crate::store::redis::scripts::{Script, Scripts};
 
 /// How long a finalized reservation, and the idempotency records of its commit and release,
 /// are kept (then Redis expires them).
@@ -169,13 +170,7 @@ impl Ledger {
         self.redis.keys()
     }
 
-    async fn run(
-        &self,
-        name: &'static str,
-        script: &redis::Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    ) -> Result<Reply> {
+    async fn run(&self, name: &'static str, script: &Script, keys: Vec<String>, args: Vec<String>) -> Result<Reply> {
         let started = std::time::Instant::now();
         let raw: Result<String, _> = self.redis.eval(script, &keys, &args).await;
         crate::telemetry::script_latency(name, started.elapsed());

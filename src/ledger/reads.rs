@@ -12,11 +12,12 @@ use crate::domain::error::{Error, Result};
 use super::{Balance, Ledger};
 
 /// Reservations read per pipelined round trip when listing.
-const READ_BATCH: usize = 200;
-/// Most reservations a listing considers (the newest); a limit on one request's work.
-pub const LIST_SCAN_MAX: isize = 10_000;
+pub(super) const READ_BATCH: usize = 200;
+/// Most reservations a listing sorted by anything but creation time considers (the newest);
+/// a limit on one request's work. Listings in creation order page the index instead.
+pub const LIST_SCAN_MAX: usize = 10_000;
 /// Most budgets one tenant's listing reads.
-pub const BUDGETS_SCAN_MAX: isize = 10_000;
+pub const BUDGETS_SCAN_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReservationStatus {
@@ -174,9 +175,7 @@ fn doc_fields(scope: &str, unit: Unit) -> Vec<String> {
 
 impl Ledger {
     pub async fn reservation(&self, tenant: &str, id: &str) -> Result<Option<ReservationRecord>> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(self.keys().reservation(tenant, id));
-        let fields: HashMap<String, String> = self.redis.query(&cmd).await?;
+        let fields = self.redis.reservation_fields(tenant, id).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -184,17 +183,12 @@ impl Ledger {
     }
 
     pub async fn reservation_exists(&self, tenant: &str, id: &str) -> Result<bool> {
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(self.keys().reservation(tenant, id));
-        let n: i64 = self.redis.query(&cmd).await?;
-        Ok(n == 1)
+        Ok(self.redis.reservation_exists(tenant, id).await?)
     }
 
     /// The reservation a reserve idempotency key created, if its record is still kept.
     pub async fn reservation_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<String>> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.keys().idem(tenant, "reserve", key));
-        let record: Option<String> = self.redis.query(&cmd).await?;
+        let record = self.redis.idempotency_record(tenant, "reserve", key).await?;
         Ok(record
             .and_then(|r| r.split_once('\n').map(|(_, json)| json.to_string()))
             .and_then(|json| serde_json::from_str::<Value>(&json).ok())
@@ -203,9 +197,7 @@ impl Ledger {
 
     /// Up to [`LIST_SCAN_MAX`] reservations of a tenant, newest first.
     pub async fn recent_reservations(&self, tenant: &str) -> Result<Vec<ReservationRecord>> {
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.keys().created(tenant)).arg(0).arg(LIST_SCAN_MAX - 1).arg("REV");
-        let ids: Vec<String> = self.redis.query(&cmd).await?;
+        let ids = self.redis.created_ids_newest(tenant, LIST_SCAN_MAX).await?;
         self.reservations(tenant, &ids).await
     }
 
@@ -213,11 +205,7 @@ impl Ledger {
     pub async fn reservations(&self, tenant: &str, ids: &[String]) -> Result<Vec<ReservationRecord>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(READ_BATCH) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                pipe.cmd("HGETALL").arg(self.keys().reservation(tenant, id));
-            }
-            let rows: Vec<HashMap<String, String>> = self.redis.pipeline(&pipe).await?;
+            let rows = self.redis.reservations_fields(tenant, chunk).await?;
             for (id, fields) in chunk.iter().zip(rows) {
                 if !fields.is_empty() {
                     out.push(ReservationRecord::from_fields(id, &fields)?);
@@ -229,9 +217,7 @@ impl Ledger {
 
     /// The tenant's budgets as `(scope, unit)`, ordered by scope then unit.
     pub async fn budget_members(&self, tenant: &str) -> Result<Vec<(String, Unit)>> {
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(self.keys().budget_index(tenant)).arg(0).arg(BUDGETS_SCAN_MAX - 1);
-        let members: Vec<String> = self.redis.query(&cmd).await?;
+        let members = self.redis.budget_index_members(tenant, BUDGETS_SCAN_MAX).await?;
         let mut out: Vec<(String, Unit)> = members
             .iter()
             .filter_map(|m| m.split_once('|').and_then(|(s, u)| Unit::parse(u).map(|u| (s.to_string(), u))))
@@ -244,11 +230,8 @@ impl Ledger {
     pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> Result<Vec<BudgetDoc>> {
         let mut out = Vec::with_capacity(members.len());
         for chunk in members.chunks(READ_BATCH) {
-            let mut pipe = redis::pipe();
-            for (scope, unit) in chunk {
-                pipe.cmd("HMGET").arg(self.keys().ledger(tenant)).arg(doc_fields(scope, *unit));
-            }
-            let rows: Vec<Vec<Option<String>>> = self.redis.pipeline(&pipe).await?;
+            let field_lists: Vec<Vec<String>> = chunk.iter().map(|(scope, unit)| doc_fields(scope, *unit)).collect();
+            let rows = self.redis.budgets_values(tenant, &field_lists).await?;
             for ((scope, unit), values) in chunk.iter().zip(rows) {
                 if let Some(doc) = BudgetDoc::from_values(tenant, scope, *unit, &values)? {
                     out.push(doc);
@@ -259,9 +242,7 @@ impl Ledger {
     }
 
     pub async fn budget(&self, tenant: &str, scope: &str, unit: Unit) -> Result<Option<BudgetDoc>> {
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.keys().ledger(tenant)).arg(doc_fields(scope, unit));
-        let values: Vec<Option<String>> = self.redis.query(&cmd).await?;
+        let values = self.redis.budget_values(tenant, &doc_fields(scope, unit)).await?;
         BudgetDoc::from_values(tenant, scope, unit, &values)
     }
 }

@@ -7,20 +7,18 @@ use crate::domain::error::Result;
 use super::{FINALIZED_RETENTION_MS, Ledger};
 
 /// Reservations expired per script call (bounds how long one call holds Redis).
-pub const SWEEP_BATCH: isize = 100;
+pub const SWEEP_BATCH: usize = 100;
 
 impl Ledger {
     /// Expires up to one batch of the tenant's due reservations; returns how many it
     /// expired and whether a full batch was due (more may be waiting).
     pub async fn sweep_tenant(&self, tenant: &str, now_ms: i64) -> Result<(u64, bool)> {
         let k = self.keys();
-        let mut cmd = redis::cmd("ZRANGE");
-        cmd.arg(k.active(tenant)).arg("-inf").arg(now_ms).arg("BYSCORE").arg("LIMIT").arg(0).arg(SWEEP_BATCH);
-        let ids: Vec<String> = self.redis.query(&cmd).await?;
+        let ids = self.redis.due_ids(tenant, now_ms, SWEEP_BATCH).await?;
         if ids.is_empty() {
             return Ok((0, false));
         }
-        let full = ids.len() as isize == SWEEP_BATCH;
+        let full = ids.len() == SWEEP_BATCH;
         let mut keys = vec![k.ledger(tenant), k.active(tenant), k.outbox(tenant)];
         keys.extend(ids.iter().map(|id| k.reservation(tenant, id)));
         let mut args = vec![FINALIZED_RETENTION_MS.to_string()];
@@ -31,9 +29,6 @@ impl Ledger {
 
     /// Number of reservations past their deadline (the expiry backlog), for one tenant.
     pub async fn due_count(&self, tenant: &str, now_ms: i64) -> Result<u64> {
-        let mut cmd = redis::cmd("ZCOUNT");
-        cmd.arg(self.keys().active(tenant)).arg("-inf").arg(now_ms);
-        let n: i64 = self.redis.query(&cmd).await?;
-        Ok(n.unsigned_abs())
+        Ok(self.redis.due_count(tenant, now_ms).await?)
     }
 }

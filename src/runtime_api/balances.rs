@@ -1,5 +1,6 @@
 //! `GET /v1/balances`: the caller's budgets whose scope contains every given subject filter
-//! as an exact segment; at least one filter is required; pages in scope order.
+//! as an exact segment; at least one filter is required; pages in scope order with the shared
+//! pager.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use crate::domain::Permission;
 use crate::domain::scope::{LEVELS, filter_allows};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::QueryParams;
+use crate::http::page::{self, Paging, Position, Sort};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -61,38 +63,23 @@ pub async fn list(
     if q.tenant.as_deref().map(str::trim).is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(tenant)) {
         return Err(ApiError::forbidden("tenant does not match the API key's tenant"));
     }
-    let limit = super::common::limit_param(q.limit.as_deref())?;
-    let after = q.cursor.as_deref().filter(|s| !s.is_empty()).map(|c| {
-        let text = hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok());
-        text.and_then(|t| t.rsplit_once('|').map(|(s, u)| (s.to_string(), u.to_string())))
-    });
-    let after = match after {
-        Some(None) => {
-            return Err(ApiError::invalid_field("cursor", "is not a cursor this server issued"));
-        }
-        Some(Some(a)) => Some(a),
-        None => None,
-    };
+    let limit = page::limit(q.limit.as_deref(), page::RUNTIME)?;
+    let paging = Paging::new(Sort::ascending("scope"), limit, q.cursor.as_deref(), &wanted)?;
     let members: Vec<_> = state
         .ledger
         .budget_members(tenant)
         .await?
         .into_iter()
-        .filter(|(scope, unit)| {
-            after.as_ref().is_none_or(|(s, u)| (scope.as_str(), unit.as_str()) > (s.as_str(), u.as_str()))
-                && wanted.iter().all(|w| scope.split('/').any(|seg| seg == w))
+        .filter(|(scope, _)| {
+            wanted.iter().all(|w| scope.split('/').any(|seg| seg == w))
                 && filter_allows(&caller.key.scope_filter, scope)
         })
-        .take(limit + 1)
         .collect();
-    let has_more = members.len() > limit;
-    let page = &members[..members.len().min(limit)];
-    let next_cursor = if has_more {
-        page.last().map(|(scope, unit)| hex::encode(format!("{scope}|{}", unit.as_str())))
-    } else {
-        None
-    };
-    let docs = state.ledger.budgets(tenant, page).await?;
+    let page = paging.page(members, |(scope, unit)| Position { key: scope.clone(), id: unit.as_str().to_string() });
+    let docs = state.ledger.budgets(tenant, &page.items).await?;
     let list: Vec<_> = docs.into_iter().map(|d| d.balance).collect();
-    Ok((tenant_header(tenant), Json(BalancesBody { balances: balances(&list), next_cursor, has_more })))
+    Ok((
+        tenant_header(tenant),
+        Json(BalancesBody { balances: balances(&list), next_cursor: page.next_cursor, has_more: page.has_more }),
+    ))
 }

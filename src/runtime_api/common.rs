@@ -61,19 +61,3 @@ pub fn owner_for_admin(id: &str) -> ApiResult<String> {
     check_reservation_id(id)?;
     reservation_owner(id).map(String::from).ok_or_else(|| ApiError::not_found("reservation not found"))
 }
-
-/// Page size of the runtime lists (spec: 1..200, default 50).
-pub const LIMIT_DEFAULT: usize = 50;
-pub const LIMIT_MAX: usize = 200;
-
-/// `limit`: absent or blank is the default; anything but 1..=200 is a 400.
-pub fn limit_param(raw: Option<&str>) -> ApiResult<usize> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(LIMIT_DEFAULT),
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIMIT_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_field("limit", format!("must be an integer from 1 to {LIMIT_MAX}"))),
-    }
-}

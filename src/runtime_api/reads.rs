@@ -3,8 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -15,7 +13,10 @@ use crate::auth::{AnyAuth, Caller};
 use crate::domain::Permission;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{PathParam, QueryParams};
+use crate::http::page::{self, ListParams, Page, Paging, Position};
+use crate::ledger::Ledger;
 use crate::ledger::reads::{ReservationRecord, ReservationStatus};
+use crate::ledger::scan::CreatedAt;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -100,11 +101,9 @@ pub struct ListQuery {
     expires_to: Option<String>,
     finalized_from: Option<String>,
     finalized_to: Option<String>,
-    sort_by: Option<String>,
-    sort_dir: Option<String>,
     include: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    #[serde(flatten)]
+    page: ListParams,
 }
 
 #[derive(Serialize)]
@@ -129,8 +128,11 @@ fn time_ms(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
+/// An inclusive window in ms; either end may be open.
+type Window = (Option<i64>, Option<i64>);
+
 /// An inclusive window; `from > to` is a 400.
-fn window(from: (&str, &Option<String>), to: (&str, &Option<String>)) -> ApiResult<(Option<i64>, Option<i64>)> {
+fn window(from: (&str, &Option<String>), to: (&str, &Option<String>)) -> ApiResult<Window> {
     let (lo, hi) = (time_ms(from.0, from.1)?, time_ms(to.0, to.1)?);
     if let (Some(a), Some(b)) = (lo, hi)
         && a > b
@@ -140,7 +142,7 @@ fn window(from: (&str, &Option<String>), to: (&str, &Option<String>)) -> ApiResu
     Ok((lo, hi))
 }
 
-fn in_window(v: Option<i64>, (lo, hi): (Option<i64>, Option<i64>)) -> bool {
+fn in_window(v: Option<i64>, (lo, hi): Window) -> bool {
     match v {
         None => lo.is_none() && hi.is_none(),
         Some(v) => lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi),
@@ -150,10 +152,15 @@ fn in_window(v: Option<i64>, (lo, hi): (Option<i64>, Option<i64>)) -> bool {
 const SORTS: &[&str] =
     &["reservation_id", "tenant", "scope_path", "status", "reserved", "created_at_ms", "expires_at_ms"];
 
-/// The sort key of a row as a string that orders like the value (numbers zero-padded).
-fn sort_key(r: &ReservationRecord, by: &str) -> String {
-    let num = |n: i64| format!("{:020}", n.max(0));
-    match by {
+/// A number as text that orders like the number (times and amounts are never negative).
+fn num(n: i64) -> String {
+    format!("{:020}", n.max(0))
+}
+
+/// A row's position in the list: the sort column as text that orders like the value (numbers
+/// zero-padded), then the reservation id.
+fn position(r: &ReservationRecord, by: &str) -> Position {
+    let key = match by {
         "reservation_id" => r.reservation_id.clone(),
         "tenant" => r.subject.get("tenant").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase(),
         "scope_path" => r.scope_path.clone(),
@@ -161,15 +168,105 @@ fn sort_key(r: &ReservationRecord, by: &str) -> String {
         "reserved" => num(r.estimate),
         "expires_at_ms" => num(r.expires_at_ms),
         _ => num(r.created_at_ms),
+    };
+    Position { key, id: r.reservation_id.clone() }
+}
+
+/// The validated filters of a listing; also what a cursor's fingerprint covers.
+#[derive(Debug)]
+struct Filters {
+    tenant: String,
+    idempotency_key: Option<String>,
+    status: Option<ReservationStatus>,
+    /// The subject filters by level (tenant … toolset), lowercased.
+    levels: Vec<Option<String>>,
+    created: Window,
+    expires: Window,
+    finalized: Window,
+}
+
+impl Filters {
+    fn parse(caller: &Caller, q: &ListQuery) -> ApiResult<Self> {
+        // Unlike the window bounds (blank = unset), a blank idempotency key is malformed.
+        if let Some(key) = &q.idempotency_key {
+            super::wire::check_idempotency_key("idempotency_key", key)?;
+        }
+        let tenant = match caller {
+            Caller::Tenant(t) => {
+                require(t, Permission::ReservationsList)?;
+                let own = t.key.tenant_id.to_string();
+                if blank(&q.tenant).is_some_and(|p| !p.eq_ignore_ascii_case(&own)) {
+                    return Err(ApiError::forbidden("tenant does not match the API key's tenant"));
+                }
+                own
+            }
+            Caller::Admin => blank(&q.tenant).map(str::to_ascii_lowercase).ok_or_else(|| {
+                ApiError::invalid("tenant query parameter is required when using admin key authentication")
+            })?,
+        };
+        let status = blank(&q.status)
+            .map(|s| {
+                ReservationStatus::parse(s)
+                    .ok_or_else(|| ApiError::invalid_field("status", "must be ACTIVE, COMMITTED, RELEASED or EXPIRED"))
+            })
+            .transpose()?;
+        let levels = [&q.tenant, &q.workspace, &q.app, &q.workflow, &q.agent, &q.toolset];
+        Ok(Self {
+            tenant,
+            idempotency_key: blank(&q.idempotency_key).map(String::from),
+            status,
+            levels: levels.iter().map(|l| blank(l).map(str::to_ascii_lowercase)).collect(),
+            created: window(("from", &q.from), ("to", &q.to))?,
+            expires: window(("expires_from", &q.expires_from), ("expires_to", &q.expires_to))?,
+            finalized: window(("finalized_from", &q.finalized_from), ("finalized_to", &q.finalized_to))?,
+        })
+    }
+
+    fn keeps(&self, r: &ReservationRecord) -> bool {
+        self.status.is_none_or(|s| r.status == s)
+            && in_window(Some(r.created_at_ms), self.created)
+            && in_window(Some(r.expires_at_ms), self.expires)
+            && (self.finalized == (None, None) || in_window(r.finalized_at_ms, self.finalized))
+            && crate::domain::scope::LEVELS.iter().zip(&self.levels).all(|(level, want)| match want {
+                None => true,
+                Some(v) => r.subject.get(*level).and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(v)),
+            })
+    }
+
+    /// The reservations these filters keep: the one an idempotency key names, else among the
+    /// tenant's newest `LIST_SCAN_MAX`.
+    async fn read(&self, ledger: &Ledger) -> ApiResult<Vec<ReservationRecord>> {
+        let mut rows = match &self.idempotency_key {
+            Some(key) => match ledger.reservation_by_idempotency_key(&self.tenant, key).await? {
+                Some(id) => ledger.reservations(&self.tenant, &[id]).await?,
+                None => Vec::new(),
+            },
+            None => ledger.recent_reservations(&self.tenant).await?,
+        };
+        rows.retain(|r| self.keeps(r));
+        Ok(rows)
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    /// Canonical filter tuple (sort, direction, filters, windows) the cursor belongs to.
-    f: String,
-    k: String,
-    i: String,
+/// A page in creation order read straight from the creation index: bounded work per request
+/// however many reservations the tenant has, and a cursor wherever more may follow.
+async fn by_creation(ledger: &Ledger, filters: &Filters, paging: &Paging) -> ApiResult<Page<ReservationRecord>> {
+    let after = match &paging.after {
+        None => None,
+        Some(p) => {
+            let created_at_ms = p.key.parse::<i64>().map_err(|_| page::invalid_cursor())?;
+            Some(CreatedAt { created_at_ms, id: p.id.clone() })
+        }
+    };
+    let want = paging.limit + 1;
+    let scanned = ledger
+        .scan_by_creation(&filters.tenant, after.as_ref(), paging.sort.descending, filters.created, want, |r| {
+            filters.keeps(r)
+        })
+        .await?;
+    let rows = scanned.rows.into_iter().map(|r| (position(&r, "created_at_ms"), r)).collect();
+    let resume = scanned.stopped_at.map(|s| Position { key: num(s.created_at_ms), id: s.id });
+    Ok(paging.page_ordered(rows, resume))
 }
 
 pub async fn list(
@@ -177,108 +274,18 @@ pub async fn list(
     AnyAuth(caller): AnyAuth,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    // Unlike the window bounds (blank = unset), a blank idempotency key is malformed.
-    if let Some(key) = &q.idempotency_key {
-        super::wire::check_idempotency_key("idempotency_key", key)?;
-    }
-    let tenant = match &caller {
-        Caller::Tenant(t) => {
-            require(t, Permission::ReservationsList)?;
-            let own = t.key.tenant_id.to_string();
-            if blank(&q.tenant).is_some_and(|p| !p.eq_ignore_ascii_case(&own)) {
-                return Err(ApiError::forbidden("tenant does not match the API key's tenant"));
-            }
-            own
-        }
-        Caller::Admin => blank(&q.tenant).map(str::to_ascii_lowercase).ok_or_else(|| {
-            ApiError::invalid("tenant query parameter is required when using admin key authentication")
-        })?,
-    };
-    let status = blank(&q.status)
-        .map(|s| {
-            ReservationStatus::parse(s)
-                .ok_or_else(|| ApiError::invalid_field("status", "must be ACTIVE, COMMITTED, RELEASED or EXPIRED"))
-        })
-        .transpose()?;
-    let created = window(("from", &q.from), ("to", &q.to))?;
-    let expires = window(("expires_from", &q.expires_from), ("expires_to", &q.expires_to))?;
-    let finalized = window(("finalized_from", &q.finalized_from), ("finalized_to", &q.finalized_to))?;
-    let sort_by = blank(&q.sort_by);
-    if let Some(s) = sort_by
-        && !SORTS.contains(&s)
-    {
-        return Err(ApiError::invalid_field("sort_by", format!("must be one of {}", SORTS.join(", "))));
-    }
-    let descending = match blank(&q.sort_dir) {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(_) => return Err(ApiError::invalid_field("sort_dir", "must be asc or desc")),
-    };
-    let limit = super::common::limit_param(q.limit.as_deref())?;
+    let filters = Filters::parse(&caller, &q)?;
+    let paging = page::parse(&q.page, SORTS, "created_at_ms", page::RUNTIME, &filters)?;
     let include: Vec<&str> = q.include.as_deref().unwrap_or_default().split(',').map(str::trim).collect();
-    let levels = [&q.tenant, &q.workspace, &q.app, &q.workflow, &q.agent, &q.toolset];
-    let sort = sort_by.unwrap_or("created_at_ms");
-    let filter_tuple = format!(
-        "{sort}|{descending}|{:?}|{:?}|{:?}|{created:?}|{expires:?}|{finalized:?}",
-        status.map(ReservationStatus::as_str),
-        blank(&q.idempotency_key),
-        levels.iter().map(|l| blank(l).map(str::to_ascii_lowercase)).collect::<Vec<_>>()
-    );
-    let after = blank(&q.cursor)
-        .map(|c| {
-            URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Cursor>(&b).ok())
-                .filter(|c| c.f == filter_tuple)
-                .ok_or_else(|| {
-                    ApiError::invalid_field("cursor", "is not valid for this result set; restart without a cursor")
-                })
-        })
-        .transpose()?;
-
-    let mut rows = match blank(&q.idempotency_key) {
-        Some(key) => match state.ledger.reservation_by_idempotency_key(&tenant, key).await? {
-            Some(id) => state.ledger.reservations(&tenant, &[id]).await?,
-            None => Vec::new(),
-        },
-        None => state.ledger.recent_reservations(&tenant).await?,
-    };
-    rows.retain(|r| {
-        status.is_none_or(|s| r.status == s)
-            && in_window(Some(r.created_at_ms), created)
-            && in_window(Some(r.expires_at_ms), expires)
-            && (finalized == (None, None) || in_window(r.finalized_at_ms, finalized))
-            && crate::domain::scope::LEVELS.iter().zip(levels).all(|(level, want)| match blank(want) {
-                None => true,
-                Some(v) => r.subject.get(*level).and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(v)),
-            })
-    });
-    let mut keyed: Vec<(String, ReservationRecord)> = rows.into_iter().map(|r| (sort_key(&r, sort), r)).collect();
-    keyed.sort_by(|a, b| (&a.0, &a.1.reservation_id).cmp(&(&b.0, &b.1.reservation_id)));
-    if descending {
-        keyed.reverse();
-    }
-    if let Some(c) = &after {
-        keyed.retain(|(k, r)| {
-            let pos = (k.as_str(), r.reservation_id.as_str()).cmp(&(c.k.as_str(), c.i.as_str()));
-            if descending { pos.is_lt() } else { pos.is_gt() }
-        });
-    }
-    let has_more = keyed.len() > limit;
-    keyed.truncate(limit);
-    let next_cursor = if has_more {
-        keyed.last().map(|(k, r)| {
-            let c = Cursor { f: filter_tuple.clone(), k: k.clone(), i: r.reservation_id.clone() };
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap_or_default())
-        })
-    } else {
-        None
-    };
     let (with_meta, with_committed) = (include.contains(&"metadata"), include.contains(&"committed_metadata"));
+    let page = if filters.idempotency_key.is_none() && paging.sort.by == "created_at_ms" {
+        by_creation(&state.ledger, &filters, &paging).await?
+    } else {
+        paging.page(filters.read(&state.ledger).await?, |r| position(r, &paging.sort.by))
+    };
     Ok(Json(ListBody {
-        reservations: keyed.into_iter().map(|(_, r)| body(r, with_meta, with_committed)).collect(),
-        next_cursor,
-        has_more,
+        reservations: page.items.into_iter().map(|r| body(r, with_meta, with_committed)).collect(),
+        next_cursor: page.next_cursor,
+        has_more: page.has_more,
     }))
 }

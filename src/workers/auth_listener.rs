@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::store::StoreResult;
+use crate::store::pg::listen::{Listener, Received};
 use crate::store::pg::{AUTH_CHANNEL, PgStore};
 
 /// Pause before reconnecting after the listener connection fails.
@@ -28,22 +29,19 @@ pub async fn run(pg: PgStore, auth: Arc<Authenticator>, shutdown: CancellationTo
     }
 }
 
-async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pg.pool()).await?;
-    // sqlx would reconnect silently and lose what was sent meanwhile; surface the loss instead.
-    listener.ignore_pool_close_event(false);
+async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken) -> StoreResult<()> {
+    let mut listener = Listener::connect(pg).await?;
     listener.listen(AUTH_CHANNEL).await?;
     auth.cache().clear();
     loop {
-        let notification = tokio::select! {
+        let received = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            n = listener.try_recv() => n?,
+            r = listener.recv() => r?,
         };
-        let Some(notification) = notification else {
+        match received {
+            Received::Payload(payload) => auth.cache().apply(&payload),
             // The connection dropped; anything sent meanwhile is lost.
-            auth.cache().clear();
-            continue;
-        };
-        auth.cache().apply(notification.payload());
+            Received::Lost => auth.cache().clear(),
+        }
     }
 }

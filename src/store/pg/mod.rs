@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 mod deliveries;
 pub mod events;
+pub mod listen;
 pub mod page;
 pub mod retention;
 pub mod secrets;

@@ -1,8 +1,12 @@
 //! Redis: one multiplexed connection (standalone) or one cluster connection, shared by all
-//! tasks, plus the tenant-status mirror. Ledger scripts arrive with the ledger.
+//! tasks, plus the tenant-status mirror. Every command is built here: `scripts` runs the
+//! ledger's Lua by SHA, `ledger_reads` answers the ledger's typed reads, `streams` the outbox
+//! drain's consumer-group commands. Nothing outside `store` sees a driver type.
 
 pub mod keys;
+pub mod ledger_reads;
 pub mod scripts;
+pub mod streams;
 
 use std::time::Duration;
 
@@ -65,21 +69,27 @@ impl RedisStore {
     }
 
     /// Runs one command on the shared connection.
-    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
-        Ok(match &self.conn {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await?,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
-        })
+    pub(in crate::store) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        Ok(self.query_driver(cmd).await?)
+    }
+
+    /// As [`RedisStore::query`], keeping the driver's error for a caller in `store` that acts
+    /// on the server's error code.
+    async fn query_driver<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match &self.conn {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
     }
 
     /// Runs a script by SHA (reloading it on NOSCRIPT): one round trip.
     pub async fn eval<T: redis::FromRedisValue>(
         &self,
-        script: &redis::Script,
+        script: &scripts::Script,
         keys: &[String],
         args: &[String],
     ) -> StoreResult<T> {
-        let mut inv = script.prepare_invoke();
+        let mut inv = script.driver().prepare_invoke();
         for k in keys {
             inv.key(k);
         }
@@ -93,11 +103,23 @@ impl RedisStore {
     }
 
     /// Sends several commands that touch one tenant's keys in one round trip.
-    pub async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
-        Ok(match &self.conn {
-            Conn::Single(c) => pipe.query_async(&mut c.clone()).await?,
-            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
-        })
+    pub(in crate::store) async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+        Ok(self.pipeline_driver(pipe).await?)
+    }
+
+    /// As [`RedisStore::pipeline`], keeping the driver's error.
+    async fn pipeline_driver<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
+        match &self.conn {
+            Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// One section of `INFO` as Redis prints it (for diagnostics such as the load harness).
+    pub async fn info(&self, section: &str) -> StoreResult<String> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        self.query(&cmd).await
     }
 
     pub async fn ping(&self) -> StoreResult<()> {

@@ -2,10 +2,22 @@
 //! operation's file, so one text (and one SHA) per operation. `load` sends every script at
 //! start — a syntax error fails the boot — and calls go by SHA, reloading on NOSCRIPT.
 
-use redis::Script;
-
 use super::RedisStore;
 use crate::store::StoreResult;
+
+/// One compiled ledger script, called by SHA through [`RedisStore::eval`]. Wraps the driver's
+/// handle so the ledger names a script without naming a driver type.
+pub struct Script(redis::Script);
+
+impl Script {
+    fn new(text: &str) -> Self {
+        Self(redis::Script::new(text))
+    }
+
+    pub(super) fn driver(&self) -> &redis::Script {
+        &self.0
+    }
+}
 
 const LIB: &str = include_str!("../../../lua/lib.lua");
 
