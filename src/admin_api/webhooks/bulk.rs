@@ -1,0 +1,110 @@
+//! Bulk actions over subscriptions and the webhook security config (admin key only).
+
+use super::*;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<WebhookStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<EventType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    filter: Object<BulkFilter>,
+    action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]
+    expected_count: Option<i64>,
+    idempotency_key: String,
+}
+
+/// `POST /v1/admin/webhooks/bulk-action`: validate, count (at most 500), compare with
+/// `expected_count`, then act row by row; a repeated idempotency key replays the response.
+pub async fn bulk_action(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    JsonBody(Object(req)): JsonBody<Object<BulkRequest>>,
+) -> ApiResult<Json<Value>> {
+    if !matches!(req.action.as_str(), "PAUSE" | "RESUME" | "DELETE") {
+        return Err(ApiError::invalid_field("action", "must be one of PAUSE, RESUME, DELETE"));
+    }
+    if req.idempotency_key.is_empty() || req.idempotency_key.chars().count() > 128 {
+        return Err(ApiError::invalid_field("idempotency_key", "must be 1 to 128 characters"));
+    }
+    if req.expected_count.is_some_and(|n| n < 0) {
+        return Err(ApiError::invalid_field("expected_count", "must not be negative"));
+    }
+    no_nul("idempotency_key", Some(&req.idempotency_key))?;
+    let f = &req.filter.0;
+    no_nul("filter.tenant_id", f.tenant_id.as_deref())?;
+    no_nul("filter.search", f.search.as_deref())?;
+    if f.tenant_id.is_none() && f.status.is_none() && f.event_type.is_none() && f.search.is_none() {
+        return Err(ApiError::invalid_field(
+            "filter",
+            "must set at least one of tenant_id, status, event_type, search",
+        ));
+    }
+    let search = search_param(f.search.as_deref())?;
+    let canonical = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let request_hash = hex::encode(Sha256::digest(&canonical));
+    if let Some(previous) = state.catalogue.bulk_replay(&req.idempotency_key, &request_hash).await? {
+        return Ok(Json(previous));
+    }
+    let filter = Filter { tenant_id: f.tenant_id.clone(), status: f.status, event_type: f.event_type, search };
+    let ids = state.catalogue.matching_webhook_ids(&filter, BULK_MAX as i64 + 1).await?;
+    if ids.len() > BULK_MAX {
+        return Err(ApiError::new(
+            ErrorCode::BulkLimitExceeded,
+            format!("the filter matches more than {BULK_MAX} subscriptions; narrow it"),
+        ));
+    }
+    if let Some(expected) = req.expected_count
+        && expected != ids.len() as i64
+    {
+        return Err(ApiError::new(
+            ErrorCode::CountMismatch,
+            format!("the filter matches {} subscriptions, not expected_count {expected}", ids.len()),
+        ));
+    }
+    let actor = Actor::admin(ctx);
+    let correlation = format!("webhook_bulk_action:{}:{}", req.action.to_ascii_lowercase(), actor.ctx.request_id);
+    let (mut succeeded, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for id in &ids {
+        match state.catalogue.bulk_webhook_row(&actor, id, &req.action, &correlation).await {
+            Ok(None) => succeeded.push(json!({ "id": id })),
+            Ok(Some(reason)) => skipped.push(json!({ "id": id, "reason": reason })),
+            Err((code, message)) => failed.push(json!({ "id": id, "error_code": code, "message": message })),
+        }
+    }
+    let body = json!({
+        "action": req.action,
+        "total_matched": ids.len(),
+        "succeeded": succeeded,
+        "failed": failed,
+        "skipped": skipped,
+        "idempotency_key": req.idempotency_key,
+    });
+    state.catalogue.bulk_remember(&req.idempotency_key, &request_hash, &body).await?;
+    Ok(Json(body))
+}
+
+pub async fn get_security_config(State(state): State<AppState>, _: AdminAuth) -> Json<SecurityConfig> {
+    Json(state.catalogue.security_config())
+}
+
+pub async fn put_security_config(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    JsonBody(Object(config)): JsonBody<Object<SecurityConfig>>,
+) -> ApiResult<Json<SecurityConfig>> {
+    Ok(Json(state.catalogue.put_security_config(&Actor::admin(ctx), config).await?))
+}
