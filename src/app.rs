@@ -103,8 +103,7 @@ impl Application {
             tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
         ];
         if config.plane.runtime() {
-            let (pg, ledger) = (pg.clone(), state.ledger.clone());
-            workers.push(tokio::spawn(crate::workers::expiry::run(pg, ledger, shutdown.clone())));
+            workers.push(tokio::spawn(crate::workers::expiry::run(state.ledger.clone(), shutdown.clone())));
         }
         if config.events_workers {
             let drain = Drain::new(pg.clone(), redis.clone(), config.drain());

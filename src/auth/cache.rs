@@ -5,9 +5,15 @@
 //! status changes are announced with Postgres NOTIFY and evicted by `workers::auth_listener`
 //! on every instance within about a second; expiry is checked against `expires_at` on every
 //! use, so it needs no announcement.
+//!
+//! Postgres outages: while the listener is disconnected the cache is *offline*. Keys it has
+//! seen keep being served from memory, however old their entry (the runtime plane must not
+//! depend on Postgres); a key it has never seen is refused at once as unavailable, without
+//! waiting on the pool. When the listener is back, every entry is marked stale and re-read on
+//! its next use, so a change made meanwhile (a revocation) applies within about a second.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -17,9 +23,9 @@ use super::secret::KeyDigest;
 use crate::domain::Permission;
 use crate::domain::api_key::KeyStatus;
 use crate::domain::tenant::{RateLimit, TenantId, TenantStatus, Tier};
-use crate::store::StoreResult;
 use crate::store::pg::PgStore;
 use crate::store::pg::api_keys;
+use crate::store::{StoreError, StoreResult};
 
 /// How long a found key is trusted without re-reading it (a backstop for lost notifications).
 pub const POSITIVE_TTL: Duration = Duration::from_secs(30);
@@ -55,6 +61,8 @@ impl KeyInfo {
 struct Entry {
     info: Option<Arc<KeyInfo>>,
     fetched: Instant,
+    /// The revalidation epoch the entry was read in; an older one is stale.
+    epoch: u64,
 }
 
 impl Entry {
@@ -69,6 +77,11 @@ pub struct KeyCache {
     /// Bumped by every eviction. A lookup that raced an eviction (read Postgres before the
     /// change committed, finished after the notification) must not cache what it read.
     generation: AtomicU64,
+    /// Bumped when notifications may have been lost (the listener reconnected): every entry
+    /// read before is re-read on its next use.
+    epoch: AtomicU64,
+    /// Set while the auth listener is disconnected (Postgres presumed unreachable).
+    offline: AtomicBool,
     pg: PgStore,
 }
 
@@ -81,17 +94,38 @@ pub enum Lookup {
 
 impl KeyCache {
     pub fn new(pg: PgStore) -> Self {
-        Self { entries: DashMap::new(), generation: AtomicU64::new(0), pg }
+        Self {
+            entries: DashMap::new(),
+            generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            offline: AtomicBool::new(false),
+            pg,
+        }
     }
 
     pub async fn get(&self, digest: &KeyDigest) -> StoreResult<(Option<Arc<KeyInfo>>, Lookup)> {
-        if let Some(entry) = self.entries.get(digest)
-            && entry.fresh()
-        {
-            return Ok((entry.info.clone(), Lookup::Hit));
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let offline = self.offline.load(Ordering::Acquire);
+        let known = self.entries.get(digest).map(|e| (e.info.clone(), e.fresh() && e.epoch == epoch));
+        match &known {
+            Some((info, true)) => return Ok((info.clone(), Lookup::Hit)),
+            Some((Some(info), false)) if offline => return Ok((Some(info.clone()), Lookup::Hit)),
+            _ if offline => {
+                return Err(StoreError::Unavailable {
+                    store: "postgres",
+                    cause: "the auth channel is disconnected and this key is not cached".into(),
+                });
+            }
+            _ => {}
         }
+        let stale = known.and_then(|(info, _)| info);
         let generation = self.generation.load(Ordering::Acquire);
-        let found = api_keys::find_by_digest(self.pg.pool(), digest).await?;
+        let found = match api_keys::find_by_digest(self.pg.pool(), digest).await {
+            Ok(found) => found,
+            // Postgres went away before the listener noticed: a key seen before stays valid.
+            Err(StoreError::Unavailable { .. }) if stale.is_some() => return Ok((stale, Lookup::Hit)),
+            Err(e) => return Err(e),
+        };
         let info = found.map(|k| {
             Arc::new(KeyInfo {
                 key_id: k.key.key_id,
@@ -107,7 +141,7 @@ impl KeyCache {
         });
         if self.generation.load(Ordering::Acquire) == generation {
             self.make_room();
-            self.entries.insert(*digest, Entry { info: info.clone(), fetched: Instant::now() });
+            self.entries.insert(*digest, Entry { info: info.clone(), fetched: Instant::now(), epoch });
         }
         Ok((info, Lookup::Miss))
     }
@@ -116,7 +150,8 @@ impl KeyCache {
         if self.entries.len() < ENTRIES_MAX {
             return;
         }
-        self.entries.retain(|_, e| e.fresh());
+        let epoch = self.epoch.load(Ordering::Acquire);
+        self.entries.retain(|_, e| e.fresh() && e.epoch == epoch);
         if self.entries.len() >= ENTRIES_MAX {
             self.entries.clear();
         }
@@ -151,6 +186,27 @@ impl KeyCache {
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.clear();
+    }
+
+    /// The auth channel is down: serve what is cached, refuse unknown keys at once.
+    pub fn go_offline(&self) {
+        if !self.offline.swap(true, Ordering::AcqRel) {
+            tracing::warn!(entries = self.len(), "auth channel down: serving cached keys only");
+        }
+    }
+
+    /// The auth channel is up again: announcements may have been missed, so every entry is
+    /// re-read on its next use (and kept if that read fails).
+    pub fn back_online(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if self.offline.swap(false, Ordering::AcqRel) {
+            tracing::info!(entries = self.len(), "auth channel back: cached keys will be revalidated");
+        }
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
     }
 
     pub fn len(&self) -> usize {

@@ -10,6 +10,12 @@ use super::{FINALIZED_RETENTION_MS, Ledger};
 pub const SWEEP_BATCH: usize = 100;
 
 impl Ledger {
+    /// The tenants the sweeper visits: every tenant that is not CLOSED, read from Redis, so
+    /// expiry keeps returning held budget through a Postgres outage.
+    pub async fn sweepable_tenants(&self) -> Result<Vec<String>> {
+        Ok(self.redis.roster().await?)
+    }
+
     /// Expires up to one batch of the tenant's due reservations; returns how many it
     /// expired and whether a full batch was due (more may be waiting).
     pub async fn sweep_tenant(&self, tenant: &str, now_ms: i64) -> Result<(u64, bool)> {

@@ -1,7 +1,8 @@
 //! Listens on the Postgres auth channel and evicts what changed from this instance's key
 //! cache, so revocations and tenant status changes take effect within about a second. While
-//! the listener is disconnected notifications may be lost, so every (re)connect clears the
-//! whole cache.
+//! the listener is disconnected the cache is offline (it serves the keys it has seen and
+//! refuses others at once); every (re)connect marks the whole cache stale, since
+//! notifications may have been lost meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,10 @@ pub async fn run(pg: PgStore, auth: Arc<Authenticator>, shutdown: CancellationTo
     while !shutdown.is_cancelled() {
         match listen(&pg, &auth, &shutdown).await {
             Ok(()) => return,
-            Err(err) => tracing::warn!(error = %err, "auth listener disconnected; reconnecting"),
+            Err(err) => {
+                auth.cache().go_offline();
+                tracing::warn!(error = %err, "auth listener disconnected; reconnecting");
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -32,7 +36,7 @@ pub async fn run(pg: PgStore, auth: Arc<Authenticator>, shutdown: CancellationTo
 async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken) -> StoreResult<()> {
     let mut listener = Listener::connect(pg).await?;
     listener.listen(AUTH_CHANNEL).await?;
-    auth.cache().clear();
+    auth.cache().back_online();
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -40,8 +44,14 @@ async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken
         };
         match received {
             Received::Payload(payload) => auth.cache().apply(&payload),
-            // The connection dropped; anything sent meanwhile is lost.
-            Received::Lost => auth.cache().clear(),
+            // The connection dropped; anything sent meanwhile is lost. Reconnect explicitly, so
+            // the cache is offline until the channel is known to be back.
+            Received::Lost => {
+                return Err(crate::store::StoreError::Unavailable {
+                    store: "postgres",
+                    cause: "auth channel connection lost".into(),
+                });
+            }
         }
     }
 }

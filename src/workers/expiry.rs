@@ -1,31 +1,31 @@
 //! The expiry sweeper: on every instance, each tick expires due reservations tenant by
 //! tenant in bounded batches. Concurrent sweepers are safe: the script re-checks every
-//! reservation, so each expires (and returns its hold) exactly once.
+//! reservation, so each expires (and returns its hold) exactly once. It needs Redis only
+//! (the tenant list is the ledger's roster), so it keeps working through a Postgres outage.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
-use crate::store::pg::{PgStore, tenants};
 
 /// Time between sweeps: expiry lags a reservation's deadline by at most about this much.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(1_000);
 /// Batches one tenant gets per tick, so one busy tenant cannot starve the others.
 const BATCHES_PER_TENANT: usize = 10;
 
-pub async fn run(pg: PgStore, ledger: Ledger, shutdown: CancellationToken) {
+pub async fn run(ledger: Ledger, shutdown: CancellationToken) {
     super::every(SWEEP_INTERVAL, shutdown.clone(), || async {
-        if let Err(err) = sweep_once(&pg, &ledger, &shutdown).await {
+        if let Err(err) = sweep_once(&ledger, &shutdown).await {
             tracing::warn!(error = %err, "expiry sweep failed; retrying next tick");
         }
     })
     .await;
 }
 
-/// One pass over every open tenant; returns how many reservations it expired.
-pub async fn sweep_once(pg: &PgStore, ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<u64> {
-    let ids = tenants::open_ids(pg.pool()).await?;
+/// One pass over every tenant that is not closed; returns how many reservations it expired.
+pub async fn sweep_once(ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<u64> {
+    let ids = ledger.sweepable_tenants().await?;
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
     let mut expired = 0;
     let mut backlog = 0;

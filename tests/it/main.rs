@@ -17,6 +17,7 @@ mod helpers;
 mod ledger_model;
 mod lifecycle;
 mod metrics;
+mod pg_outage;
 mod runtime_amounts;
 mod runtime_basics;
 mod runtime_concurrency;

@@ -176,13 +176,6 @@ pub async fn ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id").fetch_all(pool).await?)
 }
 
-/// Ids of the tenants whose reservations may need expiring (not CLOSED: a close releases them).
-pub async fn open_ids(pool: &sqlx::PgPool) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE status <> 'CLOSED' ORDER BY tenant_id")
-        .fetch_all(pool)
-        .await?)
-}
-
 /// A stored override, when both columns are set to positive values.
 pub fn rate_limit_of(per_second: Option<i32>, burst: Option<i32>) -> Option<RateLimit> {
     match (per_second, burst) {

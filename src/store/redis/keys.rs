@@ -26,6 +26,12 @@ impl Keys {
         format!("{}:{{t:{tenant}}}", self.prefix)
     }
 
+    /// SET of the ids of every tenant that is not CLOSED: the expiry sweeper's list of tenants,
+    /// so it runs from Redis alone. The one key without a tenant tag; no script touches it.
+    pub fn roster(&self) -> String {
+        format!("{}:tenants", self.prefix)
+    }
+
     /// HASH mirroring the tenant's status and runtime settings from Postgres, read by the
     /// ledger scripts so that `TENANT_CLOSED` is enforced atomically with each mutation.
     pub fn tenant(&self, tenant: &str) -> String {

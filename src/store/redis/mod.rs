@@ -144,7 +144,7 @@ impl RedisStore {
             .arg("max_reservation_extensions")
             .arg(t.max_reservation_extensions);
         let _: i64 = self.query(&cmd).await?;
-        Ok(())
+        self.enrol(t.tenant_id.as_str(), t.status.as_str()).await
     }
 
     /// Sets only the mirrored status (a close flips it before anything else happens).
@@ -152,6 +152,22 @@ impl RedisStore {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(self.keys.tenant(tenant)).arg("status").arg(status);
         let _: i64 = self.query(&cmd).await?;
+        self.enrol(tenant, status).await
+    }
+
+    /// Keeps the roster in step with a tenant's status: every tenant but a CLOSED one is on it.
+    /// A separate command: the roster has no tenant tag, so it may live on another cluster node.
+    async fn enrol(&self, tenant: &str, status: &str) -> StoreResult<()> {
+        let mut cmd = redis::cmd(if status == "CLOSED" { "SREM" } else { "SADD" });
+        cmd.arg(self.keys.roster()).arg(tenant);
+        let _: i64 = self.query(&cmd).await?;
         Ok(())
+    }
+
+    /// The tenants on the roster (every tenant that is not CLOSED).
+    pub async fn roster(&self) -> StoreResult<Vec<String>> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(self.keys.roster());
+        self.query(&cmd).await
     }
 }
