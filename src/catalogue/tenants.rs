@@ -14,13 +14,14 @@ use serde_json::json;
 
 use super::Catalogue;
 use super::audit::Actor;
+use crate::domain::audit::AuditEntry;
 use crate::domain::clock::now;
 use crate::domain::error::{Error, ErrorCode, Result};
-use crate::domain::event::EventType;
+use crate::domain::event::{Event, EventType};
 use crate::domain::tenant::{CommitOveragePolicy, RateLimit, Tenant, TenantStatus, Tier};
 use crate::domain::webhook::WebhookStatus;
 use crate::events;
-use crate::store::pg::{self, api_keys, audit, tenants, webhooks};
+use crate::store::pg::{self, PgTx, api_keys, audit, tenants, webhooks};
 
 /// The fields a PATCH may change; `None` leaves a field as it is.
 #[derive(Debug, Default, Clone)]
@@ -53,6 +54,62 @@ pub fn check_ttls(default_ms: i64, max_ms: i64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The children a tenant close reaches, each with its audit entry and its event under one
+/// correlation id.
+struct Cascade<'a> {
+    actor: &'a Actor,
+    tenant: &'a str,
+    at: time::OffsetDateTime,
+    correlation_id: &'a str,
+}
+
+impl Cascade<'_> {
+    fn entry(&self, resource: (&str, &str), event_kind: &str) -> AuditEntry {
+        let details =
+            json!({ "event_kind": event_kind, "cascade": "tenant_close", "correlation_id": self.correlation_id });
+        self.actor.entry("tenant_close_cascade", self.tenant, resource, 200, details)
+    }
+
+    fn event(&self, kind: EventType, data: serde_json::Value) -> Event {
+        let mut event = self.actor.event(kind, self.tenant, data);
+        event.correlation_id = Some(self.correlation_id.to_string());
+        event
+    }
+
+    /// Revokes the tenant's live keys; returns the cache announcements for them.
+    async fn revoke_keys(&self, tx: &mut PgTx, out: &mut Vec<Event>) -> Result<Vec<String>> {
+        let revoked = api_keys::revoke_all_of_tenant(tx, self.tenant, self.at, "tenant_closed").await?;
+        let mut announce = Vec::with_capacity(revoked.len() + 1);
+        for (key_id, digest, name) in &revoked {
+            let data = json!({
+                "key_id": key_id, "name": name, "prior_status": "ACTIVE", "new_status": "REVOKED",
+                "cascade_reason": "tenant_closed",
+            });
+            out.push(self.event(EventType::ApiKeyRevokedViaTenantCascade, data));
+            audit::append(tx, &self.entry(("api_key", key_id), "api_key.revoked_via_tenant_cascade")).await?;
+            announce.push(format!("key:{}", hex::encode(digest)));
+        }
+        Ok(announce)
+    }
+
+    /// Disables the tenant's enabled webhook subscriptions and cancels their queued deliveries.
+    async fn disable_webhooks(&self, tx: &mut PgTx, out: &mut Vec<Event>) -> Result<()> {
+        for stored in webhooks::enabled_of_tenant_for_update(tx, self.tenant).await? {
+            let sub = &stored.sub;
+            webhooks::set_status(tx, &sub.subscription_id, WebhookStatus::Disabled, self.at).await?;
+            webhooks::cancel_pending(tx, &sub.subscription_id, "tenant was closed").await?;
+            let entry = self.entry(("webhook", &sub.subscription_id), "webhook.disabled_via_tenant_cascade");
+            audit::append(tx, &entry).await?;
+            let data = json!({
+                "subscription_id": sub.subscription_id, "name": sub.name, "prior_status": sub.status.as_str(),
+                "new_status": "DISABLED", "cascade_reason": "tenant_closed",
+            });
+            out.push(self.event(EventType::WebhookDisabledViaTenantCascade, data));
+        }
+        Ok(())
+    }
 }
 
 impl Catalogue {
@@ -178,54 +235,9 @@ impl Catalogue {
             event.correlation_id = Some(correlation_id.clone());
             cascade_events.push(event);
         }
-        let revoked = api_keys::revoke_all_of_tenant(&mut tx, id, at, "tenant_closed").await?;
-        let mut announce = Vec::with_capacity(revoked.len() + 1);
-        for (key_id, digest, name) in &revoked {
-            let data = json!({
-                "key_id": key_id, "name": name, "prior_status": "ACTIVE", "new_status": "REVOKED",
-                "cascade_reason": "tenant_closed",
-            });
-            let mut event = actor.event(EventType::ApiKeyRevokedViaTenantCascade, id, data);
-            event.correlation_id = Some(correlation_id.clone());
-            cascade_events.push(event);
-            let entry = actor.entry(
-                "tenant_close_cascade",
-                id,
-                ("api_key", key_id),
-                200,
-                json!({
-                    "event_kind": "api_key.revoked_via_tenant_cascade",
-                    "cascade": "tenant_close",
-                    "correlation_id": correlation_id,
-                }),
-            );
-            audit::append(&mut tx, &entry).await?;
-            announce.push(format!("key:{}", hex::encode(digest)));
-        }
-        for stored in webhooks::enabled_of_tenant_for_update(&mut tx, id).await? {
-            let sub = &stored.sub;
-            webhooks::set_status(&mut tx, &sub.subscription_id, WebhookStatus::Disabled, at).await?;
-            webhooks::cancel_pending(&mut tx, &sub.subscription_id, "tenant was closed").await?;
-            let entry = actor.entry(
-                "tenant_close_cascade",
-                id,
-                ("webhook", &sub.subscription_id),
-                200,
-                json!({
-                    "event_kind": "webhook.disabled_via_tenant_cascade",
-                    "cascade": "tenant_close",
-                    "correlation_id": correlation_id,
-                }),
-            );
-            audit::append(&mut tx, &entry).await?;
-            let data = json!({
-                "subscription_id": sub.subscription_id, "name": sub.name, "prior_status": sub.status.as_str(),
-                "new_status": "DISABLED", "cascade_reason": "tenant_closed",
-            });
-            let mut event = actor.event(EventType::WebhookDisabledViaTenantCascade, id, data);
-            event.correlation_id = Some(correlation_id.clone());
-            cascade_events.push(event);
-        }
+        let cascade = Cascade { actor, tenant: id, at, correlation_id: &correlation_id };
+        let mut announce = cascade.revoke_keys(&mut tx, &mut cascade_events).await?;
+        cascade.disable_webhooks(&mut tx, &mut cascade_events).await?;
         events::record(&mut tx, &cascade_events).await?;
         announce.push(format!("tenant:{id}"));
         self.commit_announcing(tx, &announce).await?;

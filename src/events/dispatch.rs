@@ -21,7 +21,7 @@ use super::notices::{delivery_failed_event, disabled_event};
 use super::seal::Sealer;
 use crate::auth::secret::KeyHasher;
 use crate::domain::event::{Event, EventType, SYSTEM_TENANT};
-use crate::domain::webhook::{DeliveryStatus, Subscription, WebhookStatus};
+use crate::domain::webhook::{DeliveryStatus, RetryPolicy, Subscription, WebhookStatus};
 use crate::store::pg::webhooks::{self, Attempt, Delivery};
 use crate::store::pg::{self, PgStore, events};
 use crate::store::{StoreError, StoreResult};
@@ -115,6 +115,33 @@ fn describe(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+/// The bookkeeping of one attempt: SUCCESS, RETRYING with the policy's backoff × jitter, or
+/// FAILED after the policy's last retry.
+fn attempt_of(outcome: &SendOutcome, attempts: i32, policy: &RetryPolicy, at: OffsetDateTime) -> Attempt {
+    let retry = !outcome.success && u32::try_from(attempts).unwrap_or(u32::MAX) <= policy.max_retries;
+    let status = if outcome.success {
+        DeliveryStatus::Success
+    } else if retry {
+        DeliveryStatus::Retrying
+    } else {
+        DeliveryStatus::Failed
+    };
+    let next_attempt_at = retry.then(|| {
+        let delay = policy.delay_ms(u32::try_from(attempts).unwrap_or(u32::MAX)) as f64 * jitter();
+        at + Duration::from_millis(delay as u64)
+    });
+    Attempt {
+        status,
+        attempts,
+        attempted_at: at,
+        completed_at: (!retry).then_some(at),
+        response_status: outcome.response_status.map(i32::from),
+        response_time_ms: Some(i64::try_from(outcome.response_time_ms).unwrap_or(i64::MAX)),
+        error_message: outcome.error_message.clone(),
+        next_attempt_at,
+    }
 }
 
 impl Dispatcher {
@@ -330,30 +357,9 @@ impl Dispatcher {
         };
         crate::telemetry::webhook_attempt(outcome.success);
         let attempts = d.attempts + 1;
-        let policy = stored.sub.retry_policy;
         let at = crate::domain::clock::now();
-        let retry = !outcome.success && u32::try_from(attempts).unwrap_or(u32::MAX) <= policy.max_retries;
-        let status = if outcome.success {
-            DeliveryStatus::Success
-        } else if retry {
-            DeliveryStatus::Retrying
-        } else {
-            DeliveryStatus::Failed
-        };
-        let next_attempt_at = retry.then(|| {
-            let delay = policy.delay_ms(u32::try_from(attempts).unwrap_or(u32::MAX)) as f64 * jitter();
-            at + Duration::from_millis(delay as u64)
-        });
-        let attempt = Attempt {
-            status,
-            attempts,
-            attempted_at: at,
-            completed_at: (!retry).then_some(at),
-            response_status: outcome.response_status.map(i32::from),
-            response_time_ms: Some(i64::try_from(outcome.response_time_ms).unwrap_or(i64::MAX)),
-            error_message: outcome.error_message.clone(),
-            next_attempt_at,
-        };
+        let attempt = attempt_of(&outcome, attempts, &stored.sub.retry_policy, at);
+        let status = attempt.status;
         let mut tx = self.inner.pg.begin().await?;
         // Subscription first, then delivery rows: the order of every other writer of both.
         webhooks::lock(&mut tx, &d.subscription_id).await?;

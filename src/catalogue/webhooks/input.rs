@@ -49,20 +49,7 @@ pub(super) fn check_input(input: &SubscriptionInput) -> Result<()> {
         return Err(Error::invalid_field("signing_secret", format!("must be 1 to {SECRET_LEN_MAX} bytes")));
     }
     if let Some(headers) = &input.headers {
-        if headers.len() > HEADERS_MAX {
-            return Err(Error::invalid_field("headers", format!("at most {HEADERS_MAX} headers")));
-        }
-        for (name, value) in headers {
-            if !crate::domain::webhook::is_header_name(name) {
-                return Err(Error::invalid_field("headers", format!("{name:?} is not a valid header name")));
-            }
-            if value.len() > HEADER_VALUE_MAX || !crate::domain::webhook::is_header_value(value) {
-                return Err(Error::invalid_field(
-                    "headers",
-                    format!("the value of {name} is not a valid header value"),
-                ));
-            }
-        }
+        check_headers(headers)?;
     }
     if let Some(policy) = &input.retry_policy {
         policy.validate().map_err(field_error)?;
@@ -76,24 +63,41 @@ pub(super) fn check_input(input: &SubscriptionInput) -> Result<()> {
         return Err(Error::invalid_field("disable_after_failures", format!("must be from 1 to {DISABLE_AFTER_MAX}")));
     }
     if let Some(m) = &input.metadata {
-        if !m.is_object() {
-            return Err(Error::invalid_field("metadata", "must be an object"));
+        check_metadata(m)?;
+    }
+    Ok(())
+}
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {
+    if headers.len() > HEADERS_MAX {
+        return Err(Error::invalid_field("headers", format!("at most {HEADERS_MAX} headers")));
+    }
+    for (name, value) in headers {
+        if !crate::domain::webhook::is_header_name(name) {
+            return Err(Error::invalid_field("headers", format!("{name:?} is not a valid header name")));
         }
-        if has_nul(m) {
-            return Err(Error::invalid_field("metadata", "must not contain NUL characters"));
+        if value.len() > HEADER_VALUE_MAX || !crate::domain::webhook::is_header_value(value) {
+            return Err(Error::invalid_field("headers", format!("the value of {name} is not a valid header value")));
         }
-        if let Some(v) = unstorable_number(m) {
-            return Err(Error::invalid_field(
-                "metadata",
-                format!("holds {v}, which is too large to store; use a smaller magnitude"),
-            ));
-        }
-        if m.to_string().len() > METADATA_BYTES_MAX {
-            return Err(Error::invalid_field(
-                "metadata",
-                format!("must serialize to at most {METADATA_BYTES_MAX} bytes"),
-            ));
-        }
+    }
+    Ok(())
+}
+
+fn check_metadata(m: &Value) -> Result<()> {
+    if !m.is_object() {
+        return Err(Error::invalid_field("metadata", "must be an object"));
+    }
+    if has_nul(m) {
+        return Err(Error::invalid_field("metadata", "must not contain NUL characters"));
+    }
+    if let Some(v) = unstorable_number(m) {
+        return Err(Error::invalid_field(
+            "metadata",
+            format!("holds {v}, which is too large to store; use a smaller magnitude"),
+        ));
+    }
+    if m.to_string().len() > METADATA_BYTES_MAX {
+        return Err(Error::invalid_field("metadata", format!("must serialize to at most {METADATA_BYTES_MAX} bytes")));
     }
     Ok(())
 }

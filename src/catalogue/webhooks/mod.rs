@@ -128,6 +128,70 @@ fn lifecycle(
     data
 }
 
+/// Copies the fields a PATCH sets onto `sub`; returns the names of those that changed.
+fn apply_patch(sub: &mut Subscription, input: &SubscriptionInput) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! set {
+        ($field:ident) => {
+            if let Some(v) = input.$field.clone() {
+                if sub.$field != v {
+                    changed.push(stringify!($field));
+                    sub.$field = v;
+                }
+            }
+        };
+        (opt $field:ident) => {
+            if let Some(v) = input.$field.clone() {
+                if sub.$field.as_ref() != Some(&v) {
+                    changed.push(stringify!($field));
+                    sub.$field = Some(v);
+                }
+            }
+        };
+    }
+    set!(opt name);
+    set!(opt description);
+    set!(url);
+    set!(event_types);
+    set!(event_categories);
+    set!(opt scope_filter);
+    set!(opt thresholds);
+    set!(retry_policy);
+    set!(disable_after_failures);
+    set!(opt metadata);
+    changed
+}
+
+/// The audit entry and the one event of an update that changed something: `webhook.paused` or
+/// `webhook.resumed` when the status moved, else `webhook.updated`.
+async fn record_update(
+    tx: &mut PgTx,
+    actor: &Actor,
+    before: &Subscription,
+    after: &Subscription,
+    changed: &[&str],
+    status_moved: bool,
+) -> Result<()> {
+    let id = &after.subscription_id;
+    let mut all_changed = changed.to_vec();
+    if status_moved {
+        all_changed.push("status");
+    }
+    let details = json!({ "changed_fields": all_changed });
+    let entry = actor.entry("updateWebhookSubscription", &before.tenant_id, ("webhook", id), 200, details);
+    audit::append(tx, &entry).await?;
+    let kind = match (status_moved, after.status) {
+        (true, WebhookStatus::Paused) => EventType::WebhookPaused,
+        (true, _) => EventType::WebhookResumed,
+        (false, _) => EventType::WebhookUpdated,
+    };
+    let data = lifecycle(after, Some(before.status), Some(after.status), changed);
+    let mut event = actor.event(kind, &before.tenant_id, data);
+    event.correlation_id = Some(format!("webhook_update:{id}:{}", actor.ctx.request_id));
+    events::record(tx, &[event]).await?;
+    Ok(())
+}
+
 impl Catalogue {
     fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
         self.dispatcher.sealer().seal(plain).map_err(Error::internal)
@@ -248,35 +312,7 @@ impl Catalogue {
         let current = lock_for(&mut tx, viewer, id).await?;
         let before = current.sub.clone();
         let mut next = current.clone();
-        let mut changed: Vec<&str> = Vec::new();
-        macro_rules! set {
-            ($field:ident) => {
-                if let Some(v) = input.$field.clone() {
-                    if next.sub.$field != v {
-                        changed.push(stringify!($field));
-                        next.sub.$field = v;
-                    }
-                }
-            };
-            (opt $field:ident) => {
-                if let Some(v) = input.$field.clone() {
-                    if next.sub.$field.as_ref() != Some(&v) {
-                        changed.push(stringify!($field));
-                        next.sub.$field = Some(v);
-                    }
-                }
-            };
-        }
-        set!(opt name);
-        set!(opt description);
-        set!(url);
-        set!(event_types);
-        set!(event_categories);
-        set!(opt scope_filter);
-        set!(opt thresholds);
-        set!(retry_policy);
-        set!(disable_after_failures);
-        set!(opt metadata);
+        let mut changed = apply_patch(&mut next.sub, &input);
         check_invariants(&next.sub.tenant_id, &next.sub.event_types, &next.sub.event_categories)
             .map_err(field_error)?;
         if input.url.is_some() {
@@ -303,27 +339,7 @@ impl Catalogue {
         }
         next.sub.updated_at = Some(now());
         store::save(&mut tx, &next).await?;
-        let mut all_changed = changed.clone();
-        if status_moved {
-            all_changed.push("status");
-        }
-        let entry = actor.entry(
-            "updateWebhookSubscription",
-            &before.tenant_id,
-            ("webhook", id),
-            200,
-            json!({ "changed_fields": all_changed }),
-        );
-        audit::append(&mut tx, &entry).await?;
-        let kind = match (status_moved, next.sub.status) {
-            (true, WebhookStatus::Paused) => EventType::WebhookPaused,
-            (true, _) => EventType::WebhookResumed,
-            (false, _) => EventType::WebhookUpdated,
-        };
-        let data = lifecycle(&next.sub, Some(before.status), Some(next.sub.status), &changed);
-        let mut event = actor.event(kind, &before.tenant_id, data);
-        event.correlation_id = Some(format!("webhook_update:{id}:{}", actor.ctx.request_id));
-        events::record(&mut tx, &[event]).await?;
+        record_update(&mut tx, actor, &before, &next.sub, &changed, status_moved).await?;
         pg::commit(tx).await?;
         Ok(next.sub)
     }
