@@ -101,6 +101,12 @@ impl Application {
         let mut workers = vec![
             tokio::spawn(crate::workers::auth_listener::run(pg.clone(), state.auth.clone(), shutdown.clone())),
             tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
+            tokio::spawn(crate::workers::key_usage::run(
+                pg.clone(),
+                state.auth.clone(),
+                Duration::from_millis(config.key_usage_flush_ms.max(10)),
+                shutdown.clone(),
+            )),
         ];
         if config.plane.runtime() {
             workers.push(tokio::spawn(crate::workers::expiry::run(state.ledger.clone(), shutdown.clone())));

@@ -177,6 +177,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_DELIVERY_RETENTION_DAYS", default_value_t = 14)]
     pub delivery_retention_days: u32,
 
+    /// How often the keys used meanwhile are written to `last_used_at`, in milliseconds (so
+    /// `last_used_at` is accurate to about this much).
+    #[arg(long, env = "TOLLGATE_KEY_USAGE_FLUSH_MS", default_value_t = 30_000)]
+    pub key_usage_flush_ms: u64,
+
     #[command(flatten)]
     pub store: StoreConfig,
 }

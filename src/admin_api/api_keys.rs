@@ -279,3 +279,48 @@ pub async fn list(
         keys: page.items.into_iter().map(Into::into).collect(),
     }))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    #[serde(deserialize_with = "crate::domain::amount::de_int")]
+    grace_seconds: i64,
+}
+
+/// The successor's create response, plus where it came from and until when the predecessor
+/// stays valid (Tollgate extension fields).
+#[derive(Serialize)]
+pub struct RotatedKeyBody {
+    #[serde(flatten)]
+    successor: CreatedKeyBody,
+    rotated_from: String,
+    #[serde(with = "time::serde::rfc3339")]
+    predecessor_expires_at: OffsetDateTime,
+}
+
+/// `POST /v1/admin/api-keys/{key_id}/rotate` (extension): a successor now, the predecessor
+/// valid for `grace_seconds` more.
+pub async fn rotate(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(key_id): PathParam<String>,
+    JsonBody(req): JsonBody<RotateRequest>,
+) -> ApiResult<(StatusCode, Json<RotatedKeyBody>)> {
+    let r = state.catalogue.rotate_key(&Actor::admin(ctx), &key_id, req.grace_seconds).await?;
+    let key = r.successor;
+    let body = RotatedKeyBody {
+        successor: CreatedKeyBody {
+            key_id: key.key_id,
+            key_secret: r.secret,
+            key_prefix: key.key_prefix,
+            tenant_id: key.tenant_id,
+            permissions: key.permissions,
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+        },
+        rotated_from: r.predecessor.key_id,
+        predecessor_expires_at: r.predecessor.expires_at,
+    };
+    Ok((StatusCode::CREATED, Json(body)))
+}

@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
         .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/admin/api-keys/{key_id}", patch(api_keys::update).delete(api_keys::revoke))
+        .route("/v1/admin/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/v1/admin/budgets", post(budgets::create).get(budget_list::list).patch(budgets::update))
         .route("/v1/admin/budgets/lookup", get(budgets::lookup))
         .route("/v1/admin/budgets/fund", post(budgets::fund))

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod secret;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub struct Authenticator {
     admin_key: Option<AdminKey>,
     hasher: KeyHasher,
     cache: Arc<KeyCache>,
+    /// Keys used since the last `last_used_at` flush.
+    usage: usage::KeyUsage,
 }
 
 /// A request made with a tenant API key that is valid now.
@@ -63,7 +66,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Authenticator {
     pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: Arc<KeyCache>) -> Self {
-        Self { admin_key, hasher, cache }
+        Self { admin_key, hasher, cache, usage: usage::KeyUsage::default() }
+    }
+
+    pub fn usage(&self) -> &usage::KeyUsage {
+        &self.usage
     }
 
     pub fn hasher(&self) -> &KeyHasher {
@@ -111,6 +118,7 @@ impl Authenticator {
         if info.tenant_status == TenantStatus::Closed {
             return Err(ApiError::unauthorized("API key belongs to a closed tenant"));
         }
+        self.usage.note(&info.key_id);
         Ok(Some(TenantCaller { key: info }))
     }
 

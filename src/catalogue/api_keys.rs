@@ -41,13 +41,13 @@ pub struct KeyPatch {
 /// Keys announced as expired per pass.
 const EXPIRY_BATCH: i64 = 500;
 
-fn key_not_found(id: &str) -> Error {
+pub(super) fn key_not_found(id: &str) -> Error {
     Error::not_found(format!("API key {id} not found"))
 }
 
 /// Locks the owning tenant's row and refuses mutations of a CLOSED tenant's objects (409,
 /// CASCADE Rule 2). Holding the lock means a concurrent close waits for this change.
-async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> Result<()> {
+pub(super) async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> Result<()> {
     let t = tenants::get_for_update(tx, tenant)
         .await?
         .ok_or_else(|| Error::new(ErrorCode::TenantNotFound, format!("tenant {tenant} not found")))?;

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod budgets;
+pub mod key_rotation;
 mod reads;
 pub mod tenants;
 pub mod webhooks;

@@ -103,6 +103,7 @@ impl Env {
             webhook_per_subscription: 2,
             event_retention_days: 90,
             delivery_retention_days: 14,
+            key_usage_flush_ms: 100,
             store: StoreConfig { database_url: self.database_url.clone(), pg_max_connections: 5 },
         }
     }

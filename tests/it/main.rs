@@ -14,6 +14,7 @@ mod events;
 mod fixture;
 mod health;
 mod helpers;
+mod key_rotation;
 mod ledger_model;
 mod lifecycle;
 mod metrics;

@@ -228,3 +228,15 @@ pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> Stor
         .collect::<StoreResult<Vec<(ApiKey, After)>>>()?;
     Ok(finish(rows, page.limit))
 }
+
+/// Records that the keys `ids` were used at `at` (never moving `last_used_at` backwards).
+pub async fn touch(pool: &sqlx::PgPool, ids: &[String], at: OffsetDateTime) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET last_used_at = $2 WHERE key_id = ANY($1) AND (last_used_at IS NULL OR last_used_at < $2)",
+    )
+    .bind(ids)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
