@@ -31,8 +31,18 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Walk the audit hash chain; exit 1 and name the first broken link if any row was
-    /// altered or deleted.
-    Verify(StoreConfig),
+    /// altered or deleted. With `--file`, verify an NDJSON export offline instead.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// An NDJSON export (`GET /v1/admin/audit/logs/export`) to verify without a database.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

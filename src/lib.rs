@@ -30,7 +30,7 @@ mod telemetry;
 mod workers;
 
 pub use app::{Application, cancel_on_signal};
-pub use commands::{migrate, verify_audit};
+pub use commands::{migrate, verify_audit, verify_audit_file};
 pub use config::{AuditCommand, Cli, Command, LogFormat, Plane, ServeConfig, StoreConfig};
 pub use telemetry::init_logging;
 
@@ -42,8 +42,10 @@ pub mod internals {
     pub use crate::auth::cache::{KeyInfo, POSITIVE_TTL};
     pub use crate::auth::secret::{KeyDigest, KeyHasher};
     pub use crate::canonical::to_string as canonical_json;
+    pub use crate::commands::append_audit_history;
     pub use crate::domain::amount::{Unit, Units};
     pub use crate::domain::api_key::KeyStatus;
+    pub use crate::domain::audit::AuditEntry;
     pub use crate::domain::permission::{DEFAULT_PERMISSIONS, grants};
     pub use crate::domain::scope::{LEVELS, Scopes};
     pub use crate::domain::tenant::RateLimit;

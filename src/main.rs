@@ -31,8 +31,23 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             tollgate::migrate(&store.database_url).await?;
             println!("migrations applied");
         }
-        Command::Audit { command: AuditCommand::Verify(store) } => {
-            let report = tollgate::verify_audit(&store.database_url).await?;
+        Command::Audit { command: AuditCommand::Verify(args) } => {
+            if let Some(path) = &args.file {
+                let (entries, broken) = tollgate::verify_audit_file(path)?;
+                match broken {
+                    None => println!("audit export intact: {entries} entries verified"),
+                    Some(b) => {
+                        let seq = b.seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+                        println!(
+                            "audit export BROKEN at line {} (entry {seq}): {} ({entries} entries verified before it)",
+                            b.line, b.reason
+                        );
+                        return Ok(std::process::ExitCode::FAILURE);
+                    }
+                }
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let report = tollgate::verify_audit(&args.store.database_url).await?;
             match report.broken {
                 None => println!("audit chain intact: {} entries verified", report.entries),
                 Some(b) => {

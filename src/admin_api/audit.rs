@@ -132,7 +132,7 @@ pub fn time_param(name: &str, raw: Option<String>) -> ApiResult<Option<OffsetDat
         .transpose()
 }
 
-fn filter_of(q: ListQuery) -> ApiResult<(Filter, ListParams)> {
+pub(super) fn filter_of(q: ListQuery) -> ApiResult<(Filter, ListParams)> {
     let status = status_param("status", q.status, 100..=599)?;
     let status_min = status_param("status_min", q.status_min, 100..=599)?;
     let status_max = status_param("status_max", q.status_max, 100..=599)?;

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+mod audit_export;
 pub mod auth;
 pub mod budget_list;
 pub mod budgets;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/validate", post(auth::validate))
         .route("/v1/auth/introspect", get(auth::introspect))
         .route("/v1/admin/audit/logs", get(audit::list))
+        .route("/v1/admin/audit/logs/export", get(audit_export::export))
         .route("/v1/x-tollgate/audit/verify", get(audit::verify))
         .route("/v1/admin/priority/stats", get(priority_stats))
         .route("/v1/admin/events", get(events::list))

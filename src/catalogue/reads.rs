@@ -4,6 +4,7 @@
 
 use super::Catalogue;
 use crate::domain::audit::{AuditEntry, ChainReport};
+use crate::domain::audit_export::ChainedEntry;
 use crate::domain::error::Result;
 use crate::domain::event::Event;
 use crate::store::StoreResult;
@@ -26,6 +27,11 @@ impl Catalogue {
     /// Walks the audit chain and reports the first break, if any.
     pub async fn verify_audit(&self) -> Result<ChainReport> {
         Ok(audit::verify(self.pg.pool()).await?)
+    }
+
+    /// One batch of an audit export: entries matching `filter` after `after_seq`, in chain order.
+    pub async fn export_audit(&self, filter: &audit::Filter, after_seq: i64, limit: i64) -> Result<Vec<ChainedEntry>> {
+        Ok(audit::export_batch(self.pg.pool(), filter, after_seq, limit).await?)
     }
 
     /// Every tenant id (the admin budget list across tenants).

@@ -5,6 +5,7 @@
 pub mod amount;
 pub mod api_key;
 pub mod audit;
+pub mod audit_export;
 pub mod clock;
 pub mod correlation;
 pub mod error;

@@ -5,6 +5,7 @@ mod admission;
 mod api_keys;
 mod architecture;
 mod audit;
+mod audit_export;
 mod auth;
 mod bad_input;
 mod budgets_admin;

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::PgTx;
 use super::page::{After, Page, PageSpec, after_of, finish};
 use crate::domain::audit::{AuditEntry, BrokenLink, ChainReport};
+use crate::domain::audit_export::ChainedEntry;
 use crate::store::StoreResult;
 
 const COLUMNS: &str = "seq, log_id, \"timestamp\", tenant_id, key_id, user_agent, source_ip, operation, \
@@ -15,6 +16,8 @@ const COLUMNS: &str = "seq, log_id, \"timestamp\", tenant_id, key_id, user_agent
 
 /// Rows read per round trip while verifying the chain.
 const VERIFY_BATCH: i64 = 1_000;
+/// Rows per INSERT when appending many (17 binds each, well under Postgres's 65 535).
+const APPEND_BATCH: usize = 1_000;
 
 #[derive(FromRow)]
 struct Row {
@@ -171,6 +174,21 @@ pub struct Filter {
 pub async fn list(pool: &sqlx::PgPool, f: &Filter, page: &PageSpec) -> StoreResult<Page<AuditEntry>> {
     let mut qb: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM audit_log WHERE TRUE", page.cursor_columns()));
+    push_filter(&mut qb, f);
+    page.push_after(&mut qb);
+    page.push_order_limit(&mut qb);
+    let rows = qb
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| Ok((Row::from_row(r)?.entry().1, after_of(r)?)))
+        .collect::<StoreResult<Vec<(AuditEntry, After)>>>()?;
+    Ok(finish(rows, page.limit))
+}
+
+/// Appends `f`'s conditions (`AND …`) to a query over `audit_log`.
+fn push_filter(qb: &mut QueryBuilder<Postgres>, f: &Filter) {
     let exact = [
         ("tenant_id", &f.tenant_id),
         ("key_id", &f.key_id),
@@ -213,14 +231,68 @@ pub async fn list(pool: &sqlx::PgPool, f: &Filter, page: &PageSpec) -> StoreResu
         qb.push(" OR resource_type ILIKE ").push_bind(pattern.clone());
         qb.push(" OR tenant_id ILIKE ").push_bind(pattern).push(")");
     }
-    page.push_after(&mut qb);
-    page.push_order_limit(&mut qb);
-    let rows = qb
-        .build()
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| Ok((Row::from_row(r)?.entry().1, after_of(r)?)))
-        .collect::<StoreResult<Vec<(AuditEntry, After)>>>()?;
-    Ok(finish(rows, page.limit))
+}
+
+/// Up to `limit` entries matching `f` after sequence number `after_seq`, in chain order, with
+/// their links: one batch of an export.
+pub async fn export_batch(
+    pool: &sqlx::PgPool,
+    f: &Filter,
+    after_seq: i64,
+    limit: i64,
+) -> StoreResult<Vec<ChainedEntry>> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_log WHERE seq > "));
+    qb.push_bind(after_seq);
+    push_filter(&mut qb, f);
+    qb.push(" ORDER BY seq LIMIT ").push_bind(limit);
+    let rows: Vec<Row> = qb.build_query_as().fetch_all(pool).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let (seq, entry, prev_hash, hash) = r.entry();
+            ChainedEntry { seq, entry, prev_hash, hash }
+        })
+        .collect())
+}
+
+/// Appends many entries to the chain in one transaction, `APPEND_BATCH` rows per statement:
+/// for importing history, where one statement per entry would be too slow.
+pub async fn append_many(tx: &mut PgTx, entries: &[AuditEntry]) -> StoreResult<()> {
+    let (mut seq, mut prev): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE").fetch_one(&mut **tx).await?;
+    for chunk in entries.chunks(APPEND_BATCH) {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO audit_log (seq, log_id, \"timestamp\", tenant_id, key_id, user_agent, source_ip, \
+             operation, resource_type, resource_id, request_id, trace_id, status, error_code, metadata, \
+             prev_hash, hash) ",
+        );
+        qb.push_values(chunk, |mut row, e| {
+            seq += 1;
+            let hash = e.link_hash(seq, &prev);
+            row.push_bind(seq)
+                .push_bind(e.log_id)
+                .push_bind(e.timestamp)
+                .push_bind(e.tenant_id.clone())
+                .push_bind(e.key_id.clone())
+                .push_bind(e.user_agent.clone())
+                .push_bind(e.source_ip.clone())
+                .push_bind(e.operation.clone())
+                .push_bind(e.resource_type.clone())
+                .push_bind(e.resource_id.clone())
+                .push_bind(e.request_id.clone())
+                .push_bind(e.trace_id.clone())
+                .push_bind(e.status)
+                .push_bind(e.error_code.clone())
+                .push_bind(e.metadata.clone().map(sqlx::types::Json))
+                .push_bind(std::mem::replace(&mut prev, hash.clone()))
+                .push_bind(hash);
+        });
+        qb.build().execute(&mut **tx).await?;
+    }
+    sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&prev)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
