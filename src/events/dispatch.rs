@@ -119,6 +119,9 @@ fn describe(err: &reqwest::Error) -> String {
 
 impl Dispatcher {
     pub fn new(pg: PgStore, sealer: Sealer, guard: SharedGuard, config: DispatchConfig) -> anyhow::Result<Self> {
+        // reqwest is built without a bundled crypto provider (aws-lc would need cmake); ring is
+        // installed process-wide once. An error means a provider is already installed: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
             .redirect(reqwest::redirect::Policy::none())
