@@ -16,6 +16,7 @@ mod helpers;
 mod ledger_model;
 mod lifecycle;
 mod metrics;
+mod redis_faults;
 mod runtime_amounts;
 mod runtime_basics;
 mod runtime_concurrency;

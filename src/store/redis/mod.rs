@@ -12,12 +12,17 @@ use redis::cluster_async::ClusterConnection;
 pub use keys::Keys;
 
 use crate::domain::tenant::Tenant;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 /// Default per-command response timeout: a healthy script answers in well under a
 /// millisecond; past this a request fails with 503 instead of hanging on a stuck Redis.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnect attempts after a lost connection, and the longest pause between them: a refused
+/// connection must not hold requests behind a long exponential backoff (the driver's default
+/// six retries made each request wait ~9 s); the next request starts a new attempt anyway.
+const RECONNECT_RETRIES: usize = 1;
+const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 enum Conn {
@@ -29,6 +34,9 @@ enum Conn {
 pub struct RedisStore {
     conn: Conn,
     keys: Keys,
+    /// Every call, reconnect included, answers within this (the configured response timeout):
+    /// past it the caller gets `Unavailable` (503 + `Retry-After`).
+    deadline: Duration,
 }
 
 impl RedisStore {
@@ -48,16 +56,31 @@ impl RedisStore {
             let client = redis::Client::open(url)?;
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(response_timeout))
-                .set_connection_timeout(Some(CONNECT_TIMEOUT));
+                .set_connection_timeout(Some(CONNECT_TIMEOUT.min(response_timeout)))
+                .set_number_of_retries(RECONNECT_RETRIES)
+                .set_max_delay(RECONNECT_DELAY_MAX);
             Conn::Single(ConnectionManager::new_with_config(client, config).await?)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.to_vec())
                 .response_timeout(response_timeout)
-                .connection_timeout(CONNECT_TIMEOUT)
+                .connection_timeout(CONNECT_TIMEOUT.min(response_timeout))
                 .build()?;
             Conn::Cluster(client.get_async_connection().await?)
         };
-        Ok(Self { conn, keys })
+        Ok(Self { conn, keys, deadline: response_timeout })
+    }
+
+    /// Runs one driver call within the deadline; a call still waiting (on a reconnect, a
+    /// stuck server) fails as `Unavailable`. Like a response timeout, the outcome of a
+    /// mutation cut off here is unknown to the caller, who retries with its idempotency key.
+    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Unavailable {
+                store: "redis",
+                cause: format!("no answer within {} ms", self.deadline.as_millis()),
+            }),
+        }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -66,10 +89,10 @@ impl RedisStore {
 
     /// Runs one command on the shared connection.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
-        Ok(match &self.conn {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await?,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
-        })
+        match &self.conn {
+            Conn::Single(c) => self.bounded(cmd.query_async(&mut c.clone())).await,
+            Conn::Cluster(c) => self.bounded(cmd.query_async(&mut c.clone())).await,
+        }
     }
 
     /// Runs a script by SHA (reloading it on NOSCRIPT): one round trip.
@@ -86,18 +109,18 @@ impl RedisStore {
         for a in args {
             inv.arg(a);
         }
-        Ok(match &self.conn {
-            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await?,
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await?,
-        })
+        match &self.conn {
+            Conn::Single(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
+            Conn::Cluster(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
+        }
     }
 
     /// Sends several commands that touch one tenant's keys in one round trip.
     pub async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
-        Ok(match &self.conn {
-            Conn::Single(c) => pipe.query_async(&mut c.clone()).await?,
-            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
-        })
+        match &self.conn {
+            Conn::Single(c) => self.bounded(pipe.query_async(&mut c.clone())).await,
+            Conn::Cluster(c) => self.bounded(pipe.query_async(&mut c.clone())).await,
+        }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
