@@ -39,6 +39,7 @@ pub struct Application {
     state: AppState,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    limits: crate::http::serve::ConnLimits,
 }
 
 async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHasher> {
@@ -53,6 +54,9 @@ async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHas
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let admission_config = config.admission()?;
+        if let Some(nofile) = crate::http::serve::raise_nofile_limit() {
+            tracing::info!(nofile, "open-file limit");
+        }
         crate::telemetry::init_metrics();
         let admin_key = config.admin_api_key.as_ref().map(|k| AdminKey::new(k.expose_secret()));
         if config.plane.admin() && admin_key.is_none() {
@@ -129,7 +133,8 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { runtime, admin, state, shutdown, workers })
+        let limits = config.conn_limits();
+        Ok(Self { runtime, admin, state, shutdown, workers, limits })
     }
 
     pub fn runtime_addr(&self) -> Option<SocketAddr> {
@@ -154,14 +159,12 @@ impl Application {
         for (plane, listener) in [("runtime", self.runtime), ("admin", self.admin)] {
             if let Some((listener, router)) = listener {
                 tracing::info!(plane, addr = %listener.local_addr()?, "listening");
-                let stop = self.shutdown.clone();
-                servers.push(tokio::spawn(async move {
-                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
-                }));
+                let (stop, limits) = (self.shutdown.clone(), self.limits);
+                servers.push(tokio::spawn(crate::http::serve::serve(listener, router, limits, stop)));
             }
         }
         for server in servers {
-            server.await.context("server task")?.context("serving")?;
+            server.await.context("server task")?;
         }
         self.shutdown.cancel();
         for worker in self.workers {

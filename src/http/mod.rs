@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod extract;
+pub mod serve;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ mod events;
 mod fixture;
 mod health;
 mod helpers;
+mod http_limits;
 mod ledger_model;
 mod lifecycle;
 mod metrics;
