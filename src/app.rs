@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::auth::cache::KeyCache;
-use crate::auth::secret::{self, AdminKey, KeyHasher};
+use crate::auth::secret::{AdminKey, KeyHasher};
 use crate::catalogue::Catalogue;
 use crate::config::{MISSING_ADMIN_KEY, ServeConfig};
 use crate::events::dispatch::Dispatcher;
@@ -24,7 +24,7 @@ use crate::events::outbox::Drain;
 use crate::events::seal::Sealer;
 use crate::ledger::Ledger;
 use crate::state::AppState;
-use crate::store::pg::{PgStore, secrets};
+use crate::store::pg::PgStore;
 use crate::store::redis::scripts::Scripts;
 use crate::store::redis::{Keys, RedisStore};
 
@@ -46,8 +46,9 @@ async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHas
     if let Some(s) = &config.key_hash_secret {
         return Ok(KeyHasher::new(s.expose_secret().as_bytes()));
     }
-    let fresh = secret::random_bytes_32().context("reading the OS random source")?;
-    let stored = secrets::get_or_create(pg.pool(), "api_key_hash", &fresh).await?;
+    let stored = crate::auth::server_secret::load_or_create(&config.data_dir, pg)
+        .await
+        .context("loading the server secret (--data-dir)")?;
     Ok(KeyHasher::new(&stored))
 }
 

@@ -105,10 +105,15 @@ pub struct ServeConfig {
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,
 
-    /// Secret that keys the HMAC under which API keys are stored. When unset, a random one
-    /// is generated once and kept in Postgres (shared by every instance).
+    /// Secret that keys the HMAC under which API keys are stored and webhook secrets are sealed.
+    /// When unset, a random one is generated once into `<data-dir>/server-secret`.
     #[arg(long, env = "TOLLGATE_KEY_HASH_SECRET", hide_env_values = true)]
     pub key_hash_secret: Option<SecretString>,
+
+    /// Directory of this instance's local state: the generated server secret (file mode 0600),
+    /// kept out of the database it protects. Every instance needs the same secret file.
+    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: std::path::PathBuf,
 
     /// Open HTTP connections per listener at most; more wait in the accept backlog.
     #[arg(long, env = "TOLLGATE_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS)]

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod secret;
+pub mod server_secret;
 
 use std::sync::Arc;
 

@@ -47,6 +47,8 @@ pub struct Env {
     pub redis_prefix: String,
     /// Redis Cluster node URLs when the test runs against the cluster (else empty).
     pub cluster_nodes: Vec<String>,
+    /// The engine's data directory (the generated server secret), shared by its instances.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Env {
@@ -65,6 +67,7 @@ impl Env {
             redis_url: redis_url(),
             redis_prefix: format!("tgtest-{id}"),
             cluster_nodes: Vec::new(),
+            data_dir: std::env::temp_dir().join(format!("tollgate-data-{id}")),
         }
     }
 
@@ -86,6 +89,7 @@ impl Env {
             redis_timeout_ms: 1000,
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
+            data_dir: self.data_dir.clone(),
             log_format: LogFormat::Pretty,
             http_max_connections: 4096,
             http_header_timeout_ms: 10_000,
@@ -113,6 +117,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
         let (db, prefix) = (self.db_name.clone(), self.redis_prefix.clone());
         let mut servers = self.cluster_nodes.clone();
         if servers.is_empty() {

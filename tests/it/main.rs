@@ -26,5 +26,6 @@ mod runtime_idempotency;
 mod runtime_lists;
 mod runtime_settle;
 mod sdk_clients;
+mod server_secret;
 mod tenants;
 mod webhooks;
