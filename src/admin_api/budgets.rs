@@ -105,6 +105,7 @@ fn route(caller: Caller, ctx: RequestCtx, admin_tenant: Option<String>, perm: Pe
         }
         Caller::Tenant(t) => {
             t.require(perm, ErrorCode::InsufficientPermissions)?;
+            t.require_writable()?;
             let tenant = t.key.tenant_id.to_string();
             let actor = Actor { actor_type: "api_key", key_id: Some(t.key.key_id.clone()), ctx };
             Ok(Routed { tenant, actor, key: Some(t) })
@@ -467,14 +468,14 @@ pub async fn fund(
         json!({ "operation": op.as_str(), "amount": amt.get().to_string(), "idempotency_key": req.idempotency_key }),
     );
     let ledger = state.ledger.clone();
-    let (t, s, key) = (r.tenant.clone(), scope.clone(), req.idempotency_key.clone());
+    let (t, s, key, by_key) = (r.tenant.clone(), scope.clone(), req.idempotency_key.clone(), r.key.is_some());
     let outcome = state
         .catalogue
         .audited(
             entry,
             async move {
                 let idem = key.as_deref().map(|k| (k, hash.as_str()));
-                ledger.fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr).await
+                ledger.fund_budget(&t, &s, unit, op, amt, spent, &reason, idem, &corr, by_key).await
             },
             |o| !o.replay,
         )

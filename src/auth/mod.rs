@@ -50,6 +50,15 @@ impl TenantCaller {
     pub fn tenant_suspended(&self) -> bool {
         self.key.tenant_status == TenantStatus::Suspended
     }
+
+    /// 403 `FORBIDDEN` when the key's tenant is SUSPENDED: its keys stay valid but read-only
+    /// (settling existing reservations, which the ledger scripts allow, is the exception).
+    pub fn require_writable(&self) -> ApiResult<()> {
+        if self.tenant_suspended() {
+            return Err(ApiError::forbidden("tenant is suspended: its API keys are read-only"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -27,5 +27,6 @@ mod runtime_lists;
 mod runtime_settle;
 mod sdk_clients;
 mod server_secret;
+mod suspended;
 mod tenants;
 mod webhooks;
