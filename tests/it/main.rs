@@ -17,6 +17,7 @@ mod http_limits;
 mod ledger_model;
 mod lifecycle;
 mod metrics;
+mod nul_input;
 mod redis_faults;
 mod runtime_amounts;
 mod runtime_basics;
