@@ -150,6 +150,11 @@ pub struct ServeConfig {
     )]
     pub rate_limits: String,
 
+    /// Bearer token Prometheus sends to `/metrics` (`Authorization: Bearer <token>`); the admin
+    /// key is accepted too. Without either, `/metrics` answers 401.
+    #[arg(long, env = "TOLLGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+
     /// Label gateway metrics with the tenant (switch off for many tenants).
     #[arg(long, env = "TOLLGATE_METRICS_TENANT_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_tenant_label: bool,

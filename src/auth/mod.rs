@@ -27,6 +27,8 @@ pub const TENANT_KEY_HEADER: &str = "x-cycles-api-key";
 pub struct Authenticator {
     /// `None` on a runtime-only instance started without an admin key.
     admin_key: Option<AdminKey>,
+    /// The bearer token `/metrics` accepts besides the admin key (`--metrics-token`).
+    metrics_token: Option<AdminKey>,
     hasher: KeyHasher,
     cache: Arc<KeyCache>,
 }
@@ -73,7 +75,30 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Authenticator {
     pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: Arc<KeyCache>) -> Self {
-        Self { admin_key, hasher, cache }
+        Self { admin_key, metrics_token: None, hasher, cache }
+    }
+
+    pub fn with_metrics_token(mut self, token: Option<AdminKey>) -> Self {
+        self.metrics_token = token;
+        self
+    }
+
+    /// `/metrics` lists tenant ids and traffic: it needs `Authorization: Bearer <metrics token>`
+    /// or the admin key (in `X-Admin-API-Key` or as the bearer token). 401 otherwise.
+    pub fn require_metrics(&self, headers: &HeaderMap) -> ApiResult<()> {
+        if self.admin(headers)?.is_some() {
+            return Ok(());
+        }
+        let bearer = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(presented) = bearer.filter(|v| !v.is_empty()) else {
+            return Err(ApiError::unauthorized("/metrics needs Authorization: Bearer <metrics token or admin key>"));
+        };
+        let known = [&self.metrics_token, &self.admin_key];
+        if known.iter().any(|k| k.as_ref().is_some_and(|k| k.matches(presented))) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized("invalid bearer token for /metrics"))
+        }
     }
 
     pub fn hasher(&self) -> &KeyHasher {

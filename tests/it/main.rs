@@ -28,6 +28,7 @@ mod runtime_lists;
 mod runtime_settle;
 mod sdk_clients;
 mod server_secret;
+mod small_points;
 mod suspended;
 mod tenants;
 mod webhooks;
