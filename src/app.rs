@@ -76,6 +76,10 @@ impl Application {
         )
         .await
         .context("connecting to Redis (REDIS_URL)")?;
+        let mut redis = redis;
+        if config.durable_ack {
+            redis.enable_durable_ack().await?;
+        }
         let scripts = Arc::new(Scripts::new());
         scripts.load(&redis).await.context("loading the ledger scripts into Redis")?;
         let ledger = Ledger::new(redis.clone(), scripts);

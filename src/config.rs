@@ -101,6 +101,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
 
+    /// Acknowledge a ledger change only once Redis has fsynced it to its AOF (WAITAOF; needs
+    /// Redis 7.2+, appendonly yes, a single Redis). Refuses to start when unavailable.
+    #[arg(long, env = "TOLLGATE_DURABLE_ACK", default_value_t = false, action = clap::ArgAction::Set)]
+    pub durable_ack: bool,
+
     /// The admin key callers present in X-Admin-API-Key. Required by the admin plane.
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,

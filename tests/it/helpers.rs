@@ -87,6 +87,7 @@ impl Env {
             redis_cluster_nodes: self.cluster_nodes.clone(),
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout_ms: 1000,
+            durable_ack: false,
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
             data_dir: self.data_dir.clone(),

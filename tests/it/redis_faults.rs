@@ -234,3 +234,29 @@ async fn a_redis_killed_under_load_and_restarted_from_its_aof_loses_no_acknowled
     eprintln!("redis SIGKILL under load: {} acknowledged pairs, 0 lost, 0 mismatches", acked.len());
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
+
+/// `redis-server --version` of the machine: (major, minor).
+fn redis_version() -> (u32, u32) {
+    let out = std::process::Command::new("redis-server").arg("--version").output().expect("redis-server --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix("v=")).unwrap_or("0.0");
+    let mut parts = v.split('.').map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn durable_ack_starts_only_on_a_redis_that_can_waitaof_and_says_why_otherwise() {
+    let redis = ScratchRedis::start().await;
+    let mut env = crate::helpers::Env::new().await;
+    env.redis_url = redis.url();
+    let mut config = env.config();
+    config.durable_ack = true;
+    let started = crate::helpers::Instance::start(config).await;
+    if redis_version() >= (7, 2) {
+        // WAITAOF exists and the scratch Redis runs with AOF on.
+        started.expect("--durable-ack starts on Redis 7.2+ with AOF").stop().await.unwrap();
+    } else {
+        let msg = format!("{:#}", started.err().expect("refused on Redis < 7.2"));
+        assert!(msg.contains("--durable-ack needs WAITAOF") && msg.contains("7.2"), "{msg}");
+    }
+}

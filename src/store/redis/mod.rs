@@ -37,6 +37,9 @@ pub struct RedisStore {
     /// Every call, reconnect included, answers within this (the configured response timeout):
     /// past it the caller gets `Unavailable` (503 + `Retry-After`).
     deadline: Duration,
+    /// `--durable-ack`: a script's reply is returned only once Redis has fsynced it to its AOF
+    /// (WAITAOF), so an OS crash cannot lose an acknowledged ledger change.
+    durable_ack: bool,
 }
 
 impl RedisStore {
@@ -67,7 +70,43 @@ impl RedisStore {
                 .build()?;
             Conn::Cluster(client.get_async_connection().await?)
         };
-        Ok(Self { conn, keys, deadline: response_timeout })
+        Ok(Self { conn, keys, deadline: response_timeout, durable_ack: false })
+    }
+
+    /// Turns on `--durable-ack` after checking that this Redis can do it: WAITAOF exists from
+    /// Redis 7.2 and needs `appendonly yes`; a single Redis only (WAITAOF must follow the write
+    /// on its connection). An error names what is missing.
+    pub async fn enable_durable_ack(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.conn, Conn::Single(_)),
+            "--durable-ack is supported with a single Redis (REDIS_URL), not with REDIS_CLUSTER_NODES"
+        );
+        let info: String = self.query(redis::cmd("INFO").arg("server")).await?;
+        let version =
+            info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
+        let probe: StoreResult<redis::Value> = self.query(redis::cmd("WAITAOF").arg(0).arg(0).arg(1)).await;
+        if let Err(e) = probe {
+            anyhow::bail!(
+                "--durable-ack needs WAITAOF, which Redis {version} does not provide (Redis 7.2 or newer is required): {e}"
+            );
+        }
+        let appendonly: Vec<String> = self.query(redis::cmd("CONFIG").arg("GET").arg("appendonly")).await?;
+        anyhow::ensure!(
+            appendonly.get(1).is_some_and(|v| v == "yes"),
+            "--durable-ack needs the ledger Redis to run with appendonly yes"
+        );
+        self.durable_ack = true;
+        Ok(())
+    }
+
+    /// Waits until this connection's writes are fsynced to the local AOF (`--durable-ack`).
+    async fn wait_aof(&self) -> StoreResult<()> {
+        let timeout_ms = u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX);
+        let (local, _replicas): (i64, i64) = self.query(redis::cmd("WAITAOF").arg(1).arg(0).arg(timeout_ms)).await?;
+        if local < 1 {
+            return Err(StoreError::Unavailable { store: "redis", cause: "AOF fsync not confirmed in time".into() });
+        }
+        Ok(())
     }
 
     /// Runs one driver call within the deadline; a call still waiting (on a reconnect, a
@@ -109,10 +148,14 @@ impl RedisStore {
         for a in args {
             inv.arg(a);
         }
-        match &self.conn {
+        let reply = match &self.conn {
             Conn::Single(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
             Conn::Cluster(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
+        }?;
+        if self.durable_ack {
+            self.wait_aof().await?;
         }
+        Ok(reply)
     }
 
     /// Sends several commands that touch one tenant's keys in one round trip.
