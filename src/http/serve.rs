@@ -150,7 +150,7 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
 /// Raises the soft RLIMIT_NOFILE to the hard limit (each connection costs a descriptor, and
 /// the soft default is often 1,024). Returns the soft limit in force afterwards.
 #[cfg(unix)]
-pub fn raise_nofile_limit() -> Option<u64> {
+pub fn raise_nofile_limit() -> Option<libc::rlim_t> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own; setrlimit reads it. No other memory.
     unsafe {
@@ -164,7 +164,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
             }
         }
     }
-    Some(lim.rlim_cur as u64)
+    Some(lim.rlim_cur)
 }
 
 #[cfg(not(unix))]
