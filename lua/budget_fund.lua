@@ -10,9 +10,10 @@
 -- ARGV[1] request hash ('' = no idempotency key)  ARGV[2] scope  ARGV[3] unit
 -- ARGV[4] operation  ARGV[5] amount  ARGV[6] spent ('' = none)  ARGV[7] reason
 -- ARGV[8] request id  ARGV[9] trace id  ARGV[10] idempotency retention ms
+-- ARGV[11] '1' when a tenant API key asks (a SUSPENDED tenant's keys are read-only), else '0'
 --
 -- Returns JSON: a stored result plus {replay, now}; or {e, m} in precedence order
--- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, BUDGET_NOT_FOUND, BUDGET_CLOSED,
+-- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, FORBIDDEN (suspended, tenant key), BUDGET_NOT_FOUND, BUDGET_CLOSED,
 -- BUDGET_FROZEN, BUDGET_EXCEEDED (DEBIT), INVALID_REQUEST (int64 overflow); or
 -- {operation, previous: state, new: state, now}. Checks precede the writes.
 -- Appends: the operation's budget.* event, budget.over_limit_entered/exited on a flip and
@@ -23,6 +24,12 @@ local now = now_ms()
 if hash ~= '' then
   local replay = idem_check(KEYS[3], hash, now)
   if replay then return replay end
+end
+if ARGV[11] == '1' then
+  local tenant = tenant_state(KEYS[1])
+  if tenant and tenant.status == 'SUSPENDED' then
+    return err('FORBIDDEN', 'tenant is suspended: its API keys are read-only')
+  end
 end
 local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit)
 if not b then return failure end

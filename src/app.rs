@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::auth::cache::KeyCache;
-use crate::auth::secret::{self, AdminKey, KeyHasher};
+use crate::auth::secret::{AdminKey, KeyHasher};
 use crate::catalogue::Catalogue;
 use crate::config::{MISSING_ADMIN_KEY, ServeConfig};
 use crate::events::dispatch::Dispatcher;
@@ -24,7 +24,7 @@ use crate::events::outbox::Drain;
 use crate::events::seal::Sealer;
 use crate::ledger::Ledger;
 use crate::state::AppState;
-use crate::store::pg::{PgStore, secrets};
+use crate::store::pg::PgStore;
 use crate::store::redis::scripts::Scripts;
 use crate::store::redis::{Keys, RedisStore};
 
@@ -41,20 +41,25 @@ pub struct Application {
     pg: PgStore,
     shutdown: CancellationToken,
     workers: Vec<JoinHandle<()>>,
+    limits: crate::http::serve::ConnLimits,
 }
 
 async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHasher> {
     if let Some(s) = &config.key_hash_secret {
         return Ok(KeyHasher::new(s.expose_secret().as_bytes()));
     }
-    let fresh = secret::random_bytes_32().context("reading the OS random source")?;
-    let stored = secrets::get_or_create(pg.pool(), "api_key_hash", &fresh).await?;
+    let stored = crate::auth::server_secret::load_or_create(&config.data_dir, pg)
+        .await
+        .context("loading the server secret (--data-dir)")?;
     Ok(KeyHasher::new(&stored))
 }
 
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let admission_config = config.admission()?;
+        if let Some(nofile) = crate::http::serve::raise_nofile_limit() {
+            tracing::info!(nofile, "open-file limit");
+        }
         crate::telemetry::init_metrics();
         let admin_key = config.admin_api_key.as_ref().map(|k| AdminKey::new(k.expose_secret()));
         if config.plane.admin() && admin_key.is_none() {
@@ -73,6 +78,10 @@ impl Application {
         )
         .await
         .context("connecting to Redis (REDIS_URL)")?;
+        let mut redis = redis;
+        if config.durable_ack {
+            redis.enable_durable_ack().await?;
+        }
         let scripts = Arc::new(Scripts::new());
         scripts.load(&redis).await.context("loading the ledger scripts into Redis")?;
         let ledger = Ledger::new(redis.clone(), scripts);
@@ -89,7 +98,8 @@ impl Application {
             key_cache.clone(),
             dispatcher.clone(),
         );
-        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache));
+        let metrics_token = config.metrics_token.as_ref().map(|k| AdminKey::new(k.expose_secret()));
+        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache).with_metrics_token(metrics_token));
         let admission = Arc::new(Admission::new(admission_config, auth.clone()));
         crate::telemetry::set_tenant_label(config.metrics_tenant_label);
         let state = AppState { catalogue, ledger, auth, admission };
@@ -135,7 +145,8 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { runtime, admin, state, pg, shutdown, workers })
+        let limits = config.conn_limits();
+        Ok(Self { runtime, admin, state, pg, shutdown, workers, limits })
     }
 
     pub fn runtime_addr(&self) -> Option<SocketAddr> {
@@ -160,14 +171,12 @@ impl Application {
         for (plane, listener) in [("runtime", self.runtime), ("admin", self.admin)] {
             if let Some((listener, router)) = listener {
                 tracing::info!(plane, addr = %listener.local_addr()?, "listening");
-                let stop = self.shutdown.clone();
-                servers.push(tokio::spawn(async move {
-                    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
-                }));
+                let (stop, limits) = (self.shutdown.clone(), self.limits);
+                servers.push(tokio::spawn(crate::http::serve::serve(listener, router, limits, stop)));
             }
         }
         for server in servers {
-            server.await.context("server task")?.context("serving")?;
+            server.await.context("server task")?;
         }
         self.shutdown.cancel();
         for worker in self.workers {

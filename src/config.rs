@@ -111,14 +111,38 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
 
+    /// Acknowledge a ledger change only once Redis has fsynced it to its AOF (WAITAOF; needs
+    /// Redis 7.2+, appendonly yes, a single Redis). Refuses to start when unavailable.
+    #[arg(long, env = "TOLLGATE_DURABLE_ACK", default_value_t = false, action = clap::ArgAction::Set)]
+    pub durable_ack: bool,
+
     /// The admin key callers present in X-Admin-API-Key. Required by the admin plane.
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,
 
-    /// Secret that keys the HMAC under which API keys are stored. When unset, a random one
-    /// is generated once and kept in Postgres (shared by every instance).
+    /// Secret that keys the HMAC under which API keys are stored and webhook secrets are sealed.
+    /// When unset, a random one is generated once into `<data-dir>/server-secret`.
     #[arg(long, env = "TOLLGATE_KEY_HASH_SECRET", hide_env_values = true)]
     pub key_hash_secret: Option<SecretString>,
+
+    /// Directory of this instance's local state: the generated server secret (file mode 0600),
+    /// kept out of the database it protects. Every instance needs the same secret file.
+    #[arg(long, env = "TOLLGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: std::path::PathBuf,
+
+    /// Open HTTP connections per listener at most; more wait in the accept backlog.
+    #[arg(long, env = "TOLLGATE_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_HTTP_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
+
+    /// A request head must arrive complete within this many milliseconds of the connection
+    /// starting to wait for it (new or kept-alive connection): bounds slowloris and silent clients.
+    #[arg(long, env = "TOLLGATE_HTTP_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_HEADER_TIMEOUT_MS)]
+    pub http_header_timeout_ms: u64,
+
+    /// A connection on which no byte moves for this many milliseconds is closed (e.g. a client
+    /// that stops reading its response).
+    #[arg(long, env = "TOLLGATE_HTTP_IDLE_TIMEOUT_MS", default_value_t = DEFAULT_HTTP_IDLE_TIMEOUT_MS)]
+    pub http_idle_timeout_ms: u64,
 
     /// Runtime requests in flight per instance at most (the priority gate's ceiling).
     #[arg(long, env = "TOLLGATE_MAX_CONCURRENT", default_value_t = 1024)]
@@ -140,6 +164,11 @@ pub struct ServeConfig {
         default_value = "free=50/100,dev=200/400,pro=1000/2000,enterprise=5000/10000"
     )]
     pub rate_limits: String,
+
+    /// Bearer token Prometheus sends to `/metrics` (`Authorization: Bearer <token>`); the admin
+    /// key is accepted too. Without either, `/metrics` answers 401.
+    #[arg(long, env = "TOLLGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
 
     /// Label gateway metrics with the tenant (switch off for many tenants).
     #[arg(long, env = "TOLLGATE_METRICS_TENANT_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -196,6 +225,15 @@ pub struct ServeConfig {
     pub store: StoreConfig,
 }
 
+/// Connections per listener: 4 per in-flight request slot of the default gate, and well under
+/// the hard fd limit of a typical service (the engine raises its soft limit to the hard one).
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 4_096;
+/// A healthy client sends its request head in milliseconds; 10 s allows slow links and frees a
+/// slowloris connection's slot quickly.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Longer than the 10 s request timeout, so only a stalled peer (not a slow handler) hits it.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT_MS: u64 = 30_000;
+
 /// The message the admin plane refuses to start with when it has no admin key.
 pub const MISSING_ADMIN_KEY: &str = "ADMIN_API_KEY is not set: the admin plane needs an admin key. \
     Set it in the environment (export ADMIN_API_KEY=<a long random secret>) or pass --admin-api-key, \
@@ -213,6 +251,14 @@ impl ServeConfig {
         crate::workers::retention::Retention {
             event_days: self.event_retention_days.max(1),
             delivery_days: self.delivery_retention_days.max(1),
+        }
+    }
+
+    pub fn conn_limits(&self) -> crate::http::serve::ConnLimits {
+        crate::http::serve::ConnLimits {
+            max_connections: self.http_max_connections.max(1),
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms.max(1)),
         }
     }
 

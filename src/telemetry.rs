@@ -95,6 +95,13 @@ fn precreate() {
         metrics::counter!(GATE_REQUESTS, "tenant" => "all", "tier" => tier).increment(0);
         metrics::counter!(GATE_THROTTLED, "tenant" => "all", "tier" => tier).increment(0);
     }
+    for outcome in ["success", "failure"] {
+        metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(0);
+    }
+    metrics::gauge!(WEBHOOK_BACKLOG).set(0.0);
+    metrics::gauge!(WEBHOOK_LAG).set(0.0);
+    metrics::counter!(EVENTS_STORED).increment(0);
+    metrics::counter!(OUTBOX_REJECTED).increment(0);
     metrics::counter!(EXPIRED).increment(0);
     metrics::gauge!(EXPIRY_BACKLOG).set(0.0);
     metrics::gauge!(OUTBOX_BACKLOG).set(0.0);
@@ -216,9 +223,16 @@ pub fn run_upkeep() {
     }
 }
 
-pub async fn render() -> impl IntoResponse {
+/// `GET /metrics`, for the metrics token or the admin key only (the series name tenants).
+pub async fn render(
+    axum::extract::State(auth): axum::extract::State<std::sync::Arc<crate::auth::Authenticator>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(e) = auth.require_metrics(&headers) {
+        return e.into_response();
+    }
     let body = HANDLE.get().map(PrometheusHandle::render).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`).

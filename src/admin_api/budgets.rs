@@ -104,6 +104,7 @@ fn route(caller: Caller, ctx: RequestCtx, admin_tenant: Option<String>, perm: Pe
         }
         Caller::Tenant(t) => {
             t.require(perm, ErrorCode::InsufficientPermissions)?;
+            t.require_writable()?;
             let tenant = t.key.tenant_id.to_string();
             let actor = Actor { actor_type: "api_key", key_id: Some(t.key.key_id.clone()), ctx };
             Ok(Routed { tenant, actor, key: Some(t) })

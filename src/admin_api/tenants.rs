@@ -209,7 +209,10 @@ pub async fn create(
         default_commit_overage_policy: req
             .default_commit_overage_policy
             .unwrap_or(CommitOveragePolicy::AllowIfAvailable),
-        default_reservation_ttl_ms: req.default_reservation_ttl_ms.unwrap_or(t::DEFAULT_RESERVATION_TTL_MS),
+        // An unset default follows a maximum set below it (the spec allows any maximum ≥ 1 s).
+        default_reservation_ttl_ms: req.default_reservation_ttl_ms.unwrap_or(
+            t::DEFAULT_RESERVATION_TTL_MS.min(req.max_reservation_ttl_ms.unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS)),
+        ),
         max_reservation_ttl_ms: req.max_reservation_ttl_ms.unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS),
         max_reservation_extensions: req.max_reservation_extensions.unwrap_or(t::DEFAULT_MAX_RESERVATION_EXTENSIONS),
         reservation_expiry_policy: req.reservation_expiry_policy.unwrap_or(ExpiryPolicy::AutoRelease),

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod secret;
+pub mod server_secret;
 pub mod usage;
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub const TENANT_KEY_HEADER: &str = "x-cycles-api-key";
 pub struct Authenticator {
     /// `None` on a runtime-only instance started without an admin key.
     admin_key: Option<AdminKey>,
+    /// The bearer token `/metrics` accepts besides the admin key (`--metrics-token`).
+    metrics_token: Option<AdminKey>,
     hasher: KeyHasher,
     cache: Arc<KeyCache>,
     /// Keys used since the last `last_used_at` flush.
@@ -52,6 +55,15 @@ impl TenantCaller {
     pub fn tenant_suspended(&self) -> bool {
         self.key.tenant_status == TenantStatus::Suspended
     }
+
+    /// 403 `FORBIDDEN` when the key's tenant is SUSPENDED: its keys stay valid but read-only
+    /// (settling existing reservations, which the ledger scripts allow, is the exception).
+    pub fn require_writable(&self) -> ApiResult<()> {
+        if self.tenant_suspended() {
+            return Err(ApiError::forbidden("tenant is suspended: its API keys are read-only"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,11 +78,34 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Authenticator {
     pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: Arc<KeyCache>) -> Self {
-        Self { admin_key, hasher, cache, usage: usage::KeyUsage::default() }
+        Self { admin_key, metrics_token: None, hasher, cache, usage: usage::KeyUsage::default() }
     }
 
     pub fn usage(&self) -> &usage::KeyUsage {
         &self.usage
+    }
+
+    pub fn with_metrics_token(mut self, token: Option<AdminKey>) -> Self {
+        self.metrics_token = token;
+        self
+    }
+
+    /// `/metrics` lists tenant ids and traffic: it needs `Authorization: Bearer <metrics token>`
+    /// or the admin key (in `X-Admin-API-Key` or as the bearer token). 401 otherwise.
+    pub fn require_metrics(&self, headers: &HeaderMap) -> ApiResult<()> {
+        if self.admin(headers)?.is_some() {
+            return Ok(());
+        }
+        let bearer = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(presented) = bearer.filter(|v| !v.is_empty()) else {
+            return Err(ApiError::unauthorized("/metrics needs Authorization: Bearer <metrics token or admin key>"));
+        };
+        let known = [&self.metrics_token, &self.admin_key];
+        if known.iter().any(|k| k.as_ref().is_some_and(|k| k.matches(presented))) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized("invalid bearer token for /metrics"))
+        }
     }
 
     pub fn hasher(&self) -> &KeyHasher {

@@ -113,8 +113,20 @@ impl Catalogue {
             json!({ "operation": f.op.as_str(), "amount": f.amount.get().to_string(), "idempotency_key": key });
         let entry = actor.entry("fundBudget", tenant, ("budget", &budget.resource_id()), 200, details);
         let (b, idem) = (&budget, f.idempotency.as_ref().map(|(k, h)| (k.as_str(), h.as_str())));
-        let fund =
-            self.ledger.fund_budget(&b.tenant, &b.scope, b.unit, f.op, f.amount, f.spent, &f.reason, idem, &actor.ctx);
+        // A tenant key may not fund while its tenant is suspended; the script checks it atomically.
+        let by_tenant_key = actor.key_id.is_some();
+        let fund = self.ledger.fund_budget(
+            &b.tenant,
+            &b.scope,
+            b.unit,
+            f.op,
+            f.amount,
+            f.spent,
+            &f.reason,
+            idem,
+            &actor.ctx,
+            by_tenant_key,
+        );
         self.audited(entry, fund, |o| !o.replay).await
     }
 

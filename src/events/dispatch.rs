@@ -146,6 +146,9 @@ fn attempt_of(outcome: &SendOutcome, attempts: i32, policy: &RetryPolicy, at: Of
 
 impl Dispatcher {
     pub fn new(pg: PgStore, sealer: Sealer, guard: SharedGuard, config: DispatchConfig) -> anyhow::Result<Self> {
+        // reqwest is built without a bundled crypto provider (aws-lc would need cmake); ring is
+        // installed process-wide once. An error means a provider is already installed: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
             .redirect(reqwest::redirect::Policy::none())

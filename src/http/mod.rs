@@ -4,6 +4,7 @@
 pub mod context;
 pub mod extract;
 pub mod page;
+pub mod serve;
 
 use std::time::Duration;
 
@@ -29,11 +30,12 @@ pub async fn method_not_allowed() -> ApiError {
 }
 
 /// Wraps a plane's routes with the layers every response needs, outermost first:
-/// correlation ids, a panic guard, a timeout, and the body size limit.
+/// correlation ids, a panic guard, a timeout, the body size limit, and the NUL refusal.
 pub fn finish<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
         .layer(DefaultBodyLimit::max(extract::BODY_BYTES_MAX))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))

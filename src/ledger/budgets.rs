@@ -160,6 +160,7 @@ impl Ledger {
         reason: &str,
         idempotency: Option<(&str, &str)>,
         corr: &Correlation,
+        by_tenant_key: bool,
     ) -> Result<FundOutcome> {
         let k = self.keys();
         let (key, hash) = idempotency.unwrap_or(("", ""));
@@ -175,6 +176,7 @@ impl Ledger {
             corr.request_id.clone(),
             corr.trace_id.clone(),
             IDEM_RETENTION_MS.to_string(),
+            if by_tenant_key { "1" } else { "0" }.to_string(),
         ];
         let reply = self.run("budget_fund", &self.scripts.budget_fund, keys, args).await?;
         Ok(FundOutcome {

@@ -40,15 +40,27 @@ impl From<sqlx::Error> for StoreError {
 
 impl From<::redis::RedisError> for StoreError {
     fn from(err: ::redis::RedisError) -> Self {
-        if err.is_io_error()
-            || err.is_timeout()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal()
-            || err.is_cluster_error()
-        {
+        if redis_error_is_transient(&err) {
             StoreError::Unavailable { store: "redis", cause: err.to_string() }
         } else {
             StoreError::Internal(err.to_string())
         }
     }
+}
+
+/// Whether a Redis error means "not now, try again" rather than a bug: connection refused,
+/// dropped or timed out, a server still loading its dataset, and a cluster being reconfigured
+/// (a redirect or slot move the driver could not follow in time, a failover in progress).
+fn redis_error_is_transient(err: &::redis::RedisError) -> bool {
+    use ::redis::{ErrorKind, ServerErrorKind as S};
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_cluster_error()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(S::BusyLoading | S::MasterDown | S::ReadOnly | S::TryAgain | S::ClusterDown)
+                | ErrorKind::ClusterConnectionNotFound
+        )
 }

@@ -128,7 +128,7 @@ async fn the_gate_sheds_bulk_at_its_share_while_premium_still_gets_in() {
     }
     assert_eq!(premium.await.unwrap().status, 200);
     assert_eq!(amt(&bulk.ledger("", USD).await, "reserved"), 20, "the shed request never reached the ledger");
-    let metrics = send(bulk.app.client.get(bulk.app.admin_url("/metrics"))).await.text;
+    let metrics = send(bulk.app.admin(reqwest::Method::GET, "/metrics")).await.text;
     let throttled = format!("gateway_priority_throttled_total{{tenant=\"{}\",tier=\"bulk\"}} 1", bulk.tenant);
     assert!(metrics.contains(&throttled), "{throttled} in the scrape");
     let admin_stats = send(bulk.app.client.get(bulk.app.admin_url("/v1/admin/priority/stats"))).await;

@@ -27,6 +27,7 @@ async fn start_engine(env: &Env, runtime: u16, admin: u16) -> Child {
         .env("DATABASE_URL", &env.database_url)
         .env("REDIS_URL", &env.redis_url)
         .env("TOLLGATE_REDIS_PREFIX", &env.redis_prefix)
+        .env("TOLLGATE_DATA_DIR", &env.data_dir)
         .env("TOLLGATE_RUNTIME_ADDR", format!("127.0.0.1:{runtime}"))
         .env("TOLLGATE_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
         .env("ADMIN_API_KEY", ADMIN_KEY)

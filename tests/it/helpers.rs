@@ -47,6 +47,8 @@ pub struct Env {
     pub redis_prefix: String,
     /// Redis Cluster node URLs when the test runs against the cluster (else empty).
     pub cluster_nodes: Vec<String>,
+    /// The engine's data directory (the generated server secret), shared by its instances.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Env {
@@ -65,6 +67,7 @@ impl Env {
             redis_url: redis_url(),
             redis_prefix: format!("tgtest-{id}"),
             cluster_nodes: Vec::new(),
+            data_dir: std::env::temp_dir().join(format!("tollgate-data-{id}")),
         }
     }
 
@@ -84,14 +87,20 @@ impl Env {
             redis_cluster_nodes: self.cluster_nodes.clone(),
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout_ms: 1000,
+            durable_ack: false,
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
+            data_dir: self.data_dir.clone(),
             log_format: LogFormat::Pretty,
+            http_max_connections: 4096,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 30_000,
             max_concurrent: 1024,
             tier_classes: "enterprise=premium,pro=standard,dev=bulk,free=bulk".into(),
             class_shares: "premium=100,standard=80,bulk=50".into(),
             // Tests drive many requests per second from one tenant; the admission tests set their own.
             rate_limits: "off".into(),
+            metrics_token: None,
             metrics_tenant_label: true,
             // Event workers on short clocks, so tests see events and deliveries quickly.
             events_workers: true,
@@ -111,6 +120,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
         let (db, prefix) = (self.db_name.clone(), self.redis_prefix.clone());
         let mut servers = self.cluster_nodes.clone();
         if servers.is_empty() {

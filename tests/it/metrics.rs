@@ -71,7 +71,7 @@ async fn short_workload(fx: &Fx) {
 }
 
 async fn scrape(fx: &Fx) -> String {
-    let r = send(fx.app.client.get(fx.app.admin_url("/metrics"))).await;
+    let r = send(fx.app.admin(Method::GET, "/metrics")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!r.text.trim().is_empty(), "/metrics returned an empty body");
     r.text

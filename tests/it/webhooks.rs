@@ -594,7 +594,7 @@ async fn replaying_a_window_redelivers_its_events_as_new_deliveries() {
     narrow["max_events"] = json!(2);
     let r = send(app.admin(Method::POST, &replay).json(&narrow)).await;
     r.expect_error(400, "INVALID_REQUEST");
-    let r = send(app.admin(Method::POST, &replay).json(&json!({"from": rfc3339(from)}))).await;
+    let r = send(app.admin(Method::POST, &replay).json(&json!({"from": rfc3339(to), "to": rfc3339(from)}))).await;
     r.expect_error(400, "INVALID_REQUEST");
     assert_eq!(deliveries(app, &id, "").await.len(), 3, "a refused replay queues nothing");
 

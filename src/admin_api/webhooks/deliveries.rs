@@ -188,8 +188,11 @@ pub async fn replay(
     PathParam(id): PathParam<String>,
     JsonBody(Object(req)): JsonBody<Object<ReplayRequest>>,
 ) -> ApiResult<(StatusCode, Json<ReplayBody>)> {
-    let from = req.from.ok_or_else(|| ApiError::invalid_field("from", "is required"))?;
-    let to = req.to.ok_or_else(|| ApiError::invalid_field("to", "is required"))?;
+    // An unknown subscription is 404 whatever the body says; then the window, whose bounds are
+    // optional (the spec's): from the first event, to now.
+    state.catalogue.get_webhook(Viewer::Admin, &id).await?;
+    let from = req.from.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let to = req.to.unwrap_or_else(OffsetDateTime::now_utc);
     if to < from {
         return Err(ApiError::invalid_field("to", "must not be before from"));
     }

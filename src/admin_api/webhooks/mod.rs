@@ -239,6 +239,7 @@ pub async fn create_for_tenant(
     JsonBody(Object(req)): JsonBody<Object<SubscriptionRequest>>,
 ) -> ApiResult<(StatusCode, Json<CreatedBody>)> {
     caller.require(Permission::WebhooksWrite, ErrorCode::InsufficientPermissions)?;
+    caller.require_writable()?;
     let actor = Actor { actor_type: "api_key", key_id: Some(caller.key.key_id.clone()), ctx };
     create_for(&state, &actor, caller.key.tenant_id.as_str(), req).await
 }
@@ -347,6 +348,9 @@ fn tenant_route<'a>(caller: &'a Caller, ctx: RequestCtx, perm: Permission) -> Ap
         Caller::Admin => Ok((Actor { actor_type: "admin_on_behalf_of", key_id: None, ctx }, Viewer::Admin)),
         Caller::Tenant(t) => {
             t.require(perm, ErrorCode::InsufficientPermissions)?;
+            if matches!(perm, Permission::WebhooksWrite) {
+                t.require_writable()?;
+            }
             let actor = Actor { actor_type: "api_key", key_id: Some(t.key.key_id.clone()), ctx };
             Ok((actor, Viewer::Tenant(t.key.tenant_id.as_str())))
         }

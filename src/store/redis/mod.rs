@@ -16,12 +16,17 @@ use redis::cluster_async::ClusterConnection;
 pub use keys::Keys;
 
 use crate::domain::tenant::Tenant;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 /// Default per-command response timeout: a healthy script answers in well under a
 /// millisecond; past this a request fails with 503 instead of hanging on a stuck Redis.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnect attempts after a lost connection, and the longest pause between them: a refused
+/// connection must not hold requests behind a long exponential backoff (the driver's default
+/// six retries made each request wait ~9 s); the next request starts a new attempt anyway.
+const RECONNECT_RETRIES: usize = 1;
+const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 enum Conn {
@@ -33,6 +38,12 @@ enum Conn {
 pub struct RedisStore {
     conn: Conn,
     keys: Keys,
+    /// Every call, reconnect included, answers within this (the configured response timeout):
+    /// past it the caller gets `Unavailable` (503 + `Retry-After`).
+    deadline: Duration,
+    /// `--durable-ack`: a script's reply is returned only once Redis has fsynced it to its AOF
+    /// (WAITAOF), so an OS crash cannot lose an acknowledged ledger change.
+    durable_ack: bool,
 }
 
 impl RedisStore {
@@ -52,16 +63,67 @@ impl RedisStore {
             let client = redis::Client::open(url)?;
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(response_timeout))
-                .set_connection_timeout(Some(CONNECT_TIMEOUT));
+                .set_connection_timeout(Some(CONNECT_TIMEOUT.min(response_timeout)))
+                .set_number_of_retries(RECONNECT_RETRIES)
+                .set_max_delay(RECONNECT_DELAY_MAX);
             Conn::Single(ConnectionManager::new_with_config(client, config).await?)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(cluster_nodes.to_vec())
                 .response_timeout(response_timeout)
-                .connection_timeout(CONNECT_TIMEOUT)
+                .connection_timeout(CONNECT_TIMEOUT.min(response_timeout))
                 .build()?;
             Conn::Cluster(client.get_async_connection().await?)
         };
-        Ok(Self { conn, keys })
+        Ok(Self { conn, keys, deadline: response_timeout, durable_ack: false })
+    }
+
+    /// Turns on `--durable-ack` after checking that this Redis can do it: WAITAOF exists from
+    /// Redis 7.2 and needs `appendonly yes`; a single Redis only (WAITAOF must follow the write
+    /// on its connection). An error names what is missing.
+    pub async fn enable_durable_ack(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.conn, Conn::Single(_)),
+            "--durable-ack is supported with a single Redis (REDIS_URL), not with REDIS_CLUSTER_NODES"
+        );
+        let info: String = self.query(redis::cmd("INFO").arg("server")).await?;
+        let version =
+            info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("unknown").trim().to_string();
+        let probe: StoreResult<redis::Value> = self.query(redis::cmd("WAITAOF").arg(0).arg(0).arg(1)).await;
+        if let Err(e) = probe {
+            anyhow::bail!(
+                "--durable-ack needs WAITAOF, which Redis {version} does not provide (Redis 7.2 or newer is required): {e}"
+            );
+        }
+        let appendonly: Vec<String> = self.query(redis::cmd("CONFIG").arg("GET").arg("appendonly")).await?;
+        anyhow::ensure!(
+            appendonly.get(1).is_some_and(|v| v == "yes"),
+            "--durable-ack needs the ledger Redis to run with appendonly yes"
+        );
+        self.durable_ack = true;
+        Ok(())
+    }
+
+    /// Waits until this connection's writes are fsynced to the local AOF (`--durable-ack`).
+    async fn wait_aof(&self) -> StoreResult<()> {
+        let timeout_ms = u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX);
+        let (local, _replicas): (i64, i64) = self.query(redis::cmd("WAITAOF").arg(1).arg(0).arg(timeout_ms)).await?;
+        if local < 1 {
+            return Err(StoreError::Unavailable { store: "redis", cause: "AOF fsync not confirmed in time".into() });
+        }
+        Ok(())
+    }
+
+    /// Runs one driver call within the deadline; a call still waiting (on a reconnect, a
+    /// stuck server) fails as `Unavailable`. Like a response timeout, the outcome of a
+    /// mutation cut off here is unknown to the caller, who retries with its idempotency key.
+    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Unavailable {
+                store: "redis",
+                cause: format!("no answer within {} ms", self.deadline.as_millis()),
+            }),
+        }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -76,10 +138,13 @@ impl RedisStore {
     /// As [`RedisStore::query`], keeping the driver's error for a caller in `store` that acts
     /// on the server's error code.
     async fn query_driver<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-        match &self.conn {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
-        }
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+                Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            }
+        };
+        self.within_deadline(call).await
     }
 
     /// Runs a script by SHA (reloading it on NOSCRIPT): one round trip.
@@ -96,10 +161,14 @@ impl RedisStore {
         for a in args {
             inv.arg(a);
         }
-        Ok(match &self.conn {
-            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await?,
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await?,
-        })
+        let reply = match &self.conn {
+            Conn::Single(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
+            Conn::Cluster(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
+        }?;
+        if self.durable_ack {
+            self.wait_aof().await?;
+        }
+        Ok(reply)
     }
 
     /// Sends several commands that touch one tenant's keys in one round trip.
@@ -109,10 +178,22 @@ impl RedisStore {
 
     /// As [`RedisStore::pipeline`], keeping the driver's error.
     async fn pipeline_driver<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
-        match &self.conn {
-            Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
-        }
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
+                Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+            }
+        };
+        self.within_deadline(call).await
+    }
+
+    /// As [`RedisStore::bounded`], keeping the driver's error type: a late answer is an I/O
+    /// timeout, which the store reports as unavailable.
+    async fn within_deadline<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+        tokio::time::timeout(self.deadline, call).await.unwrap_or_else(|_| {
+            let why = format!("no answer within {} ms", self.deadline.as_millis());
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into())
+        })
     }
 
     /// One section of `INFO` as Redis prints it (for diagnostics such as the load harness).
