@@ -33,6 +33,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable { store: "postgres", cause: err.to_string() },
+            // SQLSTATE classes that say "try again", not "this data is wrong": connection
+            // exceptions (08), deadlocks and serialization failures (40), resources (53),
+            // shutdowns and cancels (57). The outbox drain sets aside only what is `Internal`.
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| ["08", "40", "53", "57"].iter().any(|class| c.starts_with(class))) =>
+            {
+                StoreError::Unavailable { store: "postgres", cause: err.to_string() }
+            }
             _ => StoreError::Internal(err.to_string()),
         }
     }

@@ -10,6 +10,7 @@ mod bad_input;
 mod budgets_admin;
 mod cluster;
 mod crash;
+mod dead_letters;
 mod events;
 mod fixture;
 mod health;
