@@ -4,15 +4,18 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::events::events_of;
 use crate::fixture::{Fx, USD};
-use crate::helpers::eventually;
+use crate::helpers::{eventually, send};
 
 /// The sum over labels of `cycles_outbox_dead_letters_total{reason=<reason>}` in a scrape.
 async fn dead_letters_counted(fx: &Fx, reason: &str) -> f64 {
-    let r = crate::helpers::send(fx.app.client.get(fx.app.admin_url("/metrics"))).await;
+    let r = send(fx.app.client.get(fx.app.admin_url("/metrics"))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let label = format!("reason=\"{reason}\"");
     r.text
@@ -113,6 +116,17 @@ async fn a_poisoned_outbox_entry_is_set_aside_and_later_events_are_stored() {
     assert!(!rows[0].3.is_empty());
     assert_eq!((rows[1].0.as_str(), rows[1].2.as_str()), (ids[2].as_str(), "undecodable"), "{rows:?}");
     assert_eq!(rows[1].1, netstrings(&undecodable), "the raw entry, byte for byte");
+
+    // The admin read: newest first, raw content byte for byte (base64) and as text.
+    let r = send(fx.app.admin(Method::GET, "/v1/admin/events/dead-letters").query(&[("tenant_id", &fx.tenant)])).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let listed = r.body["dead_letters"].as_array().expect("dead_letters");
+    assert_eq!(listed.len(), 2, "{}", r.text);
+    let first = listed.iter().find(|d| d["stream_id"] == ids[0].as_str()).expect("the unstorable entry is listed");
+    assert_eq!(first["reason"], "unstorable");
+    let raw = STANDARD.decode(first["raw"].as_str().expect("raw")).expect("base64");
+    assert_eq!(raw, netstrings(&unstorable));
+    assert!(first["raw_text"].as_str().expect("raw_text").contains("poison\0request"), "{}", r.text);
 
     assert_eq!(dead_letters_counted(&fx, "unstorable").await - unstorable_before, 1.0);
     assert_eq!(dead_letters_counted(&fx, "undecodable").await - undecodable_before, 1.0);
