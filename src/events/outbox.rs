@@ -164,10 +164,10 @@ impl Drain {
     }
 
     /// Stores `entries`, then acknowledges and deletes them. The events go in one transaction;
-    /// if Postgres refuses it for a reason other than an outage, they go one at a time, and
-    /// an entry that is not an event or is refused on its own is set aside as a dead letter,
-    /// so one bad entry never holds back the tenant's later ones. On an outage
-    /// (`Unavailable`) nothing is acknowledged and the entries are read again.
+    /// if that fails for a reason other than an outage, they go one at a time, and an entry
+    /// that is not an event or whose data Postgres refuses on its own (`Refused`) is set
+    /// aside as a dead letter, so one bad entry never holds back the tenant's later ones. On
+    /// an outage (`Unavailable`) nothing is acknowledged and the entries are read again.
     async fn store(&mut self, tenant: &str, key: &str, entries: &[StreamEntry]) -> StreamResult<usize> {
         let (mut sources, mut batch) = (Vec::with_capacity(entries.len()), Vec::with_capacity(entries.len()));
         for entry in entries {
@@ -184,7 +184,7 @@ impl Drain {
         }
         let stored = match self.record(&batch).await {
             Ok(stored) => stored,
-            Err(StoreError::Internal(why)) => {
+            Err(StoreError::Internal(why) | StoreError::Refused(why)) => {
                 tracing::warn!(tenant, entries = batch.len(), error = %why, "outbox batch refused; storing it entry by entry");
                 self.record_each(tenant, &sources, &batch).await?
             }
@@ -196,14 +196,16 @@ impl Drain {
     }
 
     /// Stores each of `batch` (made from `sources`, index for index) in its own transaction,
-    /// setting aside those Postgres refuses. An outage stops it: what is stored stays stored
-    /// (a redelivery lands on the same rows) and the caller acknowledges nothing.
+    /// setting aside those whose data Postgres refuses. Any other error stops it (an outage,
+    /// or an `Internal` error that is likely the server's, such as a missing table or grant:
+    /// setting every entry aside for it would empty the event log): what is stored stays
+    /// stored (a redelivery lands on the same rows) and the caller acknowledges nothing.
     async fn record_each(&self, tenant: &str, sources: &[&StreamEntry], batch: &[Event]) -> StoreResult<usize> {
         let mut stored = 0;
         for (entry, event) in sources.iter().zip(batch) {
             match self.record(std::slice::from_ref(event)).await {
                 Ok(n) => stored += n,
-                Err(StoreError::Internal(why)) => {
+                Err(StoreError::Refused(why)) => {
                     dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNSTORABLE, &why).await?;
                 }
                 Err(err) => return Err(err),
@@ -374,4 +376,21 @@ pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
         trace_id,
         metadata: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_a_field_that_is_not_utf8_is_not_an_event() {
+        let mut entry = StreamEntry { id: "1-0".into(), ..StreamEntry::default() };
+        for (name, value) in [("t", "budget.funded"), ("ts", "1"), ("d", "{}")] {
+            entry.fields.insert(name.into(), value.into());
+            entry.raw.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        assert!(to_event("acme", &entry).is_ok());
+        entry.raw.push((b"s".to_vec(), b"\xff".to_vec()));
+        assert_eq!(to_event("acme", &entry).unwrap_err(), "field \"s\" is not UTF-8");
+    }
 }

@@ -182,3 +182,38 @@ impl RedisStore {
         Ok((len, first.into_iter().next().map(|(id, _)| id)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(b: &[u8]) -> Value {
+        Value::BulkString(b.to_vec())
+    }
+
+    #[test]
+    fn an_entry_keeps_every_field_as_bytes_and_only_text_fields_as_fields() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk(b"1-0"),
+                Value::Array(vec![
+                    bulk(b"t"),
+                    bulk(b"budget.funded"),
+                    bulk(b"d"),
+                    bulk(b"\xff\0"),
+                    bulk(b"t"),
+                    bulk(b"x"),
+                ]),
+            ]),
+            // Redis 6.2 answers a claimed entry deleted since with a nil.
+            Value::Nil,
+        ]);
+        let entries = entries_of(reply);
+        assert_eq!(entries.len(), 1);
+        let entry = &entries[0];
+        assert_eq!(entry.id, "1-0");
+        assert_eq!(entry.raw.len(), 3, "duplicates and non-UTF-8 values are kept");
+        assert_eq!(entry.field("d"), None);
+        assert_eq!(entry.raw_netstrings(), b"1:t,13:budget.funded,1:d,2:\xff\0,1:t,1:x,".to_vec());
+    }
+}
