@@ -26,6 +26,7 @@ pub const OUTBOX_BACKLOG: &str = "cycles_outbox_backlog";
 pub const OUTBOX_LAG: &str = "cycles_outbox_lag_seconds";
 pub const EVENTS_STORED: &str = "cycles_events_stored_total";
 pub const OUTBOX_REJECTED: &str = "cycles_outbox_rejected_total";
+pub const OUTBOX_DEAD_LETTERS: &str = "cycles_outbox_dead_letters_total";
 pub const WEBHOOK_ATTEMPTS: &str = "cycles_webhook_attempts_total";
 pub const WEBHOOK_BACKLOG: &str = "cycles_webhook_backlog";
 pub const WEBHOOK_LAG: &str = "cycles_webhook_lag_seconds";
@@ -68,7 +69,11 @@ fn describe() {
         EVENTS_STORED,
         "Events stored in Postgres by this instance (outbox drain and catalogue changes)."
     );
-    describe_counter!(OUTBOX_REJECTED, "Outbox entries dropped because they did not decode as an event.");
+    describe_counter!(OUTBOX_REJECTED, "Outbox entries that did not decode as an event (set aside as dead letters).");
+    describe_counter!(
+        OUTBOX_DEAD_LETTERS,
+        "Outbox entries set aside in outbox_dead_letters, by reason (undecodable or unstorable)."
+    );
     describe_counter!(
         WEBHOOK_ATTEMPTS,
         "Webhook delivery attempts made by this instance, by outcome (success or failure)."
@@ -106,6 +111,9 @@ fn precreate() {
     metrics::gauge!(EXPIRY_BACKLOG).set(0.0);
     metrics::gauge!(OUTBOX_BACKLOG).set(0.0);
     metrics::gauge!(OUTBOX_LAG).set(0.0);
+    for reason in crate::events::dead_letters::REASONS {
+        metrics::counter!(OUTBOX_DEAD_LETTERS, "reason" => reason).increment(0);
+    }
     for unit in crate::domain::amount::Unit::ALL {
         metrics::counter!(OVERDRAFT_INCURRED, "unit" => unit.as_str()).increment(0);
     }
@@ -174,6 +182,10 @@ pub fn events_stored(n: usize) {
 
 pub fn outbox_rejected() {
     metrics::counter!(OUTBOX_REJECTED).increment(1);
+}
+
+pub fn outbox_dead_letter(reason: &'static str) {
+    metrics::counter!(OUTBOX_DEAD_LETTERS, "reason" => reason).increment(1);
 }
 
 pub fn webhook_attempt(success: bool) {

@@ -8,6 +8,7 @@ mod audit_export;
 pub mod auth;
 pub mod budget_list;
 pub mod budgets;
+pub mod dead_letters;
 pub mod events;
 pub mod health;
 pub mod tenants;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/x-tollgate/audit/verify", get(audit::verify))
         .route("/v1/admin/priority/stats", get(priority_stats))
         .route("/v1/admin/events", get(events::list))
+        .route("/v1/admin/events/dead-letters", get(dead_letters::list))
         .route("/v1/admin/events/{event_id}", get(events::get))
         .route("/v1/events", get(events::list_for_tenant))
         .route("/v1/admin/webhooks", post(webhooks::create).get(webhooks::list))

@@ -1,6 +1,6 @@
 //! The catalogue's read side for the admin lists that have no rules of their own: the event
-//! log, the audit log and its chain check, and store health. Handlers read through here so
-//! that nothing above the catalogue holds a store handle.
+//! log, the outbox's dead letters, the audit log and its chain check, and store health.
+//! Handlers read through here so that nothing above the catalogue holds a store handle.
 
 use super::Catalogue;
 use crate::domain::audit::{AuditEntry, ChainReport};
@@ -8,6 +8,7 @@ use crate::domain::audit_export::ChainedEntry;
 use crate::domain::error::Result;
 use crate::domain::event::Event;
 use crate::store::StoreResult;
+use crate::store::pg::dead_letters::{self, DeadLetter};
 use crate::store::pg::page::{Page, PageSpec};
 use crate::store::pg::{audit, events};
 
@@ -18,6 +19,11 @@ impl Catalogue {
 
     pub async fn get_event(&self, id: &str) -> Result<Option<Event>> {
         Ok(events::get(self.pg.pool(), id).await?)
+    }
+
+    /// Outbox entries the drain set aside (all tenants', or `tenant`'s).
+    pub async fn list_dead_letters(&self, tenant: Option<&str>, page: &PageSpec) -> Result<Page<DeadLetter>> {
+        Ok(dead_letters::list(self.pg.pool(), tenant, page).await?)
     }
 
     pub async fn list_audit(&self, filter: &audit::Filter, page: &PageSpec) -> Result<Page<AuditEntry>> {

@@ -1,12 +1,14 @@
 //! Events and webhook delivery.
 //!
 //! - Ledger changes append their events to the tenant's Redis outbox inside the script that
-//!   makes the change; `outbox` drains those streams into Postgres.
+//!   makes the change; `outbox` drains those streams into Postgres, and `dead_letters` sets
+//!   aside the entries that cannot be stored, so a stream never stalls behind one.
 //! - Catalogue changes (tenants, keys, webhooks) call [`record`] inside the transaction of
 //!   the change, so an event exists if and only if its change committed.
 //! - [`record`] stores each event once (by id) and, in the same transaction, queues one
 //!   delivery per matching ACTIVE subscription; `dispatch` sends the queued deliveries.
 
+pub mod dead_letters;
 pub mod dispatch;
 pub mod guard;
 mod notices;

@@ -6,7 +6,9 @@
 //! after the transaction that stores it has committed; an entry a crashed consumer held is
 //! claimed by another after `reclaim_idle`. Event ids derive from the tenant and the stream
 //! entry id, so an entry stored twice (a crash between commit and acknowledge) lands on the
-//! same row: at-least-once delivery from Redis, exactly once in Postgres.
+//! same row: at-least-once delivery from Redis, exactly once in Postgres. An entry that
+//! cannot be stored is set aside as a dead letter (`super::dead_letters`) and acknowledged
+//! like a stored one; an outage sets nothing aside.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -16,11 +18,12 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letters;
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER};
-use crate::store::StoreResult;
 use crate::store::pg::{self, PgStore, tenants};
 use crate::store::redis::RedisStore;
 use crate::store::redis::streams::{StreamEntry, StreamError, StreamResult};
+use crate::store::{StoreError, StoreResult};
 
 /// The consumer group every instance joins on every outbox stream.
 pub const GROUP: &str = "tollgate-drain";
@@ -160,21 +163,54 @@ impl Drain {
         Ok(())
     }
 
-    /// Stores `entries` in one transaction, then acknowledges and deletes them.
+    /// Stores `entries`, then acknowledges and deletes them. The events go in one transaction;
+    /// if that fails for a reason other than an outage, they go one at a time, and an entry
+    /// that is not an event or whose data Postgres refuses on its own (`Refused`) is set
+    /// aside as a dead letter, so one bad entry never holds back the tenant's later ones. On
+    /// an outage (`Unavailable`) nothing is acknowledged and the entries are read again.
     async fn store(&mut self, tenant: &str, key: &str, entries: &[StreamEntry]) -> StreamResult<usize> {
-        let mut batch = Vec::with_capacity(entries.len());
+        let (mut sources, mut batch) = (Vec::with_capacity(entries.len()), Vec::with_capacity(entries.len()));
         for entry in entries {
             match to_event(tenant, entry) {
-                Ok(event) => batch.push(event),
+                Ok(event) => {
+                    sources.push(entry);
+                    batch.push(event);
+                }
                 Err(why) => {
                     crate::telemetry::outbox_rejected();
-                    tracing::error!(tenant, entry = %entry.id, why, "outbox entry is not an event; dropping it");
+                    dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNDECODABLE, &why).await?;
                 }
             }
         }
-        let stored = self.record(&batch).await?;
+        let stored = match self.record(&batch).await {
+            Ok(stored) => stored,
+            Err(StoreError::Internal(why) | StoreError::Refused(why)) => {
+                tracing::warn!(tenant, entries = batch.len(), error = %why, "outbox batch refused; storing it entry by entry");
+                self.record_each(tenant, &sources, &batch).await?
+            }
+            Err(err) => return Err(err.into()),
+        };
         let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
         self.redis.ack_and_delete(key, GROUP, &ids).await?;
+        Ok(stored)
+    }
+
+    /// Stores each of `batch` (made from `sources`, index for index) in its own transaction,
+    /// setting aside those whose data Postgres refuses. Any other error stops it (an outage,
+    /// or an `Internal` error that is likely the server's, such as a missing table or grant:
+    /// setting every entry aside for it would empty the event log): what is stored stays
+    /// stored (a redelivery lands on the same rows) and the caller acknowledges nothing.
+    async fn record_each(&self, tenant: &str, sources: &[&StreamEntry], batch: &[Event]) -> StoreResult<usize> {
+        let mut stored = 0;
+        for (entry, event) in sources.iter().zip(batch) {
+            match self.record(std::slice::from_ref(event)).await {
+                Ok(n) => stored += n,
+                Err(StoreError::Refused(why)) => {
+                    dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNSTORABLE, &why).await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
         Ok(stored)
     }
 
@@ -248,6 +284,12 @@ fn rfc3339_of_ms(ms: &str) -> Option<Json> {
 
 /// Builds the spec's `Event` from one outbox entry of `tenant`.
 pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
+    // A field that is not text would otherwise read as missing and the event lose it quietly.
+    if let Some((name, _)) =
+        entry.raw.iter().find(|(name, value)| std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err())
+    {
+        return Err(format!("field {:?} is not UTF-8", String::from_utf8_lossy(name)));
+    }
     let kind = field(entry, "t").ok_or("no event type")?;
     let event_type = EventType::parse(&kind).ok_or_else(|| format!("unknown event type {kind:?}"))?;
     let ts: i128 = field(entry, "ts").and_then(|s| s.parse().ok()).ok_or("no timestamp")?;
@@ -334,4 +376,21 @@ pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
         trace_id,
         metadata: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_a_field_that_is_not_utf8_is_not_an_event() {
+        let mut entry = StreamEntry { id: "1-0".into(), ..StreamEntry::default() };
+        for (name, value) in [("t", "budget.funded"), ("ts", "1"), ("d", "{}")] {
+            entry.fields.insert(name.into(), value.into());
+            entry.raw.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        assert!(to_event("acme", &entry).is_ok());
+        entry.raw.push((b"s".to_vec(), b"\xff".to_vec()));
+        assert_eq!(to_event("acme", &entry).unwrap_err(), "field \"s\" is not UTF-8");
+    }
 }

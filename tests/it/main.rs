@@ -11,6 +11,7 @@ mod bad_input;
 mod budgets_admin;
 mod cluster;
 mod crash;
+mod dead_letters;
 mod events;
 mod fixture;
 mod health;

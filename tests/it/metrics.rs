@@ -1,7 +1,8 @@
 //! The admin plane's `/metrics` against what reads it: every metric the Grafana dashboards in
-//! `grafana/dashboards/` query is exposed after a short workload, every series is described,
-//! and the scrape passes `promtool check metrics` (Debian's `prometheus` package; `scripts/services`
-//! installs it).
+//! `grafana/dashboards/` and the alert rules in `grafana/alerts.yml` query is exposed after a
+//! short workload, every series is described, the scrape passes `promtool check metrics`
+//! (Debian's `prometheus` package; `scripts/services` installs it), and the rules pass
+//! `promtool check rules` and their unit tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -134,6 +135,10 @@ fn dashboard_files() -> Vec<PathBuf> {
     files
 }
 
+fn alert_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/alerts.yml")
+}
+
 /// Every `expr` (panel queries) and `definition` (template variable queries) in a dashboard.
 fn queries(value: &Value, out: &mut Vec<String>) {
     match value {
@@ -202,6 +207,9 @@ async fn every_metric_the_dashboard_queries_is_exposed_after_a_short_workload() 
         }
     }
     assert!(!wanted.is_empty(), "the dashboards query no cycles_/gateway_ metric");
+    for name in metric_names(&std::fs::read_to_string(alert_rules()).expect("reading the alert rules")) {
+        wanted.entry(name).or_default().insert("alerts.yml".into());
+    }
 
     let missing: Vec<String> = wanted
         .iter()
@@ -250,4 +258,21 @@ async fn the_metrics_endpoint_passes_promtool_check_metrics() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("promtool check metrics: {} {}", out.status, report.trim());
     assert!(out.status.success(), "promtool check metrics failed ({}):\n{report}\n--- scrape ---\n{text}", out.status);
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_check_rules_and_their_unit_tests() {
+    let dir = alert_rules().parent().expect("grafana/").to_path_buf();
+    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
+        let out = match Command::new("promtool").args(args).current_dir(&dir).output() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("promtool is not installed (not on PATH): run scripts/services")
+            }
+            Err(e) => panic!("running promtool: {e}"),
+        };
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        println!("promtool {}: {} {}", args.join(" "), out.status, report.trim());
+        assert!(out.status.success(), "promtool {} failed ({}):\n{report}", args.join(" "), out.status);
+    }
 }

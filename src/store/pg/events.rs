@@ -10,7 +10,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// Stores `event` unless its id is stored already; returns whether this call stored it.
 pub async fn insert(tx: &mut PgTx, event: &Event) -> StoreResult<bool> {
-    let body = serde_json::to_value(event).map_err(|e| StoreError::Internal(format!("encoding an event: {e}")))?;
+    let body = serde_json::to_value(event).map_err(|e| StoreError::Refused(format!("encoding an event: {e}")))?;
     let done = sqlx::query(
         "INSERT INTO events (event_id, event_type, category, tenant_id, scope, occurred_at, correlation_id, \
          request_id, trace_id, body) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (event_id) DO NOTHING",

@@ -1,44 +1,86 @@
 //! The outbox streams as the drain uses them: consumer-group create, read, reclaim,
-//! acknowledge-and-delete, and the depth gauge. Entries arrive as [`StreamEntry`] (string
-//! fields only); the two consumer-group conditions a caller acts on are variants of
+//! acknowledge-and-delete, and the depth gauge. Entries arrive as [`StreamEntry`], parsed
+//! here from the raw reply so that no content (non-UTF-8, duplicate names) can fail a read
+//! and stall a stream; the two consumer-group conditions a caller acts on are variants of
 //! [`StreamError`], recognised here by the server's error code.
 
 use std::collections::HashMap;
 
 use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 
 use super::RedisStore;
 use crate::store::StoreError;
 
-/// One stream entry: its id (`<ms>-<seq>`) and its fields that hold text.
+/// One stream entry: its id (`<ms>-<seq>`), its fields that hold text, and every field as
+/// the bytes Redis holds (in stream order, duplicates and non-UTF-8 included), so an entry
+/// the drain cannot use can still be kept whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamEntry {
     pub id: String,
     pub fields: HashMap<String, String>,
+    pub raw: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl StreamEntry {
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(String::as_str)
     }
+
+    /// The entry's names and values alternating, each as a netstring (`<length>:<bytes>,`):
+    /// lossless for any bytes, and readable by eye when they are text.
+    pub fn raw_netstrings(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in self.raw.iter().flat_map(|(name, value)| [name, value]) {
+            out.extend_from_slice(part.len().to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(part);
+            out.push(b',');
+        }
+        out
+    }
+
+    /// One entry of an XREADGROUP / XAUTOCLAIM reply: `[id, [name, value, …]]`. `None` for
+    /// anything else, such as the nil Redis 6.2 gives for a claimed entry deleted since.
+    fn parse(value: Value) -> Option<StreamEntry> {
+        let Value::Array(mut parts) = value else { return None };
+        if parts.len() != 2 {
+            return None;
+        }
+        let body = parts.pop()?;
+        let id = String::from_utf8(bytes_of(parts.pop()?)?).ok()?;
+        let pairs: Vec<(Value, Value)> = match body {
+            Value::Array(flat) => {
+                let mut flat = flat.into_iter();
+                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+            }
+            Value::Map(pairs) => pairs,
+            _ => Vec::new(),
+        };
+        let raw: Vec<(Vec<u8>, Vec<u8>)> =
+            pairs.into_iter().filter_map(|(n, v)| Some((bytes_of(n)?, bytes_of(v)?))).collect();
+        let fields = raw
+            .iter()
+            .filter_map(|(n, v)| Some((String::from_utf8(n.clone()).ok()?, String::from_utf8(v.clone()).ok()?)))
+            .collect();
+        Some(StreamEntry { id, fields, raw })
+    }
 }
 
-impl From<StreamId> for StreamEntry {
-    fn from(entry: StreamId) -> Self {
-        let fields = entry
-            .map
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let text = match value {
-                    Value::BulkString(b) => String::from_utf8(b).ok(),
-                    Value::SimpleString(s) => Some(s),
-                    _ => None,
-                }?;
-                Some((name, text))
-            })
-            .collect();
-        Self { id: entry.id, fields }
+fn bytes_of(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The entries of a list of `[id, fields]` (entries that do not parse are skipped: they can
+/// only be nils for deleted entries).
+fn entries_of(value: Value) -> Vec<StreamEntry> {
+    match value {
+        Value::Array(items) => items.into_iter().filter_map(StreamEntry::parse).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -87,8 +129,19 @@ impl RedisStore {
     ) -> StreamResult<Vec<StreamEntry>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(group).arg(consumer).arg("COUNT").arg(count).arg("STREAMS").arg(stream).arg(">");
-        let reply: Option<StreamReadReply> = self.query_driver(&cmd).await?;
-        Ok(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).map(StreamEntry::from).collect())
+        // `[[stream, entries]]` (a map of stream → entries under RESP3), nil when nothing is new.
+        let streams: Vec<Value> = match self.query_driver(&cmd).await? {
+            Value::Array(streams) => streams
+                .into_iter()
+                .filter_map(|s| match s {
+                    Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(pairs) => pairs.into_iter().map(|(_, entries)| entries).collect(),
+            _ => Vec::new(),
+        };
+        Ok(streams.into_iter().flat_map(entries_of).collect())
     }
 
     /// Up to `count` entries delivered to some consumer of `group` and not acknowledged for
@@ -103,8 +156,13 @@ impl RedisStore {
     ) -> StreamResult<Vec<StreamEntry>> {
         let mut cmd = redis::cmd("XAUTOCLAIM");
         cmd.arg(stream).arg(group).arg(consumer).arg(idle_ms).arg("0-0").arg("COUNT").arg(count);
-        let reply: StreamAutoClaimReply = self.query_driver(&cmd).await?;
-        Ok(reply.claimed.into_iter().map(StreamEntry::from).collect())
+        // `[next cursor, claimed entries, deleted ids]`.
+        let reply: Value = self.query_driver(&cmd).await?;
+        let claimed = match reply {
+            Value::Array(parts) => parts.into_iter().nth(1),
+            _ => None,
+        };
+        Ok(claimed.map(entries_of).unwrap_or_default())
     }
 
     /// Acknowledges `ids` for `group` and deletes them from `stream`, in one round trip.
@@ -122,5 +180,40 @@ impl RedisStore {
         pipe.cmd("XLEN").arg(stream).cmd("XRANGE").arg(stream).arg("-").arg("+").arg("COUNT").arg(1);
         let (len, first): (u64, Vec<(String, Value)>) = self.pipeline_driver(&pipe).await?;
         Ok((len, first.into_iter().next().map(|(id, _)| id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(b: &[u8]) -> Value {
+        Value::BulkString(b.to_vec())
+    }
+
+    #[test]
+    fn an_entry_keeps_every_field_as_bytes_and_only_text_fields_as_fields() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk(b"1-0"),
+                Value::Array(vec![
+                    bulk(b"t"),
+                    bulk(b"budget.funded"),
+                    bulk(b"d"),
+                    bulk(b"\xff\0"),
+                    bulk(b"t"),
+                    bulk(b"x"),
+                ]),
+            ]),
+            // Redis 6.2 answers a claimed entry deleted since with a nil.
+            Value::Nil,
+        ]);
+        let entries = entries_of(reply);
+        assert_eq!(entries.len(), 1);
+        let entry = &entries[0];
+        assert_eq!(entry.id, "1-0");
+        assert_eq!(entry.raw.len(), 3, "duplicates and non-UTF-8 values are kept");
+        assert_eq!(entry.field("d"), None);
+        assert_eq!(entry.raw_netstrings(), b"1:t,13:budget.funded,1:d,2:\xff\0,1:t,1:x,".to_vec());
     }
 }
