@@ -54,6 +54,84 @@ async fn key_hasher(config: &ServeConfig, pg: &PgStore) -> anyhow::Result<KeyHas
     Ok(KeyHasher::new(&stored))
 }
 
+/// Connects to Postgres (applying migrations) and to Redis (or the cluster).
+async fn connect_stores(config: &ServeConfig) -> anyhow::Result<(PgStore, RedisStore)> {
+    let pg = PgStore::connect(&config.store.database_url, config.store.pg_max_connections)
+        .await
+        .context("connecting to Postgres (DATABASE_URL)")?;
+    pg.migrate().await.context("applying database migrations")?;
+    let keys = Keys::new(&config.redis_prefix).map_err(anyhow::Error::msg)?;
+    let mut redis = RedisStore::connect_with_timeout(
+        &config.redis_url,
+        &config.redis_cluster_nodes,
+        keys,
+        Duration::from_millis(config.redis_timeout_ms.max(1)),
+    )
+    .await
+    .context("connecting to Redis (REDIS_URL)")?;
+    if config.durable_ack {
+        redis.enable_durable_ack().await?;
+    }
+    Ok((pg, redis))
+}
+
+/// The background loops this instance runs, each stopped by `shutdown`.
+fn spawn_workers(
+    config: &ServeConfig,
+    state: &AppState,
+    pg: &PgStore,
+    redis: &RedisStore,
+    dispatcher: Dispatcher,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut workers = vec![
+        tokio::spawn(crate::workers::auth_listener::run(pg.clone(), state.auth.clone(), shutdown.clone())),
+        tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
+        tokio::spawn(crate::workers::key_usage::run(
+            pg.clone(),
+            state.auth.clone(),
+            Duration::from_millis(config.key_usage_flush_ms.max(10)),
+            shutdown.clone(),
+        )),
+    ];
+    if config.plane.runtime() {
+        workers.push(tokio::spawn(crate::workers::expiry::run(state.ledger.clone(), shutdown.clone())));
+    }
+    if config.events_workers {
+        let drain = Drain::new(pg.clone(), redis.clone(), config.drain());
+        workers.push(tokio::spawn(drain.run(shutdown.clone())));
+        workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
+        workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));
+        let keep = config.retention();
+        workers.push(tokio::spawn(crate::workers::retention::run(pg.clone(), keep, shutdown.clone())));
+    }
+    workers
+}
+
+/// A bound listener and the routes it serves.
+type BoundPlane = Option<(TcpListener, axum::Router)>;
+
+/// Binds the listeners of the planes this instance serves.
+async fn bind_planes(config: &ServeConfig, state: &AppState) -> anyhow::Result<(BoundPlane, BoundPlane)> {
+    let runtime = if config.plane.runtime() {
+        let listener = TcpListener::bind(config.runtime_addr)
+            .await
+            .with_context(|| format!("binding the runtime plane to {}", config.runtime_addr))?;
+        Some((listener, crate::runtime_api::router(state.clone(), !config.plane.admin())))
+    } else {
+        None
+    };
+    let admin = if config.plane.admin() {
+        let listener = TcpListener::bind(config.admin_addr)
+            .await
+            .with_context(|| format!("binding the admin plane to {}", config.admin_addr))?;
+        Some((listener, crate::admin_api::router(state.clone())))
+    } else {
+        None
+    };
+    Ok((runtime, admin))
+}
+
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let admission_config = config.admission()?;
@@ -65,23 +143,7 @@ impl Application {
         if config.plane.admin() && admin_key.is_none() {
             anyhow::bail!(MISSING_ADMIN_KEY);
         }
-        let pg = PgStore::connect(&config.store.database_url, config.store.pg_max_connections)
-            .await
-            .context("connecting to Postgres (DATABASE_URL)")?;
-        pg.migrate().await.context("applying database migrations")?;
-        let keys = Keys::new(&config.redis_prefix).map_err(anyhow::Error::msg)?;
-        let redis = RedisStore::connect_with_timeout(
-            &config.redis_url,
-            &config.redis_cluster_nodes,
-            keys,
-            Duration::from_millis(config.redis_timeout_ms.max(1)),
-        )
-        .await
-        .context("connecting to Redis (REDIS_URL)")?;
-        let mut redis = redis;
-        if config.durable_ack {
-            redis.enable_durable_ack().await?;
-        }
+        let (pg, redis) = connect_stores(&config).await?;
         let scripts = Arc::new(Scripts::new());
         scripts.load(&redis).await.context("loading the ledger scripts into Redis")?;
         let ledger = Ledger::new(redis.clone(), scripts);
@@ -108,43 +170,8 @@ impl Application {
             tracing::info!(tenants = mirrored, "tenant status mirror reseeded");
         }
         let shutdown = CancellationToken::new();
-        let mut workers = vec![
-            tokio::spawn(crate::workers::auth_listener::run(pg.clone(), state.auth.clone(), shutdown.clone())),
-            tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
-            tokio::spawn(crate::workers::key_usage::run(
-                pg.clone(),
-                state.auth.clone(),
-                Duration::from_millis(config.key_usage_flush_ms.max(10)),
-                shutdown.clone(),
-            )),
-        ];
-        if config.plane.runtime() {
-            workers.push(tokio::spawn(crate::workers::expiry::run(state.ledger.clone(), shutdown.clone())));
-        }
-        if config.events_workers {
-            let drain = Drain::new(pg.clone(), redis.clone(), config.drain());
-            workers.push(tokio::spawn(drain.run(shutdown.clone())));
-            workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
-            workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));
-            let keep = config.retention();
-            workers.push(tokio::spawn(crate::workers::retention::run(pg.clone(), keep, shutdown.clone())));
-        }
-        let runtime = if config.plane.runtime() {
-            let listener = TcpListener::bind(config.runtime_addr)
-                .await
-                .with_context(|| format!("binding the runtime plane to {}", config.runtime_addr))?;
-            Some((listener, crate::runtime_api::router(state.clone(), !config.plane.admin())))
-        } else {
-            None
-        };
-        let admin = if config.plane.admin() {
-            let listener = TcpListener::bind(config.admin_addr)
-                .await
-                .with_context(|| format!("binding the admin plane to {}", config.admin_addr))?;
-            Some((listener, crate::admin_api::router(state.clone())))
-        } else {
-            None
-        };
+        let workers = spawn_workers(&config, &state, &pg, &redis, dispatcher, &shutdown);
+        let (runtime, admin) = bind_planes(&config, &state).await?;
         let limits = config.conn_limits();
         Ok(Self { runtime, admin, state, pg, shutdown, workers, limits })
     }

@@ -47,17 +47,15 @@ pub async fn load_or_create(data_dir: &Path, pg: &PgStore) -> anyhow::Result<Vec
             legacy
         }
         (None, None) => {
-            if secrets::get(pg.pool(), FINGERPRINT_ROW).await?.is_some() {
-                anyhow::bail!(
-                    "{} is missing but another instance already generated the server secret: copy its \
-                     {SECRET_FILE} file into this data directory (or set TOLLGATE_KEY_HASH_SECRET on every instance)",
-                    path.display()
-                );
-            }
             let fresh = crate::auth::secret::random_bytes_32().context("reading the OS random source")?;
+            // Exclusive: an instance sharing this directory that got there first wins, and an
+            // instance with another directory is caught by the fingerprint check below.
             write_new(data_dir, &path, &fresh)?;
-            tracing::info!(path = %path.display(), "generated the server secret");
-            read(&path)?.context("reading back the server secret")?
+            let secret = read_written(&path).await?;
+            if secret == fresh {
+                tracing::info!(path = %path.display(), "generated the server secret");
+            }
+            secret
         }
     };
     let stored = secrets::settle_fingerprint(pg.pool(), FINGERPRINT_ROW, &fingerprint(&secret), LEGACY_ROW).await?;
@@ -69,6 +67,25 @@ pub async fn load_or_create(data_dir: &Path, pg: &PgStore) -> anyhow::Result<Vec
         );
     }
     Ok(secret)
+}
+
+/// How long a starting instance waits for a sibling on the same directory to finish writing
+/// the secret it created.
+const SIBLING_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads a secret file that exists, waiting (bounded) while a sibling is still writing it.
+async fn read_written(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + SIBLING_WRITE_WAIT;
+    loop {
+        match read(path) {
+            Ok(Some(secret)) => return Ok(secret),
+            Ok(None) => anyhow::bail!("{} vanished while starting", path.display()),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn read(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {

@@ -282,36 +282,14 @@ fn rfc3339_of_ms(ms: &str) -> Option<Json> {
     at.format(&time::format_description::well_known::Rfc3339).ok().map(Json::String)
 }
 
-/// Builds the spec's `Event` from one outbox entry of `tenant`.
-pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
-    // A field that is not text would otherwise read as missing and the event lose it quietly.
-    if let Some((name, _)) =
-        entry.raw.iter().find(|(name, value)| std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err())
-    {
-        return Err(format!("field {:?} is not UTF-8", String::from_utf8_lossy(name)));
-    }
-    let kind = field(entry, "t").ok_or("no event type")?;
-    let event_type = EventType::parse(&kind).ok_or_else(|| format!("unknown event type {kind:?}"))?;
-    let ts: i128 = field(entry, "ts").and_then(|s| s.parse().ok()).ok_or("no timestamp")?;
-    let timestamp = OffsetDateTime::from_unix_timestamp_nanos(ts * 1_000_000).map_err(|e| e.to_string())?;
-    let scope = field(entry, "s").filter(|s| !s.is_empty());
-    let unit = field(entry, "u").filter(|s| !s.is_empty());
-    let request_id = field(entry, "rq").filter(|s| !s.is_empty());
-    let trace_id = field(entry, "tr").filter(|s| s.len() == 32);
-    let raw = field(entry, "d").unwrap_or_else(|| "{}".into());
-    let mut data: Map<String, Json> = match serde_json::from_str(&raw) {
-        Ok(Json::Object(m)) => m,
-        // cjson encodes an empty table as an empty array.
-        Ok(Json::Array(a)) if a.is_empty() => Map::new(),
-        _ => return Err("data is not a JSON object".into()),
-    };
-    normalize(&mut data);
-    if let Some(scope) = &scope {
-        data.entry("scope").or_insert_with(|| Json::String(scope.clone()));
-    }
-    if let Some(unit) = &unit {
-        data.entry("unit").or_insert_with(|| Json::String(unit.clone()));
-    }
+/// What an event's type adds: its source, its actor, a correlation id, and the data fields
+/// its spec payload spells differently from the script's.
+fn shape_by_type(
+    tenant: &str,
+    event_type: EventType,
+    request_id: Option<&str>,
+    data: &mut Map<String, Json>,
+) -> (&'static str, Option<EventActor>, Option<String>) {
     let mut source = SOURCE_SERVER;
     let mut actor = None;
     let mut correlation_id = None;
@@ -346,7 +324,7 @@ pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
         }
         EventType::BudgetClosedViaTenantCascade | EventType::ReservationReleasedViaTenantCascade => {
             source = SOURCE_ADMIN;
-            if let Some(rq) = &request_id {
+            if let Some(rq) = request_id {
                 correlation_id = Some(format!("tenant_close_cascade:{tenant}:{rq}"));
             }
         }
@@ -361,6 +339,40 @@ pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
         | EventType::BudgetUnfrozen => source = SOURCE_ADMIN,
         _ => {}
     }
+    (source, actor, correlation_id)
+}
+
+/// Builds the spec's `Event` from one outbox entry of `tenant`.
+pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
+    // A field that is not text would otherwise read as missing and the event lose it quietly.
+    if let Some((name, _)) =
+        entry.raw.iter().find(|(name, value)| std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err())
+    {
+        return Err(format!("field {:?} is not UTF-8", String::from_utf8_lossy(name)));
+    }
+    let kind = field(entry, "t").ok_or("no event type")?;
+    let event_type = EventType::parse(&kind).ok_or_else(|| format!("unknown event type {kind:?}"))?;
+    let ts: i128 = field(entry, "ts").and_then(|s| s.parse().ok()).ok_or("no timestamp")?;
+    let timestamp = OffsetDateTime::from_unix_timestamp_nanos(ts * 1_000_000).map_err(|e| e.to_string())?;
+    let scope = field(entry, "s").filter(|s| !s.is_empty());
+    let unit = field(entry, "u").filter(|s| !s.is_empty());
+    let request_id = field(entry, "rq").filter(|s| !s.is_empty());
+    let trace_id = field(entry, "tr").filter(|s| s.len() == 32);
+    let raw = field(entry, "d").unwrap_or_else(|| "{}".into());
+    let mut data: Map<String, Json> = match serde_json::from_str(&raw) {
+        Ok(Json::Object(m)) => m,
+        // cjson encodes an empty table as an empty array.
+        Ok(Json::Array(a)) if a.is_empty() => Map::new(),
+        _ => return Err("data is not a JSON object".into()),
+    };
+    normalize(&mut data);
+    if let Some(scope) = &scope {
+        data.entry("scope").or_insert_with(|| Json::String(scope.clone()));
+    }
+    if let Some(unit) = &unit {
+        data.entry("unit").or_insert_with(|| Json::String(unit.clone()));
+    }
+    let (source, actor, correlation_id) = shape_by_type(tenant, event_type, request_id.as_deref(), &mut data);
     Ok(Event {
         event_id: event_id_of(tenant, &entry.id),
         event_type,

@@ -145,3 +145,40 @@ fn no_source_file_is_longer_than_the_limit() {
         .collect();
     assert!(long.is_empty(), "files over {FILE_LINES_MAX} lines:\n{}", long.join("\n"));
 }
+
+/// Functions longer than this are split (STYLE: "functions under ~70").
+const FN_LINES_MAX: usize = 75;
+
+/// `(file, line, name, length)` of every `fn` in the source, its length counted from the
+/// signature to the closing brace at the signature's indentation.
+fn functions(files: &[(String, String)]) -> Vec<(String, usize, String, usize)> {
+    let mut out = Vec::new();
+    for (path, text) in files {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let indent = line.len() - line.trim_start().len();
+            let mut words = line
+                .trim_start()
+                .split_whitespace()
+                .skip_while(|w| w.starts_with("pub") || ["async", "const", "unsafe"].contains(w));
+            if words.next() != Some("fn") {
+                continue;
+            }
+            let name = words.next().unwrap_or_default().split(['(', '<']).next().unwrap_or_default().to_string();
+            let close = format!("{}}}", " ".repeat(indent));
+            let end = lines[i + 1..].iter().position(|l| l.trim_end() == close).map_or(lines.len(), |p| i + 1 + p);
+            out.push((path.clone(), i + 1, name, end - i + 1));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_the_limit() {
+    let long: Vec<String> = functions(&sources())
+        .into_iter()
+        .filter(|(_, _, _, n)| *n > FN_LINES_MAX)
+        .map(|(p, l, name, n)| format!("{p}:{l}: fn {name}: {n} lines"))
+        .collect();
+    assert!(long.is_empty(), "functions over {FN_LINES_MAX} lines:\n{}", long.join("\n"));
+}

@@ -18,7 +18,7 @@ type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The sum of `cycles_outbox_dead_letters_total{reason=<reason>}` in a scrape.
 async fn dead_letters_counted(fx: &Fx, reason: &str) -> f64 {
-    let r = send(fx.app.client.get(fx.app.admin_url("/metrics"))).await;
+    let r = send(fx.app.admin(reqwest::Method::GET, "/metrics")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let label = format!("reason=\"{reason}\"");
     r.text
