@@ -158,7 +158,6 @@ fn functions(files: &[(String, String)]) -> Vec<(String, usize, String, usize)> 
         for (i, line) in lines.iter().enumerate() {
             let indent = line.len() - line.trim_start().len();
             let mut words = line
-                .trim_start()
                 .split_whitespace()
                 .skip_while(|w| w.starts_with("pub") || ["async", "const", "unsafe"].contains(w));
             if words.next() != Some("fn") {
