@@ -195,10 +195,19 @@ impl Ledger {
             .and_then(|v| v.get("reservation_id").and_then(Value::as_str).map(String::from)))
     }
 
-    /// Up to [`LIST_SCAN_MAX`] reservations of a tenant, newest first.
-    pub async fn recent_reservations(&self, tenant: &str) -> Result<Vec<ReservationRecord>> {
-        let ids = self.redis.created_ids_newest(tenant, LIST_SCAN_MAX).await?;
-        self.reservations(tenant, &ids).await
+    /// Every reservation of a tenant created within `created` (inclusive ms, either end open),
+    /// newest first, or `None` when there are more than [`LIST_SCAN_MAX`]: a listing sorted by
+    /// anything but creation time must see them all, and refuses rather than cut silently.
+    pub async fn reservations_created_within(
+        &self,
+        tenant: &str,
+        created: (Option<i64>, Option<i64>),
+    ) -> Result<Option<Vec<ReservationRecord>>> {
+        let ids = self.redis.created_ids_between(tenant, created, LIST_SCAN_MAX + 1).await?;
+        if ids.len() > LIST_SCAN_MAX {
+            return Ok(None);
+        }
+        self.reservations(tenant, &ids).await.map(Some)
     }
 
     /// The given reservations that still exist, in order.

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::extract::{PathParam, QueryParams};
 use crate::http::page::{self, ListParams, Page, Paging, Position};
 use crate::ledger::Ledger;
-use crate::ledger::reads::{ReservationRecord, ReservationStatus};
+use crate::ledger::reads::{LIST_SCAN_MAX, ReservationRecord, ReservationStatus};
 use crate::ledger::scan::CreatedAt;
 use crate::state::AppState;
 
@@ -233,15 +233,24 @@ impl Filters {
             })
     }
 
-    /// The reservations these filters keep: the one an idempotency key names, else among the
-    /// tenant's newest `LIST_SCAN_MAX`.
+    /// Every reservation these filters keep: the one an idempotency key names, else all of
+    /// the tenant's within the creation window; a window of more than `LIST_SCAN_MAX` is
+    /// refused (400 naming `sort_by`), never cut short.
     async fn read(&self, ledger: &Ledger) -> ApiResult<Vec<ReservationRecord>> {
         let mut rows = match &self.idempotency_key {
             Some(key) => match ledger.reservation_by_idempotency_key(&self.tenant, key).await? {
                 Some(id) => ledger.reservations(&self.tenant, &[id]).await?,
                 None => Vec::new(),
             },
-            None => ledger.recent_reservations(&self.tenant).await?,
+            None => ledger.reservations_created_within(&self.tenant, self.created).await?.ok_or_else(|| {
+                ApiError::invalid_field(
+                    "sort_by",
+                    format!(
+                        "sorts other than created_at_ms cover at most {LIST_SCAN_MAX} reservations; narrow the \
+                         from/to window or sort by created_at_ms"
+                    ),
+                )
+            })?,
         };
         rows.retain(|r| self.keeps(r));
         Ok(rows)

@@ -182,8 +182,14 @@ async fn listing_twenty_thousand_active_reservations_is_complete() {
     let windowed = fx.get(&format!("/v1/reservations?agent=needle&to={to}")).await;
     assert_eq!(
         (ids(&windowed.body), windowed.body["has_more"].clone()),
-        (vec![needle], json!(false)),
+        (vec![needle.clone()], json!(false)),
         "{}",
         windowed.text
     );
+    // Another sort must see every row it orders: past the bound it refuses, never cuts short;
+    // within a narrower window it answers.
+    let msg = fx.get("/v1/reservations?sort_by=reserved").await.expect_error(400, "INVALID_REQUEST").to_string();
+    assert!(msg.starts_with("sort_by:"), "{msg}");
+    let sorted = fx.get(&format!("/v1/reservations?sort_by=reserved&agent=needle&to={to}")).await;
+    assert_eq!(ids(&sorted.body), vec![needle], "{}", sorted.text);
 }

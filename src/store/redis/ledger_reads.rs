@@ -77,6 +77,21 @@ impl RedisStore {
         Ok(entries.into_iter().map(|(id, score)| (id, score as i64)).collect())
     }
 
+    /// Up to `count` ids of reservations created within `[from_ms, to_ms]` (either end open),
+    /// newest first.
+    pub async fn created_ids_between(
+        &self,
+        tenant: &str,
+        (from_ms, to_ms): (Option<i64>, Option<i64>),
+        count: usize,
+    ) -> StoreResult<Vec<String>> {
+        let bound = |ms: Option<i64>, open: &str| ms.map_or_else(|| open.to_string(), |ms| ms.to_string());
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys.created(tenant)).arg(bound(to_ms, "+inf")).arg(bound(from_ms, "-inf"));
+        cmd.arg("BYSCORE").arg("REV").arg("LIMIT").arg(0).arg(count);
+        self.query(&cmd).await
+    }
+
     /// Up to `count` ids of ACTIVE reservations from the expiry index, soonest deadline first.
     pub async fn active_ids(&self, tenant: &str, count: usize) -> StoreResult<Vec<String>> {
         if count == 0 {
