@@ -41,13 +41,13 @@ pub struct KeyPatch {
 /// Keys announced as expired per pass.
 const EXPIRY_BATCH: i64 = 500;
 
-pub(super) fn key_not_found(id: &str) -> Error {
+fn key_not_found(id: &str) -> Error {
     Error::not_found(format!("API key {id} not found"))
 }
 
 /// Locks the owning tenant's row and refuses mutations of a CLOSED tenant's objects (409,
 /// CASCADE Rule 2). Holding the lock means a concurrent close waits for this change.
-pub(super) async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> Result<()> {
+async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> Result<()> {
     let t = tenants::get_for_update(tx, tenant)
         .await?
         .ok_or_else(|| Error::new(ErrorCode::TenantNotFound, format!("tenant {tenant} not found")))?;
@@ -55,6 +55,18 @@ pub(super) async fn lock_open_tenant(tx: &mut PgTx, tenant: &str) -> Result<()> 
         return Err(Error::new(ErrorCode::TenantClosed, format!("tenant {tenant} is closed")));
     }
     Ok(())
+}
+
+/// Locks an ACTIVE key and its open tenant for a change: a revoked key is 409 `KEY_REVOKED`,
+/// an expired one 409 `KEY_EXPIRED`, a closed tenant's 409 `TENANT_CLOSED`.
+pub(super) async fn lock_active_key(tx: &mut PgTx, key_id: &str, at: OffsetDateTime) -> Result<(ApiKey, Vec<u8>)> {
+    let (current, digest) = api_keys::get_for_update(tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
+    lock_open_tenant(tx, current.tenant_id.as_str()).await?;
+    match current.status_at(at) {
+        KeyStatus::Active => Ok((current, digest)),
+        KeyStatus::Revoked => Err(Error::new(ErrorCode::KeyRevoked, "key is revoked and cannot be modified")),
+        KeyStatus::Expired => Err(Error::new(ErrorCode::KeyExpired, "key is expired and cannot be modified")),
+    }
 }
 
 impl Catalogue {
@@ -97,19 +109,8 @@ impl Catalogue {
 
     pub async fn update_key(&self, actor: &Actor, key_id: &str, patch: KeyPatch) -> Result<ApiKey> {
         let mut tx = self.pg.begin().await?;
-        let (current, digest) =
-            api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
-        lock_open_tenant(&mut tx, current.tenant_id.as_str()).await?;
         let at = now();
-        match current.status_at(at) {
-            KeyStatus::Active => {}
-            KeyStatus::Revoked => {
-                return Err(Error::new(ErrorCode::KeyRevoked, "key is revoked and cannot be modified"));
-            }
-            KeyStatus::Expired => {
-                return Err(Error::new(ErrorCode::KeyExpired, "key is expired and cannot be modified"));
-            }
-        }
+        let (current, digest) = lock_active_key(&mut tx, key_id, at).await?;
         if patch.expires_at.is_some_and(|e| e <= at) {
             return Err(Error::invalid_field("expires_at", "must be in the future"));
         }

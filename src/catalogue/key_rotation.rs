@@ -7,12 +7,12 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use super::Catalogue;
-use super::api_keys::{key_not_found, lock_open_tenant};
+use super::api_keys::lock_active_key;
 use super::audit::Actor;
 use crate::auth::secret;
-use crate::domain::api_key::{ApiKey, KeyStatus};
+use crate::domain::api_key::ApiKey;
 use crate::domain::clock::now;
-use crate::domain::error::{Error, ErrorCode, Result};
+use crate::domain::error::{Error, Result};
 use crate::domain::event::EventType;
 use crate::events;
 use crate::store::pg::api_keys;
@@ -32,8 +32,7 @@ pub struct Rotation {
 impl Catalogue {
     /// Mints a successor of the ACTIVE key `key_id` with its tenant, name, permissions, scope
     /// filter, metadata and expiry; the predecessor stays valid for `grace_seconds` more (never
-    /// longer than it already would). A revoked key is 409 `KEY_REVOKED`, an expired one 409
-    /// `KEY_EXPIRED`, a closed tenant's 409 `TENANT_CLOSED`.
+    /// longer than it already would). Refused as a change of the key would be.
     pub async fn rotate_key(&self, actor: &Actor, key_id: &str, grace_seconds: i64) -> Result<Rotation> {
         if !(0..=ROTATION_GRACE_SECONDS_MAX).contains(&grace_seconds) {
             return Err(Error::invalid_field(
@@ -42,19 +41,8 @@ impl Catalogue {
             ));
         }
         let mut tx = self.pg.begin().await?;
-        let (current, digest) =
-            api_keys::get_for_update(&mut tx, key_id).await?.ok_or_else(|| key_not_found(key_id))?;
-        lock_open_tenant(&mut tx, current.tenant_id.as_str()).await?;
         let at = now();
-        match current.status_at(at) {
-            KeyStatus::Active => {}
-            KeyStatus::Revoked => {
-                return Err(Error::new(ErrorCode::KeyRevoked, format!("API key {key_id} is revoked")));
-            }
-            KeyStatus::Expired => {
-                return Err(Error::new(ErrorCode::KeyExpired, format!("API key {key_id} is expired")));
-            }
-        }
+        let (current, digest) = lock_active_key(&mut tx, key_id, at).await?;
         let minted = secret::mint_key().map_err(Error::internal)?;
         let successor = ApiKey {
             key_id: uuid::Uuid::now_v7().to_string(),
