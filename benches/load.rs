@@ -1275,6 +1275,7 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    tollgate::internals::install_crypto_provider();
     if !std::env::args().any(|a| a == "--bench" || a == "--help" || a == "-h") {
         println!("load: skipped (a load test against a running engine; run it with scripts/bench)");
         return Ok(());

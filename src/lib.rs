@@ -50,6 +50,7 @@ pub mod internals {
     pub use crate::domain::scope::{LEVELS, Scopes};
     pub use crate::domain::tenant::RateLimit;
     pub use crate::domain::{Correlation, ErrorCode, Permission, TenantId, TenantStatus, Tier};
+    pub use crate::events::dispatch::install_crypto_provider;
     pub use crate::ledger::ops::{Mode, ReserveInput};
     pub use crate::ledger::{Ledger, decode, new_reservation_id};
     pub use crate::runtime_api::reservations::ReserveRequest;

@@ -47,15 +47,22 @@ pub async fn load_or_create(data_dir: &Path, pg: &PgStore) -> anyhow::Result<Vec
             legacy
         }
         (None, None) => {
-            let fresh = crate::auth::secret::random_bytes_32().context("reading the OS random source")?;
-            // Exclusive: an instance sharing this directory that got there first wins, and an
-            // instance with another directory is caught by the fingerprint check below.
-            write_new(data_dir, &path, &fresh)?;
-            let secret = read_written(&path).await?;
-            if secret == fresh {
-                tracing::info!(path = %path.display(), "generated the server secret");
+            let claimed = secrets::get(pg.pool(), FINGERPRINT_ROW).await?.is_some();
+            match (claimed, read(&path)?) {
+                // Another instance on this directory wrote the file since we looked.
+                (_, Some(file)) => file,
+                (true, None) => anyhow::bail!(
+                    "{} is missing but another instance already generated the server secret: copy its \
+                     {SECRET_FILE} file into this data directory (or set TOLLGATE_KEY_HASH_SECRET on every instance)",
+                    path.display()
+                ),
+                (false, None) => {
+                    let fresh = crate::auth::secret::random_bytes_32().context("reading the OS random source")?;
+                    write_new(data_dir, &path, &fresh)?;
+                    tracing::info!(path = %path.display(), "generated the server secret");
+                    read(&path)?.context("reading back the server secret")?
+                }
             }
-            secret
         }
     };
     let stored = secrets::settle_fingerprint(pg.pool(), FINGERPRINT_ROW, &fingerprint(&secret), LEGACY_ROW).await?;
@@ -67,25 +74,6 @@ pub async fn load_or_create(data_dir: &Path, pg: &PgStore) -> anyhow::Result<Vec
         );
     }
     Ok(secret)
-}
-
-/// How long a starting instance waits for a sibling on the same directory to finish writing
-/// the secret it created.
-const SIBLING_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reads a secret file that exists, waiting (bounded) while a sibling is still writing it.
-async fn read_written(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + SIBLING_WRITE_WAIT;
-    loop {
-        match read(path) {
-            Ok(Some(secret)) => return Ok(secret),
-            Ok(None) => anyhow::bail!("{} vanished while starting", path.display()),
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 fn read(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
@@ -100,24 +88,30 @@ fn read(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Creates the file (mode 0600, in a 0700 directory) unless it exists; another instance on the
-/// same directory that got there first wins, and its content is what [`read`] returns next.
+/// Creates the file (mode 0600, in a 0700 directory) unless it exists, atomically: the secret
+/// is written and fsynced under a temporary name, then hard-linked to its name (which fails if
+/// the name exists), so a concurrent start never reads a half-written file. Another instance
+/// that got there first wins, and its content is what [`read`] returns next.
 fn write_new(dir: &Path, path: &PathBuf, secret: &[u8]) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let nonce = hex::encode(crate::auth::secret::random_bytes_32().context("reading the OS random source")?);
+    let tmp = dir.join(format!(".{SECRET_FILE}.{}", &nonce[..16]));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = match options.open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-    };
-    file.write_all(format!("{}\n", hex::encode(secret)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(format!("{}\n", hex::encode(secret)).as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }

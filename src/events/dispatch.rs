@@ -144,11 +144,16 @@ fn attempt_of(outcome: &SendOutcome, attempts: i32, policy: &RetryPolicy, at: Of
     }
 }
 
+/// reqwest is built without a bundled TLS crypto provider (aws-lc would need cmake): installs
+/// ring process-wide. Call it before building any reqwest client; later calls do nothing.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Dispatcher {
     pub fn new(pg: PgStore, sealer: Sealer, guard: SharedGuard, config: DispatchConfig) -> anyhow::Result<Self> {
-        // reqwest is built without a bundled crypto provider (aws-lc would need cmake); ring is
-        // installed process-wide once. An error means a provider is already installed: fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
             .redirect(reqwest::redirect::Policy::none())

@@ -53,6 +53,8 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Env {
+        // Every test makes an Env before any HTTP client (reqwest needs a TLS provider).
+        tollgate::internals::install_crypto_provider();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("tollgate_test_{id}");
         let admin = PgPool::connect(&pg_admin_url()).await.expect("connect to the test Postgres");
