@@ -89,7 +89,8 @@ impl Application {
             key_cache.clone(),
             dispatcher.clone(),
         );
-        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache));
+        let tokens = Arc::new(crate::auth::tokens::TokenCache::new(pg.clone()));
+        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache, tokens));
         let admission = Arc::new(Admission::new(admission_config, auth.clone()));
         crate::telemetry::set_tenant_label(config.metrics_tenant_label);
         let state = AppState { catalogue, ledger, auth, admission };
@@ -156,6 +157,7 @@ impl Application {
                 tracing::info!(plane, addr = %listener.local_addr()?, "listening");
                 let stop = self.shutdown.clone();
                 servers.push(tokio::spawn(async move {
+                    let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
                     axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
                 }));
             }

@@ -5,8 +5,10 @@
 pub mod api_keys;
 pub mod audit;
 pub mod budgets;
+pub mod principals;
 mod reads;
 pub mod tenants;
+pub mod tokens;
 pub mod webhooks;
 
 use std::sync::Arc;
