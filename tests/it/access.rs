@@ -112,7 +112,7 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Option<Value> {
         ("POST", "/v1/admin/budgets/freeze" | "/v1/admin/budgets/unfreeze") => json!({}),
         ("POST", "/v1/auth/validate") => json!({"key_secret": "cyc_live_nothing"}),
         ("POST", "/v1/admin/webhooks") => {
-            json!({"url": "https://hooks.example.com/a", "event_types": ["budget.created"]})
+            json!({"url": "http://127.0.0.1:9/a", "event_types": ["budget.created"]})
         }
         ("POST", "/v1/admin/webhooks/bulk-action") => {
             json!({"filter": {"tenant_id": t}, "action": "PAUSE", "idempotency_key": "b1"})
@@ -137,8 +137,19 @@ fn exempt(path: &str) -> bool {
         || path.starts_with("/v1/webhooks")
 }
 
+/// Lets webhook subscriptions point at loopback (nothing listens there; no test waits for a delivery).
+pub async fn allow_loopback(app: &TestApp) {
+    let r = send(
+        app.admin(Method::PUT, "/v1/admin/config/webhook-security")
+            .json(&json!({"allow_http": true, "blocked_cidr_ranges": ["10.0.0.0/8"]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 /// The objects every route can name, created with the bootstrap key.
 async fn seed(app: &TestApp) -> Ids {
+    allow_loopback(app).await;
     let tenant = tenant_id("own");
     app.create_tenant(&tenant).await;
     let key = app.create_key(&tenant, json!({})).await["key_id"].as_str().unwrap().to_string();
@@ -151,7 +162,7 @@ async fn seed(app: &TestApp) -> Ids {
     let r = send(
         app.admin(Method::POST, "/v1/admin/webhooks")
             .query(&[("tenant_id", tenant.as_str())])
-            .json(&json!({"url": "https://hooks.example.com/h", "event_types": ["budget.created"]})),
+            .json(&json!({"url": "http://127.0.0.1:9/h", "event_types": ["budget.created"]})),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
