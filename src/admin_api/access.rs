@@ -82,8 +82,9 @@ const HOOK: &[Loc] = &[Loc::Owned(Owned::Webhook, "subscription_id")];
 const PRINCIPAL: &[Loc] = &[Loc::Owned(Owned::Principal, "principal_id")];
 const BUDGET: &[Loc] = &[Loc::QueryScope, Loc::QueryCheck];
 
-/// Every route of the admin plane: method, route as declared, rule. A route missing here is
-/// refused to everyone but `owner` (fail closed); `admin_api::tests` checks none is missing.
+/// Every route of the admin plane: method, route as declared, rule. A route missing here needs
+/// `principals:admin` from a platform principal (fail closed); the test
+/// `access::every_declared_admin_route_has_a_row_in_the_access_table` checks none is missing.
 pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/livez", Rule::Open),
     ("GET", "/readyz", Rule::Open),
@@ -144,7 +145,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("DELETE", "/v1/admin/roles/{role_id}/permissions/{permission}", platform(P::PrincipalsAdmin)),
 ];
 
-/// What a route missing from the table needs: everything, so only `owner` passes.
+/// What a route missing from the table needs: the strongest permission, from a platform principal.
 const UNLISTED: Rule =
     Rule::Admin { perm: Some(P::PrincipalsAdmin), tenancy: Tenancy::Platform, tenant_key_too: false };
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, Reply, TestApp, eventually, send, tenant_id};
+use crate::helpers::{Reply, TestApp, eventually, send, tenant_id};
 
 /// A principal (bound to `tenant` if given) holding `roles`, and a token for it.
 pub async fn principal(app: &TestApp, tenant: Option<&str>, roles: &[&str]) -> (String, String) {
@@ -72,6 +72,16 @@ fn declared_routes() -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[test]
+fn every_declared_admin_route_has_a_row_in_the_access_table() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/admin_api/access.rs")).unwrap();
+    let table: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+    let routes = declared_routes();
+    assert!(routes.len() >= 50, "{routes:?}");
+    let missing: Vec<_> = routes.iter().filter(|(m, p)| !table.contains(&format!("(\"{m}\", \"{p}\""))).collect();
+    assert!(missing.is_empty(), "routes without an access rule: {missing:?}");
 }
 
 struct Ids {
@@ -246,9 +256,12 @@ async fn a_principal_with_a_role_can_call_its_routes_and_is_the_audit_actor() {
     let r = send(with_pat(&app, &viewer, Method::PATCH, &format!("/v1/admin/tenants/{t}")).json(&json!({"name": "x"})))
         .await;
     assert!(r.expect_error(403, "INSUFFICIENT_PERMISSIONS").contains("tenants:write"));
+    let me = send(with_pat(&app, &viewer, Method::GET, "/v1/auth/introspect")).await;
+    assert_eq!(me.body["auth_type"], "principal", "{}", me.text);
+    assert_eq!(me.body["capabilities"]["manage_tenants"], false, "{}", me.text);
+    assert_eq!(me.body["capabilities"]["manage_budgets"], true, "{}", me.text);
     let listed = send(app.admin(Method::GET, &format!("/v1/admin/principals/{id}"))).await;
     assert_eq!(listed.body["roles"], json!(["owner"]));
-    let _ = ADMIN_KEY;
 }
 
 #[tokio::test]

@@ -12,6 +12,9 @@ use crate::helpers::{TestApp, eventually, send, tenant_id};
 
 const USD: &str = "USD_MICROCENTS";
 
+/// A request a test sends: method, path, query, body.
+type Case<'a> = (Method, String, Vec<(&'a str, String)>, Option<Value>);
+
 struct Tenant {
     id: String,
     key: String,
@@ -61,7 +64,7 @@ async fn a_tenant_bound_principal_naming_another_tenant_anywhere_gets_403_and_an
     let tb = [("tenant_id", b.id.clone())];
     let amount = json!({"unit": USD, "amount": 5});
     let hook = |suffix: &str| format!("/v1/admin/webhooks/{}{suffix}", b.hook);
-    let cases: Vec<(Method, String, Vec<(&str, String)>, Option<Value>)> = vec![
+    let cases: Vec<Case> = vec![
         (Method::GET, format!("/v1/admin/tenants/{}", b.id), vec![], None),
         (Method::GET, "/v1/admin/tenants".into(), tb.to_vec(), None),
         (Method::GET, "/v1/admin/api-keys".into(), tb.to_vec(), None),
