@@ -141,6 +141,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/admin/permissions", global(P::PrincipalsRead)),
     ("POST", "/v1/admin/roles", platform(P::PrincipalsAdmin)),
     ("GET", "/v1/admin/roles", global(P::PrincipalsRead)),
+    ("DELETE", "/v1/admin/roles/{role_id}", platform(P::PrincipalsAdmin)),
     ("POST", "/v1/admin/roles/{role_id}/permissions", platform(P::PrincipalsAdmin)),
     ("DELETE", "/v1/admin/roles/{role_id}/permissions/{permission}", platform(P::PrincipalsAdmin)),
 ];

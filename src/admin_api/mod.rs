@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/principals/{principal_id}/api-keys/{key_id}/revoke", post(principals::revoke_key))
         .route("/v1/admin/permissions", get(roles::permissions))
         .route("/v1/admin/roles", post(roles::create).get(roles::list))
+        .route("/v1/admin/roles/{role_id}", delete(roles::delete))
         .route("/v1/admin/roles/{role_id}/permissions", post(roles::add_permissions))
         .route("/v1/admin/roles/{role_id}/permissions/{permission}", delete(roles::remove_permission))
         // Inner to the metrics layer, so refusals are counted like any other response.

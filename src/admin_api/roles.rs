@@ -166,3 +166,19 @@ pub async fn remove_permission(
         .ok_or_else(|| ApiError::invalid_field("permission", format!("unknown permission {permission:?}")))?;
     Ok(Json(state.catalogue.change_role(&Actor::admin(ctx), &id, false, vec![p]).await?.into()))
 }
+
+#[derive(Serialize)]
+pub struct DeletedBody {
+    role_id: String,
+    deleted: bool,
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<DeletedBody>> {
+    state.catalogue.delete_role(&Actor::admin(ctx), &id).await?;
+    Ok(Json(DeletedBody { role_id: id, deleted: true }))
+}

@@ -216,6 +216,30 @@ impl Catalogue {
         Ok(role)
     }
 
+    /// Deletes a custom role that no principal holds (unassign it first): a built-in role, or
+    /// one still assigned, is refused with 409 and nothing changes.
+    pub async fn delete_role(&self, actor: &Actor, id: &str) -> Result<()> {
+        let mut tx = self.pg.begin().await?;
+        let role = store::get_role_for_update(&mut tx, id).await?.ok_or_else(|| role_not_found(id))?;
+        if role.built_in {
+            return Err(Error::new(
+                ErrorCode::AlreadyInState,
+                format!("role_id: {id} is built in and cannot be deleted"),
+            )
+            .with_details(json!({ "field": "role_id" })));
+        }
+        let held = store::holders(&mut tx, id).await?;
+        if held > 0 {
+            return Err(Error::new(ErrorCode::AlreadyInState, format!("role_id: {id} is held by {held} principal(s)"))
+                .with_details(json!({ "field": "role_id" })));
+        }
+        store::delete_role(&mut tx, id).await?;
+        let entry = actor.entry("deleteRole", ADMIN_TENANT, ("role", id), 200, json!({ "name": role.name }));
+        audit::append(&mut tx, &entry).await?;
+        crate::store::pg::commit(tx).await?;
+        Ok(())
+    }
+
     pub async fn assign_role(&self, actor: &Actor, principal_id: &str, role_id: &str) -> Result<Principal> {
         let mut tx = self.pg.begin().await?;
         let mut p = store::get_principal_for_update(&mut tx, principal_id)

@@ -369,3 +369,31 @@ async fn no_token_appears_in_clear_in_postgres_or_redis() {
         assert!(!secrets_in(&key, &pat) && !secrets_in(&text, &pat), "redis key {key} holds the token");
     }
 }
+
+#[tokio::test]
+async fn a_token_stops_working_at_its_expiry_and_records_its_last_use() {
+    let app = TestApp::spawn().await;
+    let (id, _) = principal(&app, None, &["policy-admin"]).await;
+    let path = format!("/v1/admin/principals/{id}/api-keys");
+    let r =
+        send(app.admin(Method::POST, &path).json(&json!({"name": "old", "expires_at": "2020-01-01T00:00:00Z"}))).await;
+    assert!(r.expect_error(400, "INVALID_REQUEST").contains("expires_at"));
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let r = send(app.admin(Method::POST, &path).json(&json!({"name": "short", "expires_at": soon}))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let pat = r.body["key_secret"].as_str().unwrap().to_string();
+    assert!(pat.starts_with("tg_pat_") && pat.starts_with(r.body["key_prefix"].as_str().unwrap()));
+    let r = send(with_pat(&app, &pat, Method::GET, "/v1/admin/tenants")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let touched: i64 = sqlx::query_scalar("SELECT count(*) FROM principal_tokens WHERE last_used_at IS NOT NULL")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(touched, 1, "the token's use is recorded");
+    let expired = eventually(Duration::from_secs(5), || async {
+        send(with_pat(&app, &pat, Method::GET, "/v1/admin/tenants")).await.status == 401
+    })
+    .await;
+    assert!(expired, "an expired token is refused");
+}

@@ -217,6 +217,17 @@ async fn role_rules_refuse_bad_input_naming_the_field_and_apply_nothing() {
     assert!(r.expect_error(409, "INVALID_REQUEST").contains("role_id"));
     let r = send(app.admin(Method::DELETE, "/v1/admin/roles/tenant-viewer/permissions/tenants:read")).await;
     assert!(r.expect_error(409, "INVALID_REQUEST").contains("role_id"));
+    let r = send(app.admin(Method::DELETE, "/v1/admin/roles/tenant-admin")).await;
+    assert!(r.expect_error(409, "INVALID_REQUEST").contains("built in"));
+    let r = post("/v1/admin/roles".into(), json!({"name": "held", "scope": "platform", "permissions": ["audit:read"]}))
+        .await;
+    let held = r.body["role_id"].as_str().unwrap().to_string();
+    let (holder, _) = principal(&app, None, &[held.as_str()]).await;
+    let r = send(app.admin(Method::DELETE, &format!("/v1/admin/roles/{held}"))).await;
+    assert!(r.expect_error(409, "INVALID_REQUEST").contains("held by 1"));
+    send(app.admin(Method::DELETE, &format!("/v1/admin/principals/{holder}/roles/{held}"))).await;
+    let r = send(app.admin(Method::DELETE, &format!("/v1/admin/roles/{held}"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let (platform, _) = principal(&app, None, &[]).await;
     let (bound, _) = principal(&app, Some(&t), &[]).await;
     let assign = |p: &str, role: &str| post(format!("/v1/admin/principals/{p}/roles"), json!({"role_id": role}));

@@ -217,6 +217,19 @@ pub async fn list_roles(pool: &sqlx::PgPool, page: &PageSpec) -> StoreResult<Pag
     Ok(finish(rows, page.limit))
 }
 
+/// Principals holding `role`, active or not.
+pub async fn holders(tx: &mut PgTx, role: &str) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM principal_roles WHERE role_id = $1")
+        .bind(role)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
+pub async fn delete_role(tx: &mut PgTx, id: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM roles WHERE role_id = $1").bind(id).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Assigns a role; `false` when it was already assigned.
 pub async fn assign(tx: &mut PgTx, principal: &str, role: &str, at: OffsetDateTime) -> StoreResult<bool> {
     let done = sqlx::query(
