@@ -2,6 +2,7 @@
 //! own database and Redis key prefix (see `helpers`), so they run in parallel.
 
 mod access;
+mod access_logs;
 mod access_scope;
 mod admission;
 mod api_keys;
