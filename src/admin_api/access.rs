@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::auth::{Authenticator, Caller, TENANT_KEY_HEADER};
-use crate::domain::access::{AdminIdentity, AdminPermission as P};
+use crate::catalogue::audit::Who;
+use crate::domain::access::AdminPermission as P;
 use crate::domain::event::SYSTEM_TENANT;
 use crate::domain::scope::scope_tenant;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -163,54 +164,65 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     let operation = format!("{} {route}", req.method());
     let ctx = req.extensions().get::<RequestCtx>().cloned().unwrap_or_default();
-    let (response, identity) = match admit(&state, rule, &ctx, req).await {
-        Ok((req, identity)) => (next.run(req).await, identity),
-        Err((e, identity)) => (e.into_response(), identity),
+    let (response, who) = match admit(&state, rule, &ctx, req).await {
+        Ok((req, who)) => (next.run(req).await, who),
+        Err((e, who)) => (e.into_response(), who),
     };
     let status = response.status().as_u16();
     if status == 401 || status == 403 {
         let code = response.extensions().get::<ErrorCode>().copied().unwrap_or(ErrorCode::Forbidden);
-        super::refusals::record(&state, ctx, identity, operation, code).await;
+        super::refusals::record(&state, ctx, who, operation, code).await;
     }
     response
 }
 
-type Refused = (ApiError, Option<AdminIdentity>);
+type Refused = (ApiError, Who);
 
-async fn admit(
-    state: &AppState,
-    rule: Rule,
-    ctx: &RequestCtx,
-    req: Request,
-) -> Result<(Request, Option<AdminIdentity>), Refused> {
+/// A tenant key on a route that takes one: authenticated here (through the same cache the
+/// handler's extractor would use, which then finds the caller in the request) so a refusal
+/// names the key and its tenant.
+async fn admit_tenant_key(state: &AppState, mut req: Request) -> Result<(Request, Who), Refused> {
+    match state.auth.tenant(req.headers()).await {
+        Ok(Some(t)) => {
+            let who = Who::TenantKey { tenant_id: t.key.tenant_id.to_string(), key_id: t.key.key_id.clone() };
+            req.extensions_mut().insert(Caller::Tenant(t));
+            Ok((req, who))
+        }
+        Ok(None) => Ok((req, Who::Unauthenticated)),
+        Err(e) => Err((e, Who::Unauthenticated)),
+    }
+}
+
+async fn admit(state: &AppState, rule: Rule, ctx: &RequestCtx, req: Request) -> Result<(Request, Who), Refused> {
     let Rule::Admin { perm, tenancy, tenant_key_too } = rule else {
-        return Ok((req, None));
+        return admit_tenant_key(state, req).await;
     };
     let headers = req.headers();
     if tenant_key_too && !Authenticator::has_admin_credential(headers) && headers.contains_key(TENANT_KEY_HEADER) {
-        return Ok((req, None));
+        return admit_tenant_key(state, req).await;
     }
     let source = ctx.source_ip.clone().unwrap_or_default();
     let throttle = state.auth.throttle();
     if let Some(left) = throttle.auth_failures.blocked(&source) {
         let e = ApiError::new(ErrorCode::LimitExceeded, "too many failed authentications from this address")
             .with_header(header::RETRY_AFTER, HeaderValue::from(left.as_secs().max(1)));
-        return Err((e, None));
+        return Err((e, Who::Unauthenticated));
     }
     let identity = match state.auth.admin_identity(headers).await {
         Ok(Some(identity)) => identity,
         Ok(None) => {
             throttle.auth_failures.hit(&source);
-            return Err((ApiError::unauthorized("missing X-Admin-API-Key or Authorization: Bearer header"), None));
+            let e = ApiError::unauthorized("missing X-Admin-API-Key or Authorization: Bearer header");
+            return Err((e, Who::Unauthenticated));
         }
         Err(e) => {
             if e.code == ErrorCode::Unauthorized {
                 throttle.auth_failures.hit(&source);
             }
-            return Err((e, None));
+            return Err((e, Who::Unauthenticated));
         }
     };
-    let refuse = |e: ApiError| (e, Some(identity.clone()));
+    let refuse = |e: ApiError| (e, Who::Admin(identity.clone()));
     if let Some(p) = perm.filter(|p| !identity.holds(*p)) {
         let e = ApiError::new(ErrorCode::InsufficientPermissions, format!("this route requires the permission {p}"))
             .with_details(json!({ "permission": p }));
@@ -232,7 +244,7 @@ async fn admit(
         c.admin = Some(identity.clone());
     }
     req.extensions_mut().insert(Caller::Admin);
-    Ok((req, Some(identity)))
+    Ok((req, Who::Admin(identity)))
 }
 
 fn violation(field: &str, named: &str, own: &str) -> ApiError {

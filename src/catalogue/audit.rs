@@ -74,12 +74,24 @@ impl Actor {
     }
 }
 
+/// Who made a refused request, as far as it authenticated.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// No valid credential: the spec's `__unauth__`.
+    Unauthenticated,
+    Admin(crate::domain::access::AdminIdentity),
+    /// A valid tenant key on one of the tenant routes the admin plane serves.
+    TenantKey {
+        tenant_id: String,
+        key_id: String,
+    },
+}
+
 /// A refused admin-plane request, to be audited.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub ctx: Correlation,
-    /// `None` when the caller did not authenticate.
-    pub identity: Option<crate::domain::access::AdminIdentity>,
+    pub who: Who,
     /// `<METHOD> <route>`.
     pub operation: String,
     pub code: crate::domain::error::ErrorCode,
@@ -92,15 +104,19 @@ pub const UNAUTH: &str = "__unauth__";
 
 impl Refusal {
     fn entry(&self) -> AuditEntry {
-        let (tenant, actor, key_id) = match &self.identity {
-            None => (UNAUTH.to_string(), UNAUTH.to_string(), None),
-            Some(i) => (
+        let (tenant, actor_type, actor, key_id) = match &self.who {
+            Who::Unauthenticated => (UNAUTH.to_string(), "admin", UNAUTH.to_string(), None),
+            Who::Admin(i) => (
                 i.tenant_id.as_ref().map_or(crate::domain::audit::ADMIN_TENANT.to_string(), |t| t.to_string()),
+                "admin",
                 i.actor().to_string(),
                 i.key_id.clone(),
             ),
+            Who::TenantKey { tenant_id, key_id } => {
+                (tenant_id.clone(), "api_key", key_id.clone(), Some(key_id.clone()))
+            }
         };
-        let mut metadata = json!({ "actor_type": "admin", "actor": actor, "refused": true });
+        let mut metadata = json!({ "actor_type": actor_type, "actor": actor, "refused": true });
         if self.suppressed > 0
             && let Some(m) = metadata.as_object_mut()
         {

@@ -397,3 +397,19 @@ async fn a_token_stops_working_at_its_expiry_and_records_its_last_use() {
     .await;
     assert!(expired, "an expired token is refused");
 }
+
+#[tokio::test]
+async fn a_tenant_key_refused_on_the_admin_plane_is_audited_under_its_tenant_and_key() {
+    let app = TestApp::spawn().await;
+    let t = tenant_id("tkey");
+    app.create_tenant(&t).await;
+    let k = app.create_key(&t, json!({"permissions": ["balances:read"]})).await;
+    let secret = k["key_secret"].as_str().unwrap();
+    let r = send(app.client.get(app.admin_url("/v1/webhooks")).header("x-cycles-api-key", secret)).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let entries = app.audit(&format!("tenant_id={t}&status_min=403&status_max=403")).await;
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["key_id"], k["key_id"]);
+    assert_eq!(entries[0]["metadata"]["actor_type"], "api_key");
+    assert_eq!(entries[0]["operation"], "GET /v1/webhooks");
+}
