@@ -261,3 +261,40 @@ async fn role_rules_refuse_bad_input_naming_the_field_and_apply_nothing() {
     let perms = send(app.admin(Method::GET, "/v1/admin/permissions")).await;
     assert!(perms.body["permissions"].as_array().unwrap().len() >= 20, "{}", perms.text);
 }
+
+/// The README's table of built-in roles is what `GET /v1/admin/roles` answers: a ✓ grants
+/// every permission of its row, `read` only the row's `:read` one, an empty cell none.
+#[tokio::test]
+async fn the_readme_table_of_built_in_roles_matches_the_engine() {
+    let app = TestApp::spawn().await;
+    let r = send(app.admin(Method::GET, "/v1/admin/roles")).await;
+    let held = |role: &str| -> Vec<String> {
+        let roles = r.body["roles"].as_array().unwrap();
+        let row = roles.iter().find(|x| x["role_id"] == role).unwrap_or_else(|| panic!("role {role}"));
+        row["permissions"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect()
+    };
+    let order = ["owner", "policy-admin", "billing-admin", "tenant-admin", "tenant-developer", "tenant-viewer"];
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut expected: Vec<Vec<String>> = vec![Vec::new(); order.len()];
+    let mut rows = 0;
+    for line in readme.lines().filter(|l| l.starts_with("| `") && l.matches('|').count() == 9) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let perms: Vec<String> = cells[1].split('`').skip(1).step_by(2).map(String::from).collect();
+        rows += 1;
+        for (i, cell) in cells[3..9].iter().enumerate() {
+            match *cell {
+                "✓" => expected[i].extend(perms.iter().cloned()),
+                "read" => expected[i].extend(perms.iter().filter(|p| p.ends_with(":read")).cloned()),
+                "" => {}
+                other => panic!("unexpected cell {other:?} in {line}"),
+            }
+        }
+    }
+    assert!(rows >= 15, "the README table has {rows} rows");
+    for (i, role) in order.iter().enumerate() {
+        let (mut want, mut got) = (expected[i].clone(), held(role));
+        want.sort();
+        got.sort();
+        assert_eq!(want, got, "README column for {role}");
+    }
+}
