@@ -298,3 +298,42 @@ async fn the_readme_table_of_built_in_roles_matches_the_engine() {
         assert_eq!(want, got, "README column for {role}");
     }
 }
+
+#[tokio::test]
+async fn the_access_endpoints_answer_bad_input_with_400_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let (p, _) = principal(&app, None, &[]).await;
+    let principals = "/v1/admin/principals".to_string();
+    let one = format!("/v1/admin/principals/{p}");
+    let keys = format!("{one}/api-keys");
+    let roles = "/v1/admin/roles".to_string();
+    let long = "x".repeat(200);
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (Method::POST, principals.clone(), json!({"type": "robot", "name": "n"}), "type"),
+        (Method::POST, principals.clone(), json!({"type": "user"}), "name"),
+        (Method::POST, principals.clone(), json!({"type": "user", "name": long}), "name"),
+        (Method::POST, principals.clone(), json!({"type": "user", "name": "n", "tenant_id": "A B"}), "tenant_id"),
+        (Method::POST, principals.clone(), json!({"type": "user", "name": "n", "role": "owner"}), "role"),
+        (Method::PATCH, one.clone(), json!({"status": "GONE"}), "status"),
+        (Method::PATCH, one.clone(), json!({"name": ""}), "name"),
+        (Method::POST, format!("{one}/roles"), json!({}), "role_id"),
+        (Method::POST, keys.clone(), json!({"name": "k", "expires_at": "tomorrow"}), "expires_at"),
+        (Method::POST, keys.clone(), json!({"name": "", "expires_at": null}), "name"),
+        (Method::POST, roles.clone(), json!({"name": "r", "scope": "galaxy", "permissions": []}), "scope"),
+        (Method::POST, roles.clone(), json!({"name": "r", "scope": "platform", "permissions": [1]}), "permissions"),
+        (Method::POST, "/v1/admin/roles/owner/permissions".into(), json!({"permissions": []}), "permissions"),
+    ];
+    for (method, path, body, field) in cases {
+        let r = send(app.admin(method.clone(), &path).json(&body)).await;
+        let message = r.expect_error(400, "INVALID_REQUEST");
+        assert!(message.contains(field), "{method} {path} {body}: {message}");
+    }
+    let r = send(app.admin(Method::POST, &principals).header("content-type", "application/json").body("{")).await;
+    r.expect_error(400, "INVALID_REQUEST");
+    let r = send(app.admin(Method::DELETE, "/v1/admin/roles/owner/permissions/root")).await;
+    assert!(r.expect_error(400, "INVALID_REQUEST").contains("permission"));
+    let r = send(app.admin(Method::GET, "/v1/admin/principals").query(&[("status", "NOPE")])).await;
+    assert!(r.expect_error(400, "INVALID_REQUEST").contains("status"));
+    let r = send(app.admin(Method::GET, "/v1/admin/principals/prn_nobody")).await;
+    r.expect_error(404, "NOT_FOUND");
+}
