@@ -161,7 +161,8 @@ impl Application {
             dispatcher.clone(),
         );
         let metrics_token = config.metrics_token.as_ref().map(|k| AdminKey::new(k.expose_secret()));
-        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache).with_metrics_token(metrics_token));
+        let tokens = Arc::new(crate::auth::tokens::TokenCache::new(pg.clone()));
+        let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache, tokens).with_metrics_token(metrics_token));
         let admission = Arc::new(Admission::new(admission_config, auth.clone()));
         crate::telemetry::set_tenant_label(config.metrics_tenant_label);
         let state = AppState { catalogue, ledger, auth, admission };

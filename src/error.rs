@@ -133,6 +133,8 @@ impl ApiError {
             details: self.details.as_ref(),
         };
         let mut response = (self.http_status(), axum::Json(body)).into_response();
+        // Layers that audit refusals read the code from here rather than parse the body.
+        response.extensions_mut().insert(self.code);
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

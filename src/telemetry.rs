@@ -31,6 +31,7 @@ pub const WEBHOOK_ATTEMPTS: &str = "cycles_webhook_attempts_total";
 pub const WEBHOOK_BACKLOG: &str = "cycles_webhook_backlog";
 pub const WEBHOOK_LAG: &str = "cycles_webhook_lag_seconds";
 pub const AUTH_CACHE_LOOKUPS: &str = "cycles_auth_cache_lookups_total";
+pub const REFUSALS_UNAUDITED: &str = "cycles_admin_refusals_unaudited_total";
 pub const RATE_LIMITED: &str = "cycles_rate_limited_total";
 pub const GATE_REQUESTS: &str = "gateway_priority_requests_total";
 pub const GATE_THROTTLED: &str = "gateway_priority_throttled_total";
@@ -80,6 +81,10 @@ fn describe() {
     );
     describe_gauge!(WEBHOOK_BACKLOG, "Webhook deliveries queued (PENDING or RETRYING), read every 5 seconds.");
     describe_gauge!(WEBHOOK_LAG, Unit::Seconds, "How long the most overdue queued webhook delivery has been due.");
+    describe_counter!(
+        REFUSALS_UNAUDITED,
+        "Admin-plane 401/403 refusals left out of the audit log by the per-source limit."
+    );
     describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
     describe_counter!(RATE_LIMITED, "Runtime requests refused by a rate limit, by limiter (api_key or tenant).");
     describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");
@@ -146,6 +151,10 @@ fn tenant_label(tenant: &str) -> String {
 
 pub fn auth_cache_lookup(hit: bool) {
     metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+pub fn refusal_audit_suppressed() {
+    metrics::counter!(REFUSALS_UNAUDITED).increment(1);
 }
 
 pub fn script_latency(script: &'static str, elapsed: Duration) {

@@ -7,7 +7,9 @@ use time::OffsetDateTime;
 
 use crate::auth::{AdminAuth, AnyAuth, Caller};
 use crate::domain::Permission;
+use crate::domain::access::{AdminIdentity, AdminPermission};
 use crate::error::ApiResult;
+use crate::http::context::RequestCtx;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
 
@@ -102,6 +104,29 @@ impl Capabilities {
         }
     }
 
+    /// An admin principal's capabilities: what its permissions let it see and change.
+    fn of_principal(admin: &AdminIdentity) -> Self {
+        use AdminPermission as A;
+        let has = |p: A| admin.holds(p);
+        Self {
+            view_overview: admin.tenant_id.is_none() && has(A::TenantsRead),
+            view_budgets: has(A::BudgetsRead),
+            view_events: has(A::EventsRead),
+            view_webhooks: has(A::WebhooksRead),
+            view_audit: has(A::AuditRead),
+            view_tenants: has(A::TenantsRead),
+            view_api_keys: has(A::KeysRead),
+            view_policies: has(A::PoliciesRead),
+            view_reservations: has(A::BudgetsRead),
+            manage_budgets: has(A::BudgetsWrite),
+            manage_policies: has(A::PoliciesWrite),
+            manage_webhooks: has(A::WebhooksWrite),
+            manage_tenants: has(A::TenantsWrite),
+            manage_api_keys: has(A::KeysWrite),
+            manage_reservations: has(A::BudgetsWrite),
+        }
+    }
+
     /// The spec's frozen table: a capability is true iff the key holds any listed
     /// permission; tenant keys never see tenants, keys, audit or the overview.
     fn of(perms: &[Permission]) -> Self {
@@ -136,9 +161,23 @@ pub struct IntrospectBody {
     scope_filter: Option<Vec<String>>,
 }
 
-pub async fn introspect(AnyAuth(caller): AnyAuth) -> Json<IntrospectBody> {
-    Json(match caller {
-        Caller::Admin => IntrospectBody {
+/// An admin principal (a token) is described by its own permissions and tenant; the bootstrap
+/// key is `admin` with every capability.
+pub async fn introspect(
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+) -> Json<IntrospectBody> {
+    let principal = ctx.admin.filter(|a| a.principal_id.is_some());
+    Json(match (caller, principal) {
+        (Caller::Admin, Some(admin)) => IntrospectBody {
+            authenticated: true,
+            auth_type: "principal",
+            permissions: admin.permissions.iter().map(|p| p.as_str().to_string()).collect(),
+            capabilities: Capabilities::of_principal(&admin),
+            tenant_id: admin.tenant_id.as_ref().map(ToString::to_string),
+            scope_filter: None,
+        },
+        (Caller::Admin, None) => IntrospectBody {
             authenticated: true,
             auth_type: "admin",
             permissions: vec!["*".into()],
@@ -146,7 +185,7 @@ pub async fn introspect(AnyAuth(caller): AnyAuth) -> Json<IntrospectBody> {
             tenant_id: None,
             scope_filter: None,
         },
-        Caller::Tenant(t) => IntrospectBody {
+        (Caller::Tenant(t), _) => IntrospectBody {
             authenticated: true,
             auth_type: "tenant",
             permissions: t.key.permissions.iter().map(|p| p.as_str().to_string()).collect(),

@@ -2,6 +2,7 @@
 //! the audit log, events and webhooks, health and metrics. Handlers are thin: extract, validate the wire
 //! values, call `catalogue`, map the reply.
 
+pub mod access;
 pub mod api_keys;
 pub mod audit;
 mod audit_export;
@@ -11,11 +12,14 @@ pub mod budgets;
 pub mod dead_letters;
 pub mod events;
 pub mod health;
+pub mod principals;
+mod refusals;
+pub mod roles;
 pub mod tenants;
 pub mod webhooks;
 
 use axum::Router;
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 
 use crate::state::AppState;
 
@@ -64,6 +68,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{subscription_id}/test", post(webhooks::test_for_tenant))
         .route("/v1/webhooks/{subscription_id}/deliveries", get(webhooks::deliveries_for_tenant))
+        .route("/v1/admin/principals", post(principals::create).get(principals::list))
+        .route("/v1/admin/principals/{principal_id}", get(principals::get).patch(principals::update))
+        .route("/v1/admin/principals/{principal_id}/roles", post(principals::assign_role))
+        .route("/v1/admin/principals/{principal_id}/roles/{role_id}", delete(principals::unassign_role))
+        .route("/v1/admin/principals/{principal_id}/api-keys", post(principals::create_key))
+        .route("/v1/admin/principals/{principal_id}/api-keys/{key_id}/revoke", post(principals::revoke_key))
+        .route("/v1/admin/permissions", get(roles::permissions))
+        .route("/v1/admin/roles", post(roles::create).get(roles::list))
+        .route("/v1/admin/roles/{role_id}", delete(roles::delete))
+        .route("/v1/admin/roles/{role_id}/permissions", post(roles::add_permissions))
+        .route("/v1/admin/roles/{role_id}/permissions/{permission}", delete(roles::remove_permission))
+        // Inner to the metrics layer, so refusals are counted like any other response.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
         .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("admin", r, n)));
     crate::http::finish(routes).with_state(state)
 }

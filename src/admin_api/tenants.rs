@@ -266,6 +266,8 @@ pub async fn update(
 
 #[derive(Deserialize)]
 pub struct ListQuery {
+    /// Exactly this tenant (a Tollgate extension; how a tenant-bound principal's list is narrowed).
+    tenant_id: Option<String>,
     status: Option<String>,
     parent_tenant_id: Option<String>,
     search: Option<String>,
@@ -299,6 +301,7 @@ pub async fn list(
 ) -> ApiResult<Json<ListBody>> {
     let statuses: Vec<&str> = TenantStatus::ALL.iter().map(|s| s.as_str()).collect();
     let filter = Filter {
+        tenant_id: page::no_nul("tenant_id", q.tenant_id.as_deref())?.filter(|s| !s.is_empty()).map(String::from),
         status: enum_param("status", q.status.as_deref(), TenantStatus::parse, &statuses)?,
         parent_tenant_id: q.parent_tenant_id.filter(|s| !s.is_empty()),
         search: search_param(q.search.as_deref())?,

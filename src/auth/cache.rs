@@ -179,6 +179,9 @@ impl KeyCache {
                 }
             }
             Some(("tenant", tenant)) => self.evict_tenant(tenant),
+            // Admin-token announcements are for `auth::tokens`.
+            Some(("pat" | "principal", _)) => {}
+            None if payload == "roles" => {}
             _ => self.clear(),
         }
     }

@@ -5,6 +5,8 @@
 pub mod cache;
 pub mod secret;
 pub mod server_secret;
+pub mod throttle;
+pub mod tokens;
 pub mod usage;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use axum::http::request::Parts;
 use time::OffsetDateTime;
 
 use crate::domain::Permission;
+use crate::domain::access::{AdminIdentity, PrincipalStatus};
 use crate::domain::api_key::KeyStatus;
 use crate::domain::permission::grants;
 use crate::domain::tenant::TenantStatus;
@@ -23,6 +26,8 @@ use cache::{KeyCache, KeyInfo, Lookup};
 use secret::{AdminKey, KeyHasher};
 
 pub const ADMIN_KEY_HEADER: &str = "x-admin-api-key";
+/// `Authorization: Bearer <personal access token>` on the admin plane.
+pub const BEARER_PREFIX: &str = "Bearer ";
 pub const TENANT_KEY_HEADER: &str = "x-cycles-api-key";
 
 pub struct Authenticator {
@@ -34,6 +39,10 @@ pub struct Authenticator {
     cache: Arc<KeyCache>,
     /// Keys used since the last `last_used_at` flush.
     usage: usage::KeyUsage,
+    /// Admin principals' personal access tokens.
+    tokens: Arc<tokens::TokenCache>,
+    /// Per-source limits of the admin plane (failed authentications, refusal audits).
+    throttle: throttle::AdminThrottle,
 }
 
 /// A request made with a tenant API key that is valid now.
@@ -77,8 +86,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Authenticator {
-    pub fn new(admin_key: Option<AdminKey>, hasher: KeyHasher, cache: Arc<KeyCache>) -> Self {
-        Self { admin_key, metrics_token: None, hasher, cache, usage: usage::KeyUsage::default() }
+    pub fn new(
+        admin_key: Option<AdminKey>,
+        hasher: KeyHasher,
+        cache: Arc<KeyCache>,
+        tokens: Arc<tokens::TokenCache>,
+    ) -> Self {
+        Self {
+            admin_key,
+            metrics_token: None,
+            hasher,
+            cache,
+            usage: usage::KeyUsage::default(),
+            tokens,
+            throttle: throttle::AdminThrottle::default(),
+        }
     }
 
     pub fn usage(&self) -> &usage::KeyUsage {
@@ -106,6 +128,68 @@ impl Authenticator {
         } else {
             Err(ApiError::unauthorized("invalid bearer token for /metrics"))
         }
+    }
+
+    pub fn throttle(&self) -> &throttle::AdminThrottle {
+        &self.throttle
+    }
+
+    pub fn tokens(&self) -> &tokens::TokenCache {
+        &self.tokens
+    }
+
+    /// Whether the request carries an admin-plane credential at all (bootstrap key or token).
+    pub fn has_admin_credential(headers: &HeaderMap) -> bool {
+        header(headers, ADMIN_KEY_HEADER).is_some_and(|v| !v.is_empty())
+            || headers.contains_key(axum::http::header::AUTHORIZATION)
+    }
+
+    /// The admin caller: `Authorization: Bearer <token>`, else `X-Admin-API-Key` holding the
+    /// bootstrap key (which acts as `owner`) or a token. `Ok(None)` when neither is sent; 401
+    /// for anything presented that is not valid now.
+    pub async fn admin_identity(&self, headers: &HeaderMap) -> ApiResult<Option<AdminIdentity>> {
+        if let Some(auth) = header(headers, axum::http::header::AUTHORIZATION.as_str()) {
+            let token = auth
+                .strip_prefix(BEARER_PREFIX)
+                .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer <token>"))?;
+            return self.token_identity(token).await.map(Some);
+        }
+        let Some(presented) = header(headers, ADMIN_KEY_HEADER).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        if presented.starts_with(secret::PAT_PREFIX) {
+            return self.token_identity(presented).await.map(Some);
+        }
+        match &self.admin_key {
+            Some(key) if key.matches(presented) => Ok(Some(AdminIdentity::bootstrap())),
+            _ => Err(ApiError::unauthorized("invalid X-Admin-API-Key")),
+        }
+    }
+
+    async fn token_identity(&self, presented: &str) -> ApiResult<AdminIdentity> {
+        if !presented.starts_with(secret::PAT_PREFIX) || presented.len() > secret::KEY_SECRET_LEN_MAX {
+            return Err(ApiError::unauthorized("invalid access token"));
+        }
+        let info = self
+            .tokens
+            .get(&self.hasher.digest(presented))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
+        if info.revoked {
+            return Err(ApiError::unauthorized("access token is revoked"));
+        }
+        if info.expires_at.is_some_and(|e| e <= OffsetDateTime::now_utc()) {
+            return Err(ApiError::unauthorized("access token is expired"));
+        }
+        if info.principal_status != PrincipalStatus::Active {
+            return Err(ApiError::unauthorized("the token's principal is deactivated"));
+        }
+        Ok(AdminIdentity {
+            principal_id: Some(info.principal_id.clone()),
+            key_id: Some(info.key_id.clone()),
+            tenant_id: info.tenant_id.clone(),
+            permissions: info.permissions.clone(),
+        })
     }
 
     pub fn hasher(&self) -> &KeyHasher {
@@ -183,6 +267,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(Caller::Admin) = parts.extensions.get::<Caller>() {
+            return Ok(AdminAuth);
+        }
         Arc::<Authenticator>::from_ref(state).require_admin(&parts.headers).map(|()| AdminAuth)
     }
 }

@@ -44,6 +44,19 @@ pub fn mint_key() -> Result<MintedKey, getrandom::Error> {
     })
 }
 
+/// Personal access tokens of admin principals: `tg_pat_` + 40 base62 characters (~238 bits),
+/// recognisable in a leaked log and never confused with a tenant key.
+pub const PAT_PREFIX: &str = "tg_pat_";
+const PAT_RANDOM_LEN: usize = 40;
+
+pub fn mint_pat() -> Result<MintedKey, getrandom::Error> {
+    let random = random_base62(PAT_RANDOM_LEN)?;
+    Ok(MintedKey {
+        prefix: format!("{PAT_PREFIX}{}", &random[..KEY_PREFIX_RANDOM_LEN]),
+        secret: format!("{PAT_PREFIX}{random}"),
+    })
+}
+
 /// 32 random bytes, e.g. a server secret generated at first start.
 pub fn random_bytes_32() -> Result<[u8; 32], getrandom::Error> {
     let mut out = [0_u8; 32];

@@ -6,8 +6,10 @@ pub mod api_keys;
 pub mod audit;
 pub mod budgets;
 pub mod key_rotation;
+pub mod principals;
 mod reads;
 pub mod tenants;
+pub mod tokens;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -10,4 +10,9 @@ pub struct Correlation {
     /// Trace flags of a valid inbound `traceparent` (outbound webhooks preserve them).
     pub trace_flags: Option<u8>,
     pub user_agent: Option<String>,
+    /// The client's address as the listener saw it (audit rows' `source_ip`).
+    pub source_ip: Option<String>,
+    /// The admin principal that authenticated the request (admin plane only), so every audit
+    /// entry names it as the actor.
+    pub admin: Option<super::access::AdminIdentity>,
 }

@@ -50,6 +50,9 @@ error_codes! {
     Forbidden => "FORBIDDEN", 403;
     InsufficientPermissions => "INSUFFICIENT_PERMISSIONS", 403;
     TenantSuspended => "TENANT_SUSPENDED", 403;
+    /// A tenant-bound admin principal named another tenant (a Tollgate extension code,
+    /// after DVARA's: the request is refused and audited, never narrowed).
+    TenantScopeViolation => "TENANT_SCOPE_VIOLATION", 403;
     NotFound => "NOT_FOUND", 404;
     TenantNotFound => "TENANT_NOT_FOUND", 404;
     BudgetNotFound => "BUDGET_NOT_FOUND", 404;

@@ -2,6 +2,7 @@
 //! spec's spellings, the error every lower layer answers, the clock and correlation ids, and
 //! the rules that need no store. Nothing here does IO or knows HTTP.
 
+pub mod access;
 pub mod amount;
 pub mod api_key;
 pub mod audit;

@@ -40,7 +40,14 @@ pub fn fresh(headers: &HeaderMap) -> RequestCtx {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        RequestCtx { request_id: uuid::Uuid::now_v7().to_string(), trace_id, trace_flags, user_agent }
+        RequestCtx {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace_id,
+            trace_flags,
+            user_agent,
+            source_ip: None,
+            admin: None,
+        }
     }
 }
 
@@ -88,7 +95,11 @@ pub fn new_trace_id() -> String {
 
 /// Middleware: builds the context, runs the rest of the stack inside it, echoes the ids.
 pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let ctx = fresh(request.headers());
+    let mut ctx = fresh(request.headers());
+    ctx.source_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(addr)| addr.ip().to_string());
     request.extensions_mut().insert(ctx.clone());
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
     let trace_id = HeaderValue::from_str(&ctx.trace_id).ok();

@@ -49,7 +49,7 @@ pub async fn serve(listener: TcpListener, router: axum::Router, limits: ConnLimi
                 Err(_) => break,
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -63,7 +63,9 @@ pub async fn serve(listener: TcpListener, router: axum::Router, limits: ConnLimi
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(AtomicU64::new(now_ms()));
         let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers and the access audit read the client's address as axum's `ConnectInfo`.
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(axum::extract::ConnectInfo(remote))));
         let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
         let conn = graceful.watch(conn);
         let idle = limits.idle_timeout;

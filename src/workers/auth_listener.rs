@@ -23,6 +23,7 @@ pub async fn run(pg: PgStore, auth: Arc<Authenticator>, shutdown: CancellationTo
             Ok(()) => return,
             Err(err) => {
                 auth.cache().go_offline();
+                auth.tokens().set_offline(true);
                 tracing::warn!(error = %err, "auth listener disconnected; reconnecting");
             }
         }
@@ -37,13 +38,17 @@ async fn listen(pg: &PgStore, auth: &Authenticator, shutdown: &CancellationToken
     let mut listener = Listener::connect(pg).await?;
     listener.listen(AUTH_CHANNEL).await?;
     auth.cache().back_online();
+    auth.tokens().set_offline(false);
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             r = listener.recv() => r?,
         };
         match received {
-            Received::Payload(payload) => auth.cache().apply(&payload),
+            Received::Payload(payload) => {
+                auth.cache().apply(&payload);
+                auth.tokens().apply(&payload);
+            }
             // The connection dropped; anything sent meanwhile is lost. Reconnect explicitly, so
             // the cache is offline until the channel is known to be back.
             Received::Lost => {

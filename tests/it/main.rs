@@ -1,6 +1,9 @@
 //! Black-box tests of Tollgate against real Redis and Postgres: one binary, every test on its
 //! own database and Redis key prefix (see `helpers`), so they run in parallel.
 
+mod access;
+mod access_logs;
+mod access_scope;
 mod admission;
 mod api_keys;
 mod architecture;

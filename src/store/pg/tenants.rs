@@ -138,6 +138,7 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
 
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
+    pub tenant_id: Option<String>,
     pub status: Option<TenantStatus>,
     pub parent_tenant_id: Option<String>,
     pub search: Option<String>,
@@ -146,6 +147,9 @@ pub struct Filter {
 pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Tenant>> {
     let mut qb: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM tenants WHERE TRUE", page.cursor_columns()));
+    if let Some(tenant) = &filter.tenant_id {
+        qb.push(" AND tenant_id = ").push_bind(tenant.clone());
+    }
     if let Some(status) = filter.status {
         qb.push(" AND status = ").push_bind(status.as_str());
     }
