@@ -3,7 +3,8 @@
 -- when ARGV[2] is '1', closes every budget of the tenant.
 --
 -- KEYS[1] tenant mirror   KEYS[2] ledger hash   KEYS[3] active-by-deadline zset
--- KEYS[4] budget index zset   KEYS[5] outbox   KEYS[6..] reservations
+-- KEYS[4] budget index zset   KEYS[5] outbox   KEYS[6..n-2] reservations
+-- KEYS[n-1], KEYS[n] work signals (dirty set, due index; lib.lua)
 -- ARGV[1] retention ms of a finalized reservation   ARGV[2] close budgets ('1' | '0')
 -- ARGV[3] request id   ARGV[4] trace id   ARGV[5..] reservation ids (same order as KEYS[6..])
 --
@@ -14,7 +15,7 @@ local now = now_ms()
 if redis.call('HGET', KEYS[1], 'status') ~= 'CLOSED' then return err('NOT_CLOSED', 'tenant is not closed') end
 local released, closed = 0, 0
 local drained = {}
-for i = 6, #KEYS do
+for i = 6, #KEYS - 2 do
   local rid = ARGV[i - 1]
   local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc')
   if r[1] == 'ACTIVE' then

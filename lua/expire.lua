@@ -4,16 +4,17 @@
 -- reservation exactly once.
 --
 -- KEYS[1] ledger hash   KEYS[2] active-by-deadline zset   KEYS[3] outbox stream
--- KEYS[4..] reservations
+-- KEYS[4..n-2] reservations   KEYS[n-1], KEYS[n] work signals (dirty set, due index)
 -- ARGV[1] retention ms of a finalized reservation   ARGV[2..] reservation ids (same order)
 --
+-- With no reservations given it only brings the tenant's due time up to date.
 -- Returns the number of reservations expired by this call. Writes only for items that
 -- pass their checks; an item whose budget vanished is skipped, never half-applied.
 -- Appends: reservation.expired per reservation and budget.threshold_crossed (falling).
 
 local now = now_ms()
 local expired = 0
-for i = 4, #KEYS do
+for i = 4, #KEYS - 2 do
   local rid = ARGV[i - 2]
   local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp', 'c', 'n', 'ttl')
   if not r[1] or r[1] ~= 'ACTIVE' then
@@ -37,4 +38,6 @@ for i = 4, #KEYS do
     end
   end
 end
+-- The tenant stays in the due index exactly as long as it has active reservations.
+reset_due(KEYS[2])
 return expired

@@ -169,9 +169,31 @@ local function balance(b)
   return {scope = b.scope, a = S(b.a), s = S(b.s), r = S(b.r), d = S(b.d), o = S(b.o), x = b.x and '1' or '0'}
 end
 
--- Appends one event to the tenant's outbox stream (drained into Postgres by a worker).
+-- Work signals. Every script's last two KEYS are the dirty set and the due index covering
+-- its tenant (store/redis/keys.rs): background work visits only what they name.
+local DIRTY, DUE = KEYS[#KEYS - 1], KEYS[#KEYS]
+local dirty_marked = false
+
+-- A reservation index whose earliest deadline is `deadline` (ms) becomes due then, unless it
+-- already is sooner (LT keeps the earlier score; a later stale score only costs a visit).
+local function mark_due(active, deadline)
+  redis.call('ZADD', DUE, 'LT', deadline, active)
+end
+
+-- Sets the index's due time to its earliest deadline, or drops it once nothing is active.
+local function reset_due(active)
+  local first = redis.call('ZRANGE', active, 0, 0, 'WITHSCORES')
+  if first[2] then redis.call('ZADD', DUE, first[2], active) else redis.call('ZREM', DUE, active) end
+end
+
+-- Appends one event to the tenant's outbox stream (drained into Postgres by a worker) and
+-- marks the stream dirty, once per call.
 local OUTBOX_LEN = '100000'
 local function emit(outbox, etype, now, scope, unit, rq, tr, data)
+  if not dirty_marked then
+    redis.call('SADD', DIRTY, outbox)
+    dirty_marked = true
+  end
   redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
     'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}))
 end

@@ -4,7 +4,7 @@
 --
 -- KEYS[1] tenant mirror   KEYS[2] ledger hash    KEYS[3] idempotency record
 -- KEYS[4] reservation     KEYS[5] active-by-deadline zset   KEYS[6] all-by-creation zset
--- KEYS[7] outbox stream
+-- KEYS[7] outbox stream      KEYS[8], KEYS[9] work signals (dirty set, due index; lib.lua)
 -- ARGV[1] mode: live | dry | decide     ARGV[2] request hash      ARGV[3] unit
 -- ARGV[4] estimate (decimal int64)      ARGV[5] ttl_ms ('' = tenant default)
 -- ARGV[6] grace_ms                      ARGV[7] overage policy ('' = budget/tenant default)
@@ -127,6 +127,7 @@ write_budgets(KEYS[2], budgets, now, false)
 redis.call('HSET', KEYS[4], 'st', 'ACTIVE', 'u', unit, 'e', ARGV[4], 'sc', table.concat(held, '\n'), 'sp', ARGV[13],
   'd', ARGV[9], 'c', ms(now), 'x', ms(expires), 'g', ARGV[6], 'p', policy, 'ttl', ms(ttl))
 redis.call('ZADD', KEYS[5], expires + grace, ARGV[8])
+mark_due(KEYS[5], expires + grace)
 redis.call('ZADD', KEYS[6], now, ARGV[8])
 for _, b in ipairs(budgets) do
   emit_thresholds(KEYS[7], b, unit, now, rq, tr)

@@ -98,7 +98,7 @@ fn spawn_workers(
         workers.push(tokio::spawn(crate::workers::expiry::run(state.ledger.clone(), shutdown.clone())));
     }
     if config.events_workers {
-        let drain = Drain::new(pg.clone(), redis.clone(), config.drain());
+        let drain = Drain::new(pg.clone(), redis.clone(), state.ledger.clone(), config.drain());
         workers.push(tokio::spawn(drain.run(shutdown.clone())));
         workers.push(tokio::spawn(dispatcher.run(shutdown.clone())));
         workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));

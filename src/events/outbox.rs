@@ -1,7 +1,8 @@
 //! The outbox drain: moves the events the ledger scripts append to each tenant's Redis stream
 //! into Postgres.
 //!
-//! Every instance reads every tenant's stream through one consumer group, so each entry goes
+//! Each pass visits only the tenants whose stream the scripts marked dirty (`ledger::signals`),
+//! so idle tenants cost nothing. Every instance reads those streams through one consumer group, so each entry goes
 //! to one consumer at a time. An entry is acknowledged (and deleted from the stream) only
 //! after the transaction that stores it has committed; an entry a crashed consumer held is
 //! claimed by another after `reclaim_idle`. Event ids derive from the tenant and the stream
@@ -20,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letters;
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER};
-use crate::store::pg::{self, PgStore, tenants};
+use crate::ledger::Ledger;
+use crate::store::pg::{self, PgStore};
 use crate::store::redis::RedisStore;
 use crate::store::redis::streams::{StreamEntry, StreamError, StreamResult};
 use crate::store::{StoreError, StoreResult};
@@ -31,8 +33,6 @@ pub const GROUP: &str = "tollgate-drain";
 const BATCH: usize = 200;
 /// Batches one tenant gets per pass, so one busy tenant cannot starve the others.
 const BATCHES_PER_TENANT: usize = 10;
-/// How often the list of tenants is re-read from the catalogue.
-const TENANTS_REFRESH: Duration = Duration::from_secs(2);
 /// How often stuck entries are looked for.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -52,6 +52,8 @@ impl Default for DrainConfig {
 pub struct Drain {
     pg: PgStore,
     redis: RedisStore,
+    /// For the work signals: which tenants have events waiting.
+    ledger: Ledger,
     config: DrainConfig,
     consumer: String,
     /// Streams whose group this instance has made sure of.
@@ -59,47 +61,55 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub fn new(pg: PgStore, redis: RedisStore, config: DrainConfig) -> Self {
+    pub fn new(pg: PgStore, redis: RedisStore, ledger: Ledger, config: DrainConfig) -> Self {
         let consumer = format!("tollgate-{}", uuid::Uuid::new_v4().simple());
-        Self { pg, redis, config, consumer, grouped: HashSet::new() }
+        Self { pg, redis, ledger, config, consumer, grouped: HashSet::new() }
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
+        if let Err(err) = self.ledger.backfill_signals().await {
+            tracing::warn!(error = %err, "building the work signals failed; retrying at the next start");
+        }
         let mut tick = tokio::time::interval(self.config.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut tenants: Vec<String> = Vec::new();
-        let mut tenants_read = Instant::now() - TENANTS_REFRESH;
         let mut reclaimed = Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if tenants_read.elapsed() >= TENANTS_REFRESH {
-                match tenants::ids(self.pg.pool()).await {
-                    Ok(ids) => {
-                        tenants = ids;
-                        tenants_read = Instant::now();
-                    }
-                    Err(err) => tracing::warn!(error = %err, "outbox drain could not list tenants"),
-                }
-            }
             let reclaim = reclaimed.elapsed() >= RECLAIM_EVERY;
             if reclaim {
                 reclaimed = Instant::now();
             }
-            let mut depth = (0, 0);
-            for tenant in &tenants {
-                if shutdown.is_cancelled() {
-                    return;
+            match self.ledger.dirty_tenants().await {
+                Ok(tenants) => self.pass(&tenants, reclaim, &shutdown).await,
+                Err(err) => tracing::warn!(error = %err.message, "outbox drain could not read the dirty tenants"),
+            }
+        }
+    }
+
+    /// Drains each of `tenants` (those whose outbox the scripts marked dirty); a tenant whose
+    /// stream is then empty leaves the dirty set.
+    async fn pass(&mut self, tenants: &[String], reclaim: bool, shutdown: &CancellationToken) {
+        let mut depth = (0, 0);
+        for tenant in tenants {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if reclaim {
+                match self.depth(tenant).await {
+                    Ok((len, age_ms)) => depth = (depth.0 + len, depth.1.max(age_ms)),
+                    Err(err) => tracing::warn!(tenant, error = %err, "reading the outbox depth failed"),
                 }
-                if reclaim {
-                    match self.depth(tenant).await {
-                        Ok((len, age_ms)) => depth = (depth.0 + len, depth.1.max(age_ms)),
-                        Err(err) => tracing::warn!(tenant, error = %err, "reading the outbox depth failed"),
+            }
+            match self.drain_tenant(tenant, reclaim).await {
+                Ok(_) => {
+                    if let Err(err) = self.ledger.settle_dirty(tenant).await {
+                        tracing::warn!(tenant, error = %err.message, "clearing the outbox mark failed");
                     }
                 }
-                if let Err(err) = self.drain_tenant(tenant, reclaim).await {
+                Err(err) => {
                     // A Redis that lost its data (restarted without persistence) lost the
                     // group too: make it again on the next pass.
                     if matches!(err, StreamError::NoGroup) {
@@ -108,9 +118,9 @@ impl Drain {
                     tracing::warn!(tenant, error = %err, "outbox drain failed; retrying next tick");
                 }
             }
-            if reclaim {
-                crate::telemetry::outbox(depth.0, Duration::from_millis(depth.1));
-            }
+        }
+        if reclaim {
+            crate::telemetry::outbox(depth.0, Duration::from_millis(depth.1));
         }
     }
 

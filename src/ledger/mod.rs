@@ -8,6 +8,7 @@ pub mod cascade;
 pub mod ops;
 pub mod reads;
 pub mod scan;
+pub mod signals;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -170,9 +171,24 @@ impl Ledger {
         self.redis.keys()
     }
 
+    /// Calls `script` with `keys` (all of one tenant) followed by the work signals covering
+    /// that tenant, which every script takes as its last two keys (`lua/lib.lua`).
+    async fn eval<T: crate::store::redis::FromReply>(
+        &self,
+        script: &Script,
+        mut keys: Vec<String>,
+        args: &[String],
+    ) -> Result<T> {
+        let k = self.keys();
+        let tenant = keys.first().and_then(|key| k.tenant_in(key)).unwrap_or_default().to_string();
+        keys.push(k.dirty(&tenant));
+        keys.push(k.due(&tenant));
+        Ok(self.redis.eval(script, &keys, args).await?)
+    }
+
     async fn run(&self, name: &'static str, script: &Script, keys: Vec<String>, args: Vec<String>) -> Result<Reply> {
         let started = std::time::Instant::now();
-        let raw: Result<String, _> = self.redis.eval(script, &keys, &args).await;
+        let raw: Result<String> = self.eval(script, keys, &args).await;
         crate::telemetry::script_latency(name, started.elapsed());
         let reply = decode(&raw?);
         match &reply {

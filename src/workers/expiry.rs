@@ -1,7 +1,7 @@
 //! The expiry sweeper: on every instance, each tick expires due reservations tenant by
-//! tenant in bounded batches. Concurrent sweepers are safe: the script re-checks every
-//! reservation, so each expires (and returns its hold) exactly once. It needs Redis only
-//! (the tenant list is the ledger's roster), so it keeps working through a Postgres outage.
+//! tenant in bounded batches, visiting only the tenants the due index names. Concurrent
+//! sweepers are safe: the script re-checks every reservation, so each expires (and returns
+//! its hold) exactly once. It needs Redis only, so it keeps working through a Postgres outage.
 
 use std::time::Duration;
 
@@ -15,6 +15,11 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(1_000);
 const BATCHES_PER_TENANT: usize = 10;
 
 pub async fn run(ledger: Ledger, shutdown: CancellationToken) {
+    match ledger.backfill_signals().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(tenants = n, "built the work signals of existing tenants"),
+        Err(err) => tracing::warn!(error = %err, "building the work signals failed; retrying at the next start"),
+    }
     super::every(SWEEP_INTERVAL, shutdown.clone(), || async {
         if let Err(err) = sweep_once(&ledger, &shutdown).await {
             tracing::warn!(error = %err, "expiry sweep failed; retrying next tick");
@@ -23,10 +28,10 @@ pub async fn run(ledger: Ledger, shutdown: CancellationToken) {
     .await;
 }
 
-/// One pass over every tenant that is not closed; returns how many reservations it expired.
+/// One pass over the tenants with something due; returns how many reservations it expired.
 pub async fn sweep_once(ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<u64> {
-    let ids = ledger.sweepable_tenants().await?;
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
+    let ids = ledger.due_tenants(now_ms).await?;
     let mut expired = 0;
     let mut backlog = 0;
     for tenant in ids {

@@ -1,11 +1,38 @@
-//! Every Redis key Tollgate uses is built here. Each carries the tenant hash tag
+//! Every Redis key Tollgate uses is built here. Each tenant key carries the tenant hash tag
 //! `{t:<tenant>}`, so all keys of one tenant live in one Redis Cluster slot and any script
-//! over them runs unchanged on a single Redis or a cluster.
+//! over them runs unchanged on a single Redis or a cluster. The work signals (which tenants
+//! have undrained events, and when each next has a reservation to expire) live in keys that
+//! share the tenant's slot: one pair on a single Redis, one pair per slot on a cluster.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
+
+use redis::cluster_routing::Slot;
 
 /// Builds keys under one namespace prefix (several deployments or test runs can share a Redis).
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// On a cluster the work signals are per slot; on a single Redis there is one pair.
+    clustered: bool,
+}
+
+/// Slots in a Redis Cluster.
+const SLOTS: usize = 16_384;
+
+/// For each cluster slot, a short hash tag that maps to it (`w<n>`), found once by search.
+fn slot_tags() -> &'static HashMap<Slot, String> {
+    static TAGS: OnceLock<HashMap<Slot, String>> = OnceLock::new();
+    TAGS.get_or_init(|| {
+        let mut tags = HashMap::with_capacity(SLOTS);
+        let mut n = 0u64;
+        while tags.len() < SLOTS {
+            let tag = format!("w{n}");
+            tags.entry(Slot::for_key(format!("{{{tag}}}"))).or_insert(tag);
+            n += 1;
+        }
+        tags
+    })
 }
 
 impl Keys {
@@ -14,7 +41,67 @@ impl Keys {
         if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.len() > 64 {
             return Err("the Redis key prefix must be 1..64 characters without braces".into());
         }
-        Ok(Self { prefix: prefix.to_string() })
+        Ok(Self { prefix: prefix.to_string(), clustered: false })
+    }
+
+    /// The same keys for a Redis Cluster: work signals per slot.
+    pub fn clustered(mut self) -> Self {
+        self.clustered = true;
+        self
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// STRING set once every tenant's work signals were built from its keys (`backfill`).
+    pub fn signals_marker(&self) -> String {
+        format!("{}:signals-v1", self.prefix)
+    }
+
+    /// The hash tag of the work signals that cover `tenant`: `{w}` on a single Redis, else a
+    /// tag in the tenant's own slot, so a script may write them beside the tenant's keys.
+    fn work_tag(&self, tenant: &str) -> String {
+        if !self.clustered {
+            return format!("{}:{{w}}", self.prefix);
+        }
+        let slot = Slot::for_key(self.tenant_tag(tenant));
+        let tag = slot_tags().get(&slot).map_or("w", String::as_str);
+        format!("{}:{{{tag}}}", self.prefix)
+    }
+
+    /// SET of the outbox keys of tenants whose stream may hold undrained events, written by
+    /// the scripts that append and cleared by the drain once the stream is empty.
+    pub fn dirty(&self, tenant: &str) -> String {
+        format!("{}:dirty", self.work_tag(tenant))
+    }
+
+    /// ZSET of tenants' active-reservation index keys, scored no later than the earliest
+    /// deadline in that index: the sweeper visits only what is due.
+    pub fn due(&self, tenant: &str) -> String {
+        format!("{}:due", self.work_tag(tenant))
+    }
+
+    /// The tenant whose hash tag `key` carries.
+    pub fn tenant_in<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{t:")?;
+        rest.split_once('}').map(|(tenant, _)| tenant)
+    }
+
+    /// Every distinct `(dirty, due)` pair covering `tenants` (one pair on a single Redis).
+    pub fn signal_pairs<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) -> Vec<(String, String)> {
+        if !self.clustered {
+            return vec![(self.dirty(""), self.due(""))];
+        }
+        let tags: BTreeSet<String> = tenants.into_iter().map(|t| self.work_tag(t)).collect();
+        tags.into_iter().map(|t| (format!("{t}:dirty"), format!("{t}:due"))).collect()
+    }
+
+    /// The tenant a key of `kind` (`outbox`, `active`) names, if it is one of ours.
+    pub fn tenant_of<'a>(&self, key: &'a str, kind: &str) -> Option<&'a str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{t:")?;
+        let tenant = rest.strip_suffix(kind)?.strip_suffix("}:")?;
+        (!tenant.is_empty() && !tenant.contains(['{', '}'])).then_some(tenant)
     }
 
     pub fn prefix(&self) -> &str {
@@ -106,6 +193,26 @@ mod tests {
         ] {
             assert_eq!(hash_tag(&key), "t:acme", "{key}");
         }
+    }
+
+    #[test]
+    fn work_signals_share_the_tenant_slot_on_a_cluster() {
+        let keys = Keys::new("tg").unwrap().clustered();
+        for tenant in ["acme", "b", "tenant-with-a-long-name-42"] {
+            let slot = Slot::for_key(keys.ledger(tenant));
+            assert_eq!(Slot::for_key(keys.dirty(tenant)), slot, "{tenant}");
+            assert_eq!(Slot::for_key(keys.due(tenant)), slot, "{tenant}");
+        }
+        assert_eq!(Keys::new("tg").unwrap().dirty("a"), Keys::new("tg").unwrap().dirty("b"));
+    }
+
+    #[test]
+    fn signal_members_name_their_tenant() {
+        let keys = Keys::new("tg").unwrap();
+        assert_eq!(keys.tenant_of(&keys.outbox("acme-1"), "outbox"), Some("acme-1"));
+        assert_eq!(keys.tenant_of(&keys.active("acme-1"), "active"), Some("acme-1"));
+        assert_eq!(keys.tenant_of(&keys.active("acme-1"), "outbox"), None);
+        assert_eq!(keys.tenant_of("other:{t:x}:outbox", "outbox"), None);
     }
 
     #[test]

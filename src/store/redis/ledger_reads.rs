@@ -109,6 +109,20 @@ impl RedisStore {
         self.query(&cmd).await
     }
 
+    /// Up to `count` members of the due index `due` scored at or before `now_ms`.
+    pub async fn due_members(&self, due: &str, now_ms: i64, count: usize) -> StoreResult<Vec<String>> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(due).arg("-inf").arg(now_ms).arg("BYSCORE").arg("LIMIT").arg(0).arg(count);
+        self.query(&cmd).await
+    }
+
+    /// Up to `count` members of the dirty set `dirty` (all of them when it is smaller).
+    pub async fn dirty_members(&self, dirty: &str, count: usize) -> StoreResult<Vec<String>> {
+        let mut cmd = redis::cmd("SRANDMEMBER");
+        cmd.arg(dirty).arg(count);
+        self.query(&cmd).await
+    }
+
     /// How many ACTIVE reservations have a deadline at or before `now_ms`.
     pub async fn due_count(&self, tenant: &str, now_ms: i64) -> StoreResult<u64> {
         let mut cmd = redis::cmd("ZCOUNT");

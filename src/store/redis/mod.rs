@@ -14,6 +14,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 
 pub use keys::Keys;
+/// What a script's reply decodes into (a string or an integer), without naming the driver.
+pub use redis::FromRedisValue as FromReply;
 
 use crate::domain::tenant::Tenant;
 use crate::store::{StoreError, StoreResult};
@@ -74,6 +76,7 @@ impl RedisStore {
                 .build()?;
             Conn::Cluster(client.get_async_connection().await?)
         };
+        let keys = if cluster_nodes.is_empty() { keys } else { keys.clustered() };
         Ok(Self { conn, keys, deadline: response_timeout, durable_ack: false })
     }
 
@@ -242,6 +245,21 @@ impl RedisStore {
         let mut cmd = redis::cmd(if status == "CLOSED" { "SREM" } else { "SADD" });
         cmd.arg(self.keys.roster()).arg(tenant);
         let _: i64 = self.query(&cmd).await?;
+        Ok(())
+    }
+
+    /// Whether the work signals were built for this deployment's existing data.
+    pub async fn signals_marked(&self) -> StoreResult<bool> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.keys.signals_marker());
+        let n: i64 = self.query(&cmd).await?;
+        Ok(n > 0)
+    }
+
+    pub async fn mark_signals(&self) -> StoreResult<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.signals_marker()).arg("1");
+        let _: String = self.query(&cmd).await?;
         Ok(())
     }
 

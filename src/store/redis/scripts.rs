@@ -55,6 +55,7 @@ scripts! {
     budget_update => "budget_update.lua",
     budget_status => "budget_status.lua",
     budget_fund => "budget_fund.lua",
+    signals => "signals.lua",
 }
 
 impl Default for Scripts {
