@@ -79,7 +79,7 @@ fn describe() {
         WEBHOOK_ATTEMPTS,
         "Webhook delivery attempts made by this instance, by outcome (success or failure)."
     );
-    describe_gauge!(WEBHOOK_BACKLOG, "Webhook deliveries queued (PENDING or RETRYING), read every 5 seconds.");
+    describe_gauge!(WEBHOOK_BACKLOG, "Webhook deliveries queued (PENDING or RETRYING), read every 10 seconds.");
     describe_gauge!(WEBHOOK_LAG, Unit::Seconds, "How long the most overdue queued webhook delivery has been due.");
     describe_counter!(
         REFUSALS_UNAUDITED,

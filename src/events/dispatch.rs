@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{Guard, GuardedResolver, SecurityConfig, SharedGuard};
 use super::notices::{delivery_failed_event, disabled_event};
+use super::pacing::Pacer;
 use super::seal::Sealer;
 use crate::auth::secret::KeyHasher;
 use crate::domain::event::{Event, EventType, SYSTEM_TENANT};
@@ -26,8 +27,9 @@ use crate::store::pg::webhooks::{self, Attempt, Delivery};
 use crate::store::pg::{self, PgStore, events};
 use crate::store::{StoreError, StoreResult};
 
-/// How often the security config is re-read, so a PUT on one instance reaches the others.
-const GUARD_REFRESH: Duration = Duration::from_secs(5);
+/// How often the security config (and the backlog gauge) is re-read, so a PUT on one
+/// instance reaches the others.
+const GUARD_REFRESH: Duration = Duration::from_secs(10);
 /// Response bodies are not kept; error messages are cut to this many characters.
 const ERROR_MESSAGE_MAX: usize = 512;
 
@@ -74,6 +76,7 @@ struct Inner {
     in_flight: DashMap<String, usize>,
     slots: Arc<Semaphore>,
     user_agent: String,
+    pacer: Pacer,
 }
 
 /// `sha256=` and the lowercase hex HMAC-SHA256 of `body` under the UTF-8 `secret`.
@@ -163,9 +166,9 @@ impl Dispatcher {
             .build()?;
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let user_agent = format!("tollgate/{}", env!("CARGO_PKG_VERSION"));
-        Ok(Self {
-            inner: Arc::new(Inner { pg, sealer, guard, client, config, in_flight: DashMap::new(), slots, user_agent }),
-        })
+        let pacer = Pacer::new(config.poll);
+        let in_flight = DashMap::new();
+        Ok(Self { inner: Arc::new(Inner { pg, sealer, guard, client, config, in_flight, slots, user_agent, pacer }) })
     }
 
     pub fn guard(&self) -> &SharedGuard {
@@ -189,13 +192,11 @@ impl Dispatcher {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.inner.config.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut guard_read = Instant::now() - GUARD_REFRESH;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
+                () = self.inner.pacer.wait() => {}
             }
             if guard_read.elapsed() >= GUARD_REFRESH {
                 if let Err(err) = self.refresh_guard().await {
@@ -209,8 +210,9 @@ impl Dispatcher {
                 }
                 guard_read = Instant::now();
             }
-            if let Err(err) = self.dispatch_due().await {
-                tracing::warn!(error = %err, "webhook dispatch failed; retrying next tick");
+            match self.dispatch_due().await {
+                Ok(worked) => self.inner.pacer.claimed(worked),
+                Err(err) => tracing::warn!(error = %err, "webhook dispatch failed; retrying next tick"),
             }
         }
         // Let attempts under way finish (each is bounded by the attempt timeout).
@@ -218,12 +220,13 @@ impl Dispatcher {
         let _ = tokio::time::timeout(self.inner.config.attempt_timeout, self.inner.slots.acquire_many(all)).await;
     }
 
-    /// Claims what is due and free to send, and starts one task per delivery.
-    async fn dispatch_due(&self) -> StoreResult<()> {
+    /// Claims what is due and free to send, and starts one task per delivery. Returns whether
+    /// there was work (a claim, or no free slot).
+    async fn dispatch_due(&self) -> StoreResult<bool> {
         let inner = &self.inner;
         let free = inner.slots.available_permits();
         if free == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let busy: Vec<String> = inner
             .in_flight
@@ -233,6 +236,7 @@ impl Dispatcher {
             .collect();
         let lease = inner.config.attempt_timeout + Duration::from_secs(30);
         let claimed = webhooks::claim_due(inner.pg.pool(), free as i64, lease, &busy).await?;
+        let worked = !claimed.is_empty();
         let mut deferred = Vec::new();
         for delivery in claimed {
             let mut count = inner.in_flight.entry(delivery.subscription_id.clone()).or_insert(0);
@@ -262,7 +266,7 @@ impl Dispatcher {
         if !deferred.is_empty() {
             webhooks::release_claims(inner.pg.pool(), &deferred).await?;
         }
-        Ok(())
+        Ok(worked)
     }
 
     /// Opens a subscription's secret and custom headers.
@@ -367,6 +371,9 @@ impl Dispatcher {
         let attempts = d.attempts + 1;
         let at = crate::domain::clock::now();
         let attempt = attempt_of(&outcome, attempts, &stored.sub.retry_policy, at);
+        if let Some(next) = attempt.next_attempt_at {
+            self.inner.pacer.retry_in((next - at).unsigned_abs());
+        }
         let status = attempt.status;
         let mut tx = self.inner.pg.begin().await?;
         // Subscription first, then delivery rows: the order of every other writer of both.

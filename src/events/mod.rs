@@ -13,6 +13,9 @@ pub mod dispatch;
 pub mod guard;
 mod notices;
 pub mod outbox;
+mod pacing;
+
+pub use pacing::wake as wake_dispatch;
 pub mod seal;
 
 use std::collections::HashMap;
@@ -28,6 +31,7 @@ use crate::store::pg::{PgTx, events, webhooks};
 pub async fn record(tx: &mut PgTx, batch: &[Event]) -> StoreResult<usize> {
     let mut subscribers: HashMap<String, Vec<Subscription>> = HashMap::new();
     let mut stored = 0;
+    let mut queued = false;
     for event in batch {
         if !events::insert(tx, event).await? {
             continue;
@@ -48,8 +52,12 @@ pub async fn record(tx: &mut PgTx, batch: &[Event]) -> StoreResult<usize> {
                 at: event.timestamp,
             };
             insert_delivery(tx, &delivery).await?;
+            queued = true;
         }
     }
     crate::telemetry::events_stored(stored);
+    if queued {
+        pacing::wake();
+    }
     Ok(stored)
 }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalogue::Catalogue;
 
 /// How late an `api_key.expired` event may be, at most about.
-const INTERVAL: Duration = Duration::from_secs(5);
+const INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn run(catalogue: Catalogue, shutdown: CancellationToken) {
     super::every(INTERVAL, shutdown, || async {

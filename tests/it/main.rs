@@ -20,6 +20,7 @@ mod fixture;
 mod health;
 mod helpers;
 mod http_limits;
+mod idle_cost;
 mod key_rotation;
 mod ledger_model;
 mod lifecycle;

@@ -106,6 +106,9 @@ impl Catalogue {
                     queued += 1;
                 }
             }
+            if queued > 0 {
+                crate::events::wake_dispatch();
+            }
         }
         let entry = actor.entry(
             "replayEvents",
