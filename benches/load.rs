@@ -18,7 +18,13 @@
 //! process (utime+stime from /proc/<pid>/stat), the engine's peak VmRSS during the step, and a
 //! ledger check: the tenant's balances (GET /v1/balances) against what the clients observed.
 //!
+//! Last, the idle step (`idle.rs`) seeds `--idle-tenants` tenants and counts the Redis commands
+//! and Postgres transactions the idle engine makes per second.
+//!
 //! Run under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+
+#[path = "load/idle.rs"]
+mod idle;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -138,6 +144,16 @@ struct Args {
     /// script call and the commands it ran).
     #[arg(long)]
     redis_breakdown: bool,
+    /// Tenants seeded for the idle step (run last; 0 skips it). Needs --database-url.
+    #[arg(long, default_value_t = 100_000)]
+    idle_tenants: usize,
+    /// Seconds over which the idle step counts the engine's Redis commands and Postgres
+    /// transactions.
+    #[arg(long, default_value_t = 10.0)]
+    idle_window_s: f64,
+    /// The engine's database (the idle step seeds tenants there and counts its transactions).
+    #[arg(long)]
+    database_url: Option<String>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -1266,6 +1282,22 @@ async fn run(args: Args) -> Result<()> {
     }
     let hwm = engine_pid.and_then(|p| vm_mb(p, "VmHWM:"));
     print_summary(&bench.args, &results, idle_rss, hwm);
+    if let (Some(db), n) = (&bench.args.database_url, bench.args.idle_tenants)
+        && n > 0
+    {
+        let window = Duration::from_secs_f64(bench.args.idle_window_s.max(1.0));
+        let r = idle::run(&bench.args.redis_url, &bench.args.redis_prefix, db, n, window).await?;
+        println!();
+        println!(
+            "idle: {} tenants (seeded in {:.1} s): {:.1} Redis commands/s (target ≤ 50: {}), {:.2} Postgres transactions/s (target ≤ 1: {})",
+            r.tenants,
+            r.seed_s,
+            r.redis_per_s,
+            r.pg_per_s,
+            verdict(r.redis_per_s <= 50.0),
+            verdict(r.pg_per_s <= 1.0)
+        );
+    }
     if let Some(path) = &bench.args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&json_results(&results))?)
             .with_context(|| format!("writing {}", path.display()))?;

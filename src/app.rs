@@ -25,10 +25,13 @@ use crate::events::seal::Sealer;
 use crate::ledger::Ledger;
 use crate::state::AppState;
 use crate::store::pg::PgStore;
+use crate::store::redis::group::GroupConfig;
 use crate::store::redis::scripts::Scripts;
 use crate::store::redis::{Keys, RedisStore};
 
 /// How long workers get to finish after the listeners have drained.
+/// The most operations one group-commit call may carry, whatever is configured.
+const GROUP_COMMIT_LIMIT: usize = 256;
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the metrics exporter and the rate limiters do their housekeeping.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -72,6 +75,8 @@ async fn connect_stores(config: &ServeConfig) -> anyhow::Result<(PgStore, RedisS
     if config.durable_ack {
         redis.enable_durable_ack().await?;
     }
+    let max = config.group_commit_max.min(GROUP_COMMIT_LIMIT);
+    redis.enable_group_commit(GroupConfig { max, always: config.group_commit_always });
     Ok((pg, redis))
 }
 

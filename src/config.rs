@@ -116,6 +116,16 @@ pub struct ServeConfig {
     #[arg(long, env = "TOLLGATE_DURABLE_ACK", default_value_t = false, action = clap::ArgAction::Set)]
     pub durable_ack: bool,
 
+    /// Group commit: at most this many concurrent runtime mutations of one tenant go to Redis in
+    /// one script call (those that arrive while the tenant's previous call is in flight).
+    /// 0 or 1 turns it off.
+    #[arg(long, env = "TOLLGATE_GROUP_COMMIT_MAX", default_value_t = 64)]
+    pub group_commit_max: usize,
+
+    /// Send every runtime mutation through the group-commit script, even alone (for tests).
+    #[arg(long, env = "TOLLGATE_GROUP_COMMIT_ALWAYS", default_value_t = false, action = clap::ArgAction::Set, hide = true)]
+    pub group_commit_always: bool,
+
     /// The admin key callers present in X-Admin-API-Key. Required by the admin plane.
     #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<SecretString>,

@@ -20,6 +20,7 @@ pub const LEDGER_OPERATIONS: &str = "cycles_ledger_operations_total";
 pub const LEDGER_AMOUNT: &str = "cycles_ledger_amount_total";
 pub const OVERDRAFT_INCURRED: &str = "cycles_overdraft_incurred_total";
 pub const SCRIPT_DURATION: &str = "cycles_redis_script_duration_seconds";
+pub const LEDGER_BATCH: &str = "cycles_ledger_batch_size";
 pub const EXPIRED: &str = "cycles_reservations_expired_total";
 pub const EXPIRY_BACKLOG: &str = "cycles_expiry_backlog";
 pub const OUTBOX_BACKLOG: &str = "cycles_outbox_backlog";
@@ -58,6 +59,11 @@ fn describe() {
     );
     describe_counter!(OVERDRAFT_INCURRED, "Debt created by overdraft charges, by unit.");
     describe_histogram!(SCRIPT_DURATION, Unit::Seconds, "Ledger script round trips (EVALSHA), by script.");
+    describe_histogram!(
+        LEDGER_BATCH,
+        Unit::Count,
+        "Operations per group-commit script call (one tenant's concurrent runtime mutations)."
+    );
     describe_counter!(EXPIRED, "Reservations expired by this instance's sweeper.");
     describe_gauge!(EXPIRY_BACKLOG, "Reservations past their deadline at the end of the last sweep.");
     describe_gauge!(OUTBOX_BACKLOG, "Events waiting in the tenants' outbox streams, read by the drain once a second.");
@@ -155,6 +161,11 @@ pub fn auth_cache_lookup(hit: bool) {
 
 pub fn refusal_audit_suppressed() {
     metrics::counter!(REFUSALS_UNAUDITED).increment(1);
+}
+
+/// One group-commit call carrying `operations` runtime mutations.
+pub fn ledger_batch(operations: usize) {
+    metrics::histogram!(LEDGER_BATCH).record(operations as f64);
 }
 
 pub fn script_latency(script: &'static str, elapsed: Duration) {

@@ -186,9 +186,19 @@ impl Ledger {
         Ok(self.redis.eval(script, &keys, args).await?)
     }
 
+    /// As [`Ledger::eval`] for a runtime operation: grouped with the tenant's concurrent ones
+    /// when group commit is on (`store::redis::group`).
+    async fn eval_grouped(&self, script: &Script, mut keys: Vec<String>, args: Vec<String>) -> Result<String> {
+        let k = self.keys();
+        let tenant = keys.first().and_then(|key| k.tenant_in(key)).unwrap_or_default().to_string();
+        keys.push(k.dirty(&tenant));
+        keys.push(k.due(&tenant));
+        Ok(self.redis.eval_grouped(&tenant, script, keys, args).await?)
+    }
+
     async fn run(&self, name: &'static str, script: &Script, keys: Vec<String>, args: Vec<String>) -> Result<Reply> {
         let started = std::time::Instant::now();
-        let raw: Result<String> = self.eval(script, keys, &args).await;
+        let raw: Result<String> = self.eval_grouped(script, keys, args).await;
         crate::telemetry::script_latency(name, started.elapsed());
         let reply = decode(&raw?);
         match &reply {

@@ -90,6 +90,8 @@ impl Env {
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout_ms: 1000,
             durable_ack: false,
+            group_commit_max: 64,
+            group_commit_always: false,
             admin_api_key: Some(SecretString::from(ADMIN_KEY)),
             key_hash_secret: None,
             data_dir: self.data_dir.clone(),

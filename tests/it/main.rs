@@ -17,6 +17,7 @@ mod crash;
 mod dead_letters;
 mod events;
 mod fixture;
+mod group_commit;
 mod health;
 mod helpers;
 mod http_limits;

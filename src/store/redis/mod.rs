@@ -3,6 +3,7 @@
 //! ledger's Lua by SHA, `ledger_reads` answers the ledger's typed reads, `streams` the outbox
 //! drain's consumer-group commands. Nothing outside `store` sees a driver type.
 
+pub mod group;
 pub mod keys;
 pub mod ledger_reads;
 pub mod scripts;
@@ -46,6 +47,8 @@ pub struct RedisStore {
     /// `--durable-ack`: a script's reply is returned only once Redis has fsynced it to its AOF
     /// (WAITAOF), so an OS crash cannot lose an acknowledged ledger change.
     durable_ack: bool,
+    /// Group commit, when on (`group`).
+    groups: Option<std::sync::Arc<group::Groups>>,
 }
 
 impl RedisStore {
@@ -77,7 +80,7 @@ impl RedisStore {
             Conn::Cluster(client.get_async_connection().await?)
         };
         let keys = if cluster_nodes.is_empty() { keys } else { keys.clustered() };
-        Ok(Self { conn, keys, deadline: response_timeout, durable_ack: false })
+        Ok(Self { conn, keys, deadline: response_timeout, durable_ack: false, groups: None })
     }
 
     /// Turns on `--durable-ack` after checking that this Redis can do it: WAITAOF exists from
@@ -164,6 +167,12 @@ impl RedisStore {
         for a in args {
             inv.arg(a);
         }
+        self.invoke(&inv).await
+    }
+
+    /// Sends a prepared script call within the deadline (and, with `--durable-ack`, waits for
+    /// the AOF fsync).
+    async fn invoke<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> StoreResult<T> {
         let reply = match &self.conn {
             Conn::Single(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,
             Conn::Cluster(c) => self.bounded(inv.invoke_async(&mut c.clone())).await,

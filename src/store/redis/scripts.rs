@@ -7,16 +7,49 @@ use crate::store::StoreResult;
 
 /// One compiled ledger script, called by SHA through [`RedisStore::eval`]. Wraps the driver's
 /// handle so the ledger names a script without naming a driver type.
-pub struct Script(redis::Script);
+pub struct Script {
+    script: redis::Script,
+    /// The operation's name in the group-commit script, when it can be grouped.
+    grouped_as: Option<&'static str>,
+}
 
 impl Script {
-    fn new(text: &str) -> Self {
-        Self(redis::Script::new(text))
+    fn new(text: &str, grouped_as: Option<&'static str>) -> Self {
+        Self { script: redis::Script::new(text), grouped_as }
     }
 
     pub(super) fn driver(&self) -> &redis::Script {
-        &self.0
+        &self.script
     }
+
+    /// The name under which the group-commit script runs this operation, if it does.
+    pub fn grouped_as(&self) -> Option<&'static str> {
+        self.grouped_as
+    }
+}
+
+/// The runtime operations group commit may send together (`lua/batch.lua`).
+const GROUPED: &[(&str, &str)] = &[
+    ("reserve", include_str!("../../../lua/reserve.lua")),
+    ("commit", include_str!("../../../lua/commit.lua")),
+    ("release", include_str!("../../../lua/release.lua")),
+    ("extend", include_str!("../../../lua/extend.lua")),
+    ("event", include_str!("../../../lua/event.lua")),
+];
+
+/// `lib.lua`, each grouped operation as `OPS[<name>] = function(KEYS, ARGV) … end`, then
+/// `batch.lua`: one script that runs any sequence of them.
+pub(super) fn batch_text() -> String {
+    let mut text = format!("{LIB}\nlocal OPS = {{}}\n");
+    for (name, body) in GROUPED {
+        text.push_str(&format!("OPS['{name}'] = function(KEYS, ARGV)\n{body}\nend\n"));
+    }
+    text.push_str(include_str!("../../../lua/batch.lua"));
+    text
+}
+
+fn grouped_name(file: &str) -> Option<&'static str> {
+    GROUPED.iter().map(|(name, _)| *name).find(|name| file.strip_suffix(".lua") == Some(*name))
 }
 
 const LIB: &str = include_str!("../../../lua/lib.lua");
@@ -32,12 +65,15 @@ macro_rules! scripts {
 
         impl Scripts {
             pub fn new() -> Self {
-                let texts = vec![$(format!("{LIB}\n{}", include_str!(concat!("../../../lua/", $file)))),+];
+                let mut texts = vec![$(format!("{LIB}\n{}", include_str!(concat!("../../../lua/", $file)))),+];
                 let mut it = texts.iter();
-                Self {
-                    $($name: Script::new(it.next().map(String::as_str).unwrap_or_default()),)+
-                    texts: texts.clone(),
-                }
+                let scripts = Self {
+                    $($name: Script::new(it.next().map(String::as_str).unwrap_or_default(), grouped_name($file)),)+
+                    texts: Vec::new(),
+                };
+                // Loaded with the others, so a syntax error in it fails the boot too.
+                texts.push(batch_text());
+                Self { texts, ..scripts }
             }
         }
     };
