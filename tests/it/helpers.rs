@@ -102,6 +102,7 @@ impl Env {
             class_shares: "premium=100,standard=80,bulk=50".into(),
             // Tests drive many requests per second from one tenant; the admission tests set their own.
             rate_limits: "off".into(),
+            test_fault: None,
             metrics_token: None,
             metrics_tenant_label: true,
             // Event workers on short clocks, so tests see events and deliveries quickly.
