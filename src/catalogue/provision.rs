@@ -30,8 +30,9 @@ use crate::store::pg::provisions::{self, Provision};
 use crate::store::pg::{self, api_keys, audit, tenants};
 
 /// How long a caller (or the recovery pass) holds a PENDING record before another may take
-/// it over; far longer than one provisioning's Redis work.
-pub const LEASE_S: i64 = 30;
+/// it over: well above one provisioning's Redis work (each call bounded by the Redis timeout,
+/// and the first failure ends the attempt), and what a crashed holder delays recovery by.
+pub const LEASE_S: i64 = 10;
 /// Records the recovery pass finishes per run at most.
 pub const RECOVERY_BATCH: usize = 100;
 
@@ -82,6 +83,10 @@ pub fn plan_budgets(tenant: &str, tier: &TierDef, extra: &[BudgetTemplate]) -> V
     out
 }
 
+fn duplicate_tenant(id: &str) -> Error {
+    Error::new(ErrorCode::DuplicateResource, format!("tenant {id} already exists"))
+}
+
 impl Catalogue {
     /// Sets the test-only fault: abort the process right after a provisioning's Postgres commit.
     pub fn with_abort_after_provision_commit(mut self, abort: bool) -> Self {
@@ -127,11 +132,12 @@ impl Catalogue {
         };
         let digest = self.hasher.digest(&minted.secret);
         if !self.write_provision(actor, &req.tenant, &key, &digest, &record).await? {
-            // A concurrent call with the same key committed first.
-            let existing = provisions::get(self.pg.pool(), &req.idempotency_key)
-                .await?
-                .ok_or_else(|| Error::internal("provisioning record vanished"))?;
-            return self.replay_provision(actor, existing, &req.request_hash).await;
+            // A concurrent call with the same key committed first, or another call provisioned
+            // this tenant id.
+            return match provisions::get(self.pg.pool(), &req.idempotency_key).await? {
+                Some(existing) => self.replay_provision(actor, existing, &req.request_hash).await,
+                None => Err(duplicate_tenant(&tenant_id)),
+            };
         }
         if self.abort_after_provision_commit {
             tracing::error!("test fault: aborting right after the provisioning commit");
@@ -164,7 +170,7 @@ impl Catalogue {
         }
         let id = tenant.tenant_id.as_str();
         if !tenants::insert(&mut tx, tenant).await? {
-            return Err(Error::new(ErrorCode::DuplicateResource, format!("tenant {id} already exists")));
+            return Err(duplicate_tenant(id));
         }
         api_keys::insert(&mut tx, key, digest).await?;
         let budgets: Vec<Value> = record

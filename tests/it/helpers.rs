@@ -357,6 +357,11 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     pub async fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port).await
+    }
+
+    /// A Redis on `port` (e.g. again on the port of one the test stopped).
+    pub async fn start_on(port: u16) -> PrivateRedis {
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())

@@ -57,13 +57,14 @@ impl From<Row> for Provision {
 }
 
 /// Inserts a PENDING record leased to its caller for `lease_s`; `Ok(false)` when the
-/// idempotency key is taken (a concurrent insert of the same key waits for the first to end).
+/// idempotency key or the tenant id is taken (a concurrent insert of the same key waits for
+/// the first to end).
 pub async fn insert_record_first(tx: &mut PgTx, p: &Provision, lease_s: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "INSERT INTO provisions (idempotency_key, request_hash, tenant_id, key_id, state, budgets, policies, \
          secret_sealed, request_id, trace_id, created_at, lease_until) \
          VALUES ($1,$2,$3,$4,'PENDING',$5,$6,$7,$8,$9,$10, now() + make_interval(secs => $11)) \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         ON CONFLICT DO NOTHING",
     )
     .bind(&p.idempotency_key)
     .bind(&p.request_hash)
