@@ -126,11 +126,11 @@ fn policies(wire: Vec<Value>) -> ApiResult<Vec<Value>> {
             ));
         }
         for f in ["name", "scope_pattern"] {
-            if !obj.get(f).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty() && s.len() <= SCOPE_LEN_MAX) {
+            if obj.get(f).and_then(Value::as_str).is_none_or(|s| s.trim().is_empty() || s.len() > SCOPE_LEN_MAX) {
                 return Err(ApiError::invalid_field(&at(&format!(".{f}")), "is required: a non-empty string"));
             }
         }
-        if !obj.get("priority").and_then(Value::as_i64).is_some_and(|n| n >= 0) {
+        if obj.get("priority").and_then(Value::as_i64).is_none_or(|n| n < 0) {
             return Err(ApiError::invalid_field(&at(".priority"), "is required: an integer ≥ 0"));
         }
     }
