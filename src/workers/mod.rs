@@ -4,6 +4,7 @@ pub mod auth_listener;
 pub mod expiry;
 pub mod key_expiry;
 pub mod key_usage;
+pub mod provision_recovery;
 pub mod retention;
 
 use std::time::Duration;
