@@ -162,7 +162,7 @@ fn check_kind_lists(rules: &Rules) -> Result<()> {
 /// `per_run_counter_ttl_ms` (only with `per_run`) and `threshold_pct` of one quota rule.
 fn check_window_options(at: &str, window: QuotaWindow, run_ttl: Option<i64>, pct: Option<f64>) -> Result<()> {
     if let Some(ttl) = run_ttl {
-        if window != QuotaWindow::PerRun {
+        if window != QuotaWindow::Run {
             return Err(Error::invalid_field(
                 &format!("{at}.per_run_counter_ttl_ms"),
                 "is allowed only with window per_run",

@@ -149,7 +149,7 @@ pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Resu
         return Ok(out);
     }
     out.quotas = quota_uses(top, req, risk_class, now);
-    out.run_id_required = req.run_id.is_none() && out.quotas.iter().any(|q| q.window == QuotaWindow::PerRun);
+    out.run_id_required = req.run_id.is_none() && out.quotas.iter().any(|q| q.window == QuotaWindow::Run);
     apply_ttl(&matched, &mut out);
     let caps = merged_caps(&matched);
     if !caps.is_empty() {
@@ -188,10 +188,10 @@ fn window_key(window: QuotaWindow, run_id: &Option<String>, now: OffsetDateTime)
     let (d, t) = (now.date(), now.time());
     let day = format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
     match window {
-        QuotaWindow::PerRun => run_id.clone(),
-        QuotaWindow::PerMinute => Some(format!("{day}T{:02}:{:02}", t.hour(), t.minute())),
-        QuotaWindow::PerHour => Some(format!("{day}T{:02}", t.hour())),
-        QuotaWindow::PerDay | QuotaWindow::PerTenantPerDay => Some(day),
+        QuotaWindow::Run => run_id.clone(),
+        QuotaWindow::Minute => Some(format!("{day}T{:02}:{:02}", t.hour(), t.minute())),
+        QuotaWindow::Hour => Some(format!("{day}T{:02}", t.hour())),
+        QuotaWindow::Day | QuotaWindow::TenantDay => Some(day),
     }
 }
 
@@ -202,7 +202,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
     let deepest = req.scopes.iter().rev().find(|s| pattern.as_ref().is_some_and(|p| p.matches_path(s)));
     let tenant = req.scopes.first();
     let scope_for = |w: QuotaWindow| {
-        let s = if w == QuotaWindow::PerTenantPerDay { tenant } else { deepest };
+        let s = if w == QuotaWindow::TenantDay { tenant } else { deepest };
         s.cloned().unwrap_or_default()
     };
     let risk = top.rules.risk_class_quotas.iter().filter(|q| q.risk_class == risk_class).map(|q| QuotaUse {

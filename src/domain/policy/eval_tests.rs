@@ -97,7 +97,7 @@ fn quotas_report_what_the_request_would_count_against_risk_class_first() {
     p.rules.risk_class_quotas = vec![RiskClassQuota {
         risk_class: RiskClass::ExternalSideEffect,
         max_calls: 50,
-        window: QuotaWindow::PerHour,
+        window: QuotaWindow::Hour,
         per_run_counter_ttl_ms: None,
         threshold_pct: None,
     }];
@@ -111,17 +111,17 @@ fn quotas_report_what_the_request_would_count_against_risk_class_first() {
         per_run_counter_ttl_ms: None,
         threshold_pct: None,
     };
-    let mut hosts = quota("message.email.send", QuotaWindow::PerDay);
+    let mut hosts = quota("message.email.send", QuotaWindow::Day);
     hosts.host_allowlist = vec!["api.sendgrid.com".into()];
     p.rules.action_quotas =
-        vec![quota("message.email.send", QuotaWindow::PerRun), quota("llm.completion", QuotaWindow::PerRun), hosts];
+        vec![quota("message.email.send", QuotaWindow::Run), quota("llm.completion", QuotaWindow::Run), hosts];
     let out = evaluate(std::slice::from_ref(&p), &request("message.email.send"), NOW).unwrap();
     let got: Vec<_> = out.quotas.iter().map(|q| (q.risk_class, q.window, q.window_key.clone())).collect();
     assert_eq!(
         got,
         vec![
-            (Some(RiskClass::ExternalSideEffect), QuotaWindow::PerHour, Some("2026-04-09T14".into())),
-            (None, QuotaWindow::PerRun, Some("run-abc-123".into())),
+            (Some(RiskClass::ExternalSideEffect), QuotaWindow::Hour, Some("2026-04-09T14".into())),
+            (None, QuotaWindow::Run, Some("run-abc-123".into())),
         ]
     );
     assert_eq!(out.quotas[0].scope, "tenant:acme/agent:support-bot");

@@ -25,11 +25,11 @@ wire_enum!(
 wire_enum!(
     /// The spec's `ActionQuotaWindow`.
     QuotaWindow {
-        PerRun = "per_run",
-        PerMinute = "per_minute_tumbling",
-        PerHour = "per_hour_tumbling",
-        PerDay = "per_day_tumbling",
-        PerTenantPerDay = "per_tenant_per_day",
+        Run = "per_run",
+        Minute = "per_minute_tumbling",
+        Hour = "per_hour_tumbling",
+        Day = "per_day_tumbling",
+        TenantDay = "per_tenant_per_day",
     }
 );
 
