@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod budgets;
 pub mod key_rotation;
+pub mod policies;
 pub mod principals;
 pub mod provision;
 mod reads;
