@@ -133,6 +133,8 @@ fn policies(wire: Vec<Value>) -> ApiResult<Vec<Value>> {
         if obj.get("priority").and_then(Value::as_i64).is_none_or(|n| n < 0) {
             return Err(ApiError::invalid_field(&at(".priority"), "is required: an integer ≥ 0"));
         }
+        // Every policy rule, as a policy of whichever tenant the tier is given to.
+        crate::catalogue::tiers::template_rules(i, p)?;
     }
     Ok(wire)
 }

@@ -14,6 +14,7 @@ use super::audit::Actor;
 use crate::domain::clock::now;
 use crate::domain::error::{Error, ErrorCode, Result};
 use crate::domain::event::{EventType, SYSTEM_TENANT};
+use crate::domain::policy::{NewRules, check_rules};
 use crate::domain::tenant::RateLimit;
 use crate::domain::tier::{BudgetTemplate, Class, TenantDefaults, Tier, TierDef};
 use crate::events;
@@ -184,11 +185,35 @@ impl Catalogue {
         Ok(created)
     }
 
-    /// Creates a tier's default policies for a tenant and returns them as created. Policies
-    /// are created by the policy catalogue when present; without one this creates nothing and
-    /// returns an empty list, and the policies stay stored on the tier and the provisioning
-    /// record.
-    pub async fn create_tier_policies(&self, _actor: &Actor, _tenant: &str, _policies: &[Value]) -> Result<Vec<Value>> {
-        Ok(Vec::new())
+    /// Creates the tier's default policies for `tenant` through the policy catalogue (one audit
+    /// entry and event each), skipping any whose name the tenant already has, so a retry or a
+    /// recovery pass never duplicates one. Answers `{policy_id, name}` of each policy by that name.
+    pub async fn create_tier_policies(&self, actor: &Actor, tenant: &str, policies: &[Value]) -> Result<Vec<Value>> {
+        if policies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let existing = self.tenant_policies(tenant).await?;
+        let mut out = Vec::with_capacity(policies.len());
+        for (i, template) in policies.iter().enumerate() {
+            let new = template_rules(i, template)?;
+            let name = new.name.clone().unwrap_or_default();
+            let policy = match existing.iter().find(|p| p.rules.name == name) {
+                Some(p) => p.policy_id.clone(),
+                None => self.create_policy(actor, tenant, new).await?.policy_id,
+            };
+            out.push(json!({ "policy_id": policy, "name": name }));
+        }
+        Ok(out)
     }
+}
+
+/// A tier's policy template as policy fields, checked as a policy of any tenant: its
+/// `scope_pattern` must name the tenant by a wildcard (`tenant:*/…`).
+pub fn template_rules(i: usize, template: &Value) -> Result<NewRules> {
+    let field = format!("default_policies[{i}]");
+    let new: NewRules = serde_json::from_value(template.clone())
+        .map_err(|e| Error::invalid_field(&field, format!("is not a policy: {e}")))?;
+    let rules = new.clone().into_rules().map_err(|e| e.prefix_field(&field))?;
+    check_rules(&rules, "*").map_err(|e| e.prefix_field(&field))?;
+    Ok(new)
 }

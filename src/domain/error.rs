@@ -127,6 +127,15 @@ impl Error {
             .with_details(serde_json::json!({ "field": field }))
     }
 
+    /// The same error about a field inside `outer` (`outer.field` in message and details).
+    pub fn prefix_field(mut self, outer: &str) -> Self {
+        let inner = self.details.as_ref().and_then(|d| d.get("field")).and_then(Value::as_str).map(str::to_string);
+        let field = inner.map_or_else(|| outer.to_string(), |f| format!("{outer}.{f}"));
+        self.message = format!("{outer}.{}", self.message);
+        self.details = Some(serde_json::json!({ "field": field }));
+        self
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
     }

@@ -251,3 +251,25 @@ async fn an_engine_killed_after_the_provisioning_commit_finishes_the_customer_ex
             .unwrap();
     assert_eq!(created, 1);
 }
+
+#[tokio::test]
+async fn provisioning_creates_the_tiers_default_policies_once() {
+    let app = TestApp::spawn().await;
+    let mut tier = starter();
+    tier["default_policies"] = json!([
+        {"name": "token-cap", "scope_pattern": "tenant:*/workspace:*", "priority": 10, "caps": {"max_tokens": 4096}},
+    ]);
+    create_tier(&app, tier).await;
+    let tenant = tenant_id("prov");
+    let body = request(&tenant, "onboard-policies");
+    let first = provision(&app.client, &app.admin_url(""), &body).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.body["policies"][0]["name"], "token-cap", "{}", first.text);
+    let again = provision(&app.client, &app.admin_url(""), &body).await;
+    assert!(again.status.is_success(), "{}", again.text);
+    let listed = send(app.admin(Method::GET, &format!("/v1/admin/policies?tenant_id={tenant}"))).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let policies = listed.body["policies"].as_array().cloned().unwrap_or_default();
+    assert_eq!(policies.len(), 1, "{}", listed.text);
+    assert_eq!(policies[0]["caps"]["max_tokens"], 4096);
+}
