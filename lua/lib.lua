@@ -171,7 +171,13 @@ end
 
 -- Appends one event to the tenant's outbox stream (drained into Postgres by a worker).
 local OUTBOX_LEN = '100000'
-local function emit(outbox, etype, now, scope, unit, rq, tr, data)
+-- `corr`, when given and not empty, is the event's correlation id (field 'c').
+local function emit(outbox, etype, now, scope, unit, rq, tr, data, corr)
+  if corr and corr ~= '' then
+    redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
+      'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}), 'c', corr)
+    return
+  end
   redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
     'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}))
 end
