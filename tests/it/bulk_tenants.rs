@@ -217,6 +217,13 @@ async fn bad_tenant_bulk_input_is_400_naming_the_field_and_a_tenant_bound_princi
     let missing = tenants_bulk(&app, json!({"filter": {"search": marker}, "action": "SUSPEND"})).await;
     assert!(missing.expect_error(400, "INVALID_REQUEST").contains("idempotency_key"), "{}", missing.text);
 
+    // The literal route wins over /v1/admin/tenants/{tenant_id}, so that id is reserved.
+    let reserved =
+        send(app.admin(Method::POST, "/v1/admin/tenants").json(&json!({"tenant_id": "bulk-action", "name": "x"})))
+            .await;
+    reserved.expect_error(400, "INVALID_REQUEST");
+    assert_eq!(reserved.body["details"]["field"], "tenant_id");
+
     // Tenant-bound principals act on one tenant; this route acts across tenants.
     let (_, pat) = crate::access::principal(&app, Some(&a), &["tenant-admin"]).await;
     let r =

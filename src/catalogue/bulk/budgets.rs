@@ -107,10 +107,10 @@ impl Catalogue {
             Err(e) => e,
         };
         Ok(match e.code {
-            ErrorCode::BudgetExceeded => RowOutcome::failed("BUDGET_EXCEEDED", e.message),
+            ErrorCode::BudgetExceeded => RowOutcome::failed(ErrorCode::BudgetExceeded.as_str(), e.message),
             ErrorCode::BudgetFrozen | ErrorCode::BudgetClosed => RowOutcome::failed("INVALID_TRANSITION", e.message),
-            ErrorCode::BudgetNotFound => RowOutcome::failed("NOT_FOUND", e.message),
-            ErrorCode::InternalError => RowOutcome::failed("INTERNAL_ERROR", "the operation failed"),
+            ErrorCode::BudgetNotFound => RowOutcome::failed(ErrorCode::NotFound.as_str(), e.message),
+            ErrorCode::InternalError => RowOutcome::failed(ErrorCode::InternalError.as_str(), "the operation failed"),
             code => RowOutcome::failed(code.as_str(), e.message),
         })
     }

@@ -11,7 +11,7 @@ use crate::catalogue::Catalogue;
 use crate::catalogue::audit::Actor;
 use crate::catalogue::tenants::{TenantPatch, apply, close_locked};
 use crate::domain::audit::ADMIN_TENANT;
-use crate::domain::error::Result;
+use crate::domain::error::{ErrorCode, Result};
 use crate::domain::event::EventType;
 use crate::domain::tenant::{Tenant, TenantStatus};
 use crate::events;
@@ -101,7 +101,7 @@ impl Catalogue {
         changes: &mut Changes,
     ) -> Result<RowOutcome> {
         let Some(current) = store::get_for_update(tx, id).await? else {
-            return Ok(RowOutcome::failed("NOT_FOUND", format!("tenant {id} not found")));
+            return Ok(RowOutcome::failed(ErrorCode::NotFound.as_str(), format!("tenant {id} not found")));
         };
         let target = action.target();
         if current.status == target {
