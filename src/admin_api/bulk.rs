@@ -56,7 +56,7 @@ pub fn fingerprint(req: &impl Serialize) -> ApiResult<String> {
 async fn begin(state: &AppState, req: BulkRequest) -> ApiResult<Result<Bulk, Value>> {
     Ok(match state.catalogue.bulk_begin(req).await? {
         Begun::Replay(previous) => Err(previous),
-        Begun::Fresh(bulk) => Ok(bulk),
+        Begun::Fresh(bulk) => Ok(*bulk),
     })
 }
 

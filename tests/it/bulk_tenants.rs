@@ -66,7 +66,7 @@ async fn a_bulk_suspend_reports_each_row_audits_once_emits_per_row_and_replays_i
     assert_eq!(r.body["action"], "SUSPEND");
     assert_eq!(r.body["total_matched"], 3);
     assert_eq!(r.body["idempotency_key"], "suspend-1");
-    assert_eq!(ids(&r, "succeeded"), [a.clone()]);
+    assert_eq!(ids(&r, "succeeded"), [a.as_str()]);
     assert_eq!(r.body["skipped"], json!([{"id": b, "reason": "ALREADY_IN_TARGET_STATE"}]));
     assert_eq!(r.body["failed"][0]["id"], c.as_str());
     assert_eq!(r.body["failed"][0]["error_code"], "INVALID_TRANSITION");
@@ -125,7 +125,7 @@ async fn a_bulk_close_cascades_per_row_and_parent_and_children_carry_their_own_c
     let r = tenants_bulk(&app, json!({"filter": {"search": marker}, "action": "CLOSE", "idempotency_key": "close-1"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(ids(&r, "succeeded"), [open.clone()]);
+    assert_eq!(ids(&r, "succeeded"), [open.as_str()]);
     assert_eq!(r.body["skipped"], json!([{"id": closed, "reason": "ALREADY_IN_TARGET_STATE"}]));
     assert_eq!(status_of(&app, &open).await, "CLOSED");
     let rq = r.header("x-request-id").to_string();
@@ -216,6 +216,14 @@ async fn bad_tenant_bulk_input_is_400_naming_the_field_and_a_tenant_bound_princi
     assert!(unknown.text.contains("tier"), "{}", unknown.text);
     let missing = tenants_bulk(&app, json!({"filter": {"search": marker}, "action": "SUSPEND"})).await;
     assert!(missing.expect_error(400, "INVALID_REQUEST").contains("idempotency_key"), "{}", missing.text);
+
+    // A body or a filter that is an array, not an object (serde would read a struct from one).
+    for path in ["/v1/admin/tenants/bulk-action", "/v1/admin/budgets/bulk-action"] {
+        for body in [json!([{"search": marker}, "SUSPEND", null, "k"]), ok(json!({"filter": [marker]}))] {
+            let r = bulk(&app, path, body).await;
+            assert!(r.expect_error(400, "INVALID_REQUEST").contains("object"), "{path}: {}", r.text);
+        }
+    }
 
     // The literal route wins over /v1/admin/tenants/{tenant_id}, so that id is reserved.
     let reserved =

@@ -62,7 +62,7 @@ pub async fn bulk_action(
     };
     let mut bulk = match state.catalogue.bulk_begin(bulk).await? {
         Begun::Replay(previous) => return Ok(Json(previous)),
-        Begun::Fresh(bulk) => bulk,
+        Begun::Fresh(bulk) => *bulk,
     };
     let filter = Filter { tenant_id: f.tenant_id.clone(), status: f.status, event_type: f.event_type, search };
     let ids = state.catalogue.matching_webhook_ids(&filter, BULK_ROWS_MAX as i64 + 1).await?;

@@ -78,7 +78,7 @@ pub struct Bulk {
 /// a fresh invocation.
 pub enum Begun {
     Replay(Value),
-    Fresh(Bulk),
+    Fresh(Box<Bulk>),
 }
 
 impl BulkRequest {
@@ -99,14 +99,14 @@ impl Catalogue {
                 "idempotency_key was used with a different bulk request",
             )),
             Some((_, response)) => Ok(Begun::Replay(response)),
-            None => Ok(Begun::Fresh(Bulk {
+            None => Ok(Begun::Fresh(Box::new(Bulk {
                 req,
                 tx,
                 total_matched: 0,
                 succeeded: Vec::new(),
                 failed: Vec::new(),
                 skipped: Vec::new(),
-            })),
+            }))),
         }
     }
 }
