@@ -11,6 +11,7 @@
 -- ARGV[4] operation  ARGV[5] amount  ARGV[6] spent ('' = none)  ARGV[7] reason
 -- ARGV[8] request id  ARGV[9] trace id  ARGV[10] idempotency retention ms
 -- ARGV[11] '1' when a tenant API key asks (a SUSPENDED tenant's keys are read-only), else '0'
+-- ARGV[12] correlation id of the operation's event ('' = its type's default)
 --
 -- Returns JSON: a stored result plus {replay, now}; or {e, m} in precedence order
 -- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, FORBIDDEN (suspended, tenant key), BUDGET_NOT_FOUND, BUDGET_CLOSED,
@@ -68,7 +69,7 @@ local etypes = {CREDIT = 'budget.funded', DEBIT = 'budget.debited', RESET = 'bud
   RESET_SPENT = 'budget.reset_spent', REPAY_DEBT = 'budget.debt_repaid'}
 local data = {operation = op, reason = ARGV[7], previous_state = before, new_state = after}
 if op == 'RESET_SPENT' then data.spent_override_provided = ARGV[6] ~= '' and '1' or '0' end
-emit(KEYS[4], etypes[op], now, scope, unit, ARGV[8], ARGV[9], data)
+emit(KEYS[4], etypes[op], now, scope, unit, ARGV[8], ARGV[9], data, ARGV[12])
 emit_over_limit_flip(KEYS[4], before_x, b, unit, now, ARGV[8], ARGV[9])
 emit_thresholds(KEYS[4], b, unit, now, ARGV[8], ARGV[9])
 local result = {operation = op, previous = before, new = after, ts = ms(now)}

@@ -189,10 +189,16 @@ end
 -- Appends one event to the tenant's outbox stream (drained into Postgres by a worker) and
 -- marks the stream dirty, once per call.
 local OUTBOX_LEN = '100000'
-local function emit(outbox, etype, now, scope, unit, rq, tr, data)
+-- `corr`, when given and not empty, is the event's correlation id (field 'c').
+local function emit(outbox, etype, now, scope, unit, rq, tr, data, corr)
   if not dirty_marked then
     redis.call('SADD', DIRTY, outbox)
     dirty_marked = true
+  end
+  if corr and corr ~= '' then
+    redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
+      'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}), 'c', corr)
+    return
   end
   redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
     'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}))

@@ -18,19 +18,19 @@ use crate::http::page::{self, ListParams, Position, search_param};
 use crate::ledger::reads::BudgetDoc;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ListQuery {
-    tenant_id: Option<String>,
-    scope_prefix: Option<String>,
-    unit: Option<String>,
-    status: Option<String>,
-    over_limit: Option<String>,
-    has_debt: Option<String>,
-    utilization_min: Option<String>,
-    utilization_max: Option<String>,
-    search: Option<String>,
+    pub(super) tenant_id: Option<String>,
+    pub(super) scope_prefix: Option<String>,
+    pub(super) unit: Option<String>,
+    pub(super) status: Option<String>,
+    pub(super) over_limit: Option<String>,
+    pub(super) has_debt: Option<String>,
+    pub(super) utilization_min: Option<String>,
+    pub(super) utilization_max: Option<String>,
+    pub(super) search: Option<String>,
     #[serde(flatten)]
-    page: ListParams,
+    pub(super) page: ListParams,
 }
 
 #[derive(Serialize)]
@@ -45,6 +45,12 @@ const SORTS: &[&str] = &["tenant_id", "scope", "unit", "status", "commit_overage
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The same 400 naming `field` instead (`filter.unit` rather than `unit`).
+fn renamed(field: &str, e: ApiError) -> ApiError {
+    let problem = e.message.split_once(": ").map_or(e.message.as_str(), |(_, p)| p);
+    ApiError::invalid_field(field, problem)
 }
 
 fn bool_param(field: &str, v: &Option<String>) -> ApiResult<Option<bool>> {
@@ -88,9 +94,10 @@ fn position(d: &BudgetDoc, by: &str) -> Position {
     Position { key, id: format!("{}|{}|{}", d.tenant, d.balance.scope, d.balance.unit) }
 }
 
-/// The validated filters; also what a cursor's fingerprint covers.
+/// The validated filters; also what a cursor's fingerprint covers. The budget bulk action
+/// parses its body's filter into the same query, so a preview list matches what it changes.
 #[derive(Debug)]
-struct Filters {
+pub(super) struct Filters {
     tenant: Option<String>,
     unit: Option<Unit>,
     prefix: Option<String>,
@@ -102,25 +109,29 @@ struct Filters {
 }
 
 impl Filters {
-    fn parse(q: &ListQuery) -> ApiResult<Self> {
-        let unit = non_empty(&q.unit).map(|u| unit_param(Some(u))).transpose()?;
+    /// Parses `q`; errors name the field with `at` before it (`filter.` for a bulk body).
+    pub(super) fn parse(q: &ListQuery, at: &str) -> ApiResult<Self> {
+        let name = |f: &str| format!("{at}{f}");
+        let unit =
+            non_empty(&q.unit).map(|u| unit_param(Some(u)).map_err(|e| renamed(&name("unit"), e))).transpose()?;
         let prefix = non_empty(&q.scope_prefix)
-            .map(|p| parse_budget_scope(p).map_err(|e| ApiError::invalid_field("scope_prefix", e)))
+            .map(|p| parse_budget_scope(p).map_err(|e| ApiError::invalid_field(&name("scope_prefix"), e)))
             .transpose()?;
         let status = non_empty(&q.status).map(String::from);
         if status.as_deref().is_some_and(|s| !matches!(s, "ACTIVE" | "FROZEN" | "CLOSED")) {
-            return Err(ApiError::invalid_field("status", "must be ACTIVE, FROZEN or CLOSED"));
+            return Err(ApiError::invalid_field(&name("status"), "must be ACTIVE, FROZEN or CLOSED"));
         }
-        let over_limit = bool_param("over_limit", &q.over_limit)?;
-        let has_debt = bool_param("has_debt", &q.has_debt)?;
-        let (umin, umax) =
-            (ratio_param("utilization_min", &q.utilization_min)?, ratio_param("utilization_max", &q.utilization_max)?);
+        let over_limit = bool_param(&name("over_limit"), &q.over_limit)?;
+        let has_debt = bool_param(&name("has_debt"), &q.has_debt)?;
+        let umin = ratio_param(&name("utilization_min"), &q.utilization_min)?;
+        let umax = ratio_param(&name("utilization_max"), &q.utilization_max)?;
         if let (Some(a), Some(b)) = (umin, umax)
             && a > b
         {
-            return Err(ApiError::invalid_field("utilization_min", "must not exceed utilization_max"));
+            return Err(ApiError::invalid_field(&name("utilization_min"), "must not exceed utilization_max"));
         }
-        let search = search_param(q.search.as_deref())?.map(|s| s.to_ascii_lowercase());
+        let search =
+            search_param(q.search.as_deref()).map_err(|e| renamed(&name("search"), e))?.map(|s| s.to_ascii_lowercase());
         let tenant = non_empty(&q.tenant_id).map(String::from);
         Ok(Self { tenant, unit, prefix, status, over_limit, has_debt, utilization: (umin, umax), search })
     }
@@ -147,7 +158,7 @@ impl Filters {
 }
 
 /// Every budget the caller may see that the filters keep.
-async fn read(state: &AppState, key: Option<&TenantCaller>, filters: &Filters) -> ApiResult<Vec<BudgetDoc>> {
+pub(super) async fn read(state: &AppState, key: Option<&TenantCaller>, filters: &Filters) -> ApiResult<Vec<BudgetDoc>> {
     let tenants = match (key, &filters.tenant) {
         (Some(k), _) => vec![k.key.tenant_id.to_string()],
         (None, Some(t)) => vec![t.clone()],
@@ -180,7 +191,7 @@ pub async fn list(
             Some(t)
         }
     };
-    let filters = Filters::parse(&q)?;
+    let filters = Filters::parse(&q, "")?;
     let paging =
         page::parse(&q.page, SORTS, "utilization", page::ADMIN, &(key.map(|k| k.key.tenant_id.as_str()), &filters))?;
     let docs = read(&state, key, &filters).await?;

@@ -9,6 +9,7 @@ mod audit_export;
 pub mod auth;
 pub mod budget_list;
 pub mod budgets;
+pub mod bulk;
 pub mod dead_letters;
 pub mod events;
 pub mod health;
@@ -32,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::telemetry::render))
         .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
+        // Literal before the parameter: matchit prefers it, so the tenant id `bulk-action` is reserved.
+        .route("/v1/admin/tenants/bulk-action", post(bulk::tenants))
         .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
         .route("/v1/admin/tiers", get(tiers::list).post(tiers::create))
         .route("/v1/admin/tiers/{tier}", get(tiers::get).patch(tiers::update))
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/budgets", post(budgets::create).get(budget_list::list).patch(budgets::update))
         .route("/v1/admin/budgets/lookup", get(budgets::lookup))
         .route("/v1/admin/budgets/fund", post(budgets::fund))
+        .route("/v1/admin/budgets/bulk-action", post(bulk::budgets))
         .route("/v1/admin/budgets/freeze", post(budgets::freeze))
         .route("/v1/admin/budgets/unfreeze", post(budgets::unfreeze))
         .route("/v1/admin/policies", post(policies::create).get(policies::list))

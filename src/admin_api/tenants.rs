@@ -28,6 +28,9 @@ pub const NAME_LEN_MAX: usize = 256;
 pub const METADATA_ENTRIES_MAX: usize = 32;
 pub const METADATA_KEY_LEN_MAX: usize = 128;
 pub const METADATA_VALUE_LEN_MAX: usize = 1024;
+/// The literal route `/v1/admin/tenants/bulk-action` wins over `/v1/admin/tenants/{tenant_id}`,
+/// so a tenant with this id could never be read or patched.
+const RESERVED_TENANT_ID: &str = "bulk-action";
 /// More extensions than this per reservation serves no purpose and is refused.
 pub const MAX_EXTENSIONS_MAX: i64 = 10_000;
 
@@ -192,6 +195,9 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateTenantRequest>,
 ) -> ApiResult<(StatusCode, Json<TenantBody>)> {
     check_name("name", &req.name, NAME_LEN_MAX)?;
+    if req.tenant_id.as_str() == RESERVED_TENANT_ID {
+        return Err(ApiError::invalid_field("tenant_id", "is reserved: /v1/admin/tenants/bulk-action is a route"));
+    }
     if let Some(parent) = &req.parent_tenant_id {
         TenantId::parse(parent).map_err(|e| ApiError::invalid_field("parent_tenant_id", e))?;
     }

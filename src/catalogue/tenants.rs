@@ -216,39 +216,7 @@ impl Catalogue {
     async fn close_tenant(&self, actor: &Actor, id: &str) -> Result<Tenant> {
         let mut tx = self.pg.begin().await?;
         let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
-        let at = now();
-        let fresh_close = current.status != TenantStatus::Closed;
-        let correlation_id = format!("tenant_close_cascade:{id}:{}", actor.ctx.request_id);
-        let mut closed = current.clone();
-        let mut cascade_events = Vec::new();
-        if fresh_close {
-            closed.status = TenantStatus::Closed;
-            closed.closed_at = Some(at);
-            closed.updated_at = at;
-            tenants::update(&mut tx, &closed).await?;
-            let entry = actor.entry(
-                "updateTenant",
-                id,
-                ("tenant", id),
-                200,
-                json!({ "changed_fields": ["status"], "correlation_id": correlation_id }),
-            );
-            audit::append(&mut tx, &entry).await?;
-            let data = json!({
-                "tenant_id": id,
-                "previous_status": current.status.as_str(),
-                "new_status": "CLOSED",
-                "changed_fields": ["status"],
-            });
-            let mut event = actor.event(EventType::TenantClosed, id, data);
-            event.correlation_id = Some(correlation_id.clone());
-            cascade_events.push(event);
-        }
-        let cascade = Cascade { actor, tenant: id, at, correlation_id: &correlation_id };
-        let mut announce = cascade.revoke_keys(&mut tx, &mut cascade_events).await?;
-        cascade.disable_webhooks(&mut tx, &mut cascade_events).await?;
-        events::record(&mut tx, &cascade_events).await?;
-        announce.push(format!("tenant:{id}"));
+        let (closed, announce) = close_locked(&mut tx, actor, current, None).await?;
         self.commit_announcing(tx, &announce).await?;
         Ok(closed)
     }
@@ -279,6 +247,50 @@ impl Catalogue {
             }
         }
     }
+}
+
+/// Closes a tenant whose row `tx` holds locked and revokes its keys and disables its webhooks,
+/// each with its audit entry and cascade event; returns the closed tenant and the cache
+/// announcements to send at commit. A PATCH (`bulk` = `None`) writes its own `updateTenant`
+/// entry; a bulk action's invocation entry covers the tenant, and its `tenant.closed` carries
+/// the bulk correlation id. The cascade children keep `tenant_close_cascade:<tenant>:<request>`.
+pub(super) async fn close_locked(
+    tx: &mut PgTx,
+    actor: &Actor,
+    current: Tenant,
+    bulk: Option<&str>,
+) -> Result<(Tenant, Vec<String>)> {
+    let id = current.tenant_id.to_string();
+    let id = id.as_str();
+    let at = now();
+    let correlation_id = format!("tenant_close_cascade:{id}:{}", actor.ctx.request_id);
+    let mut closed = current.clone();
+    let mut cascade_events = Vec::new();
+    if current.status != TenantStatus::Closed {
+        closed.status = TenantStatus::Closed;
+        closed.closed_at = Some(at);
+        closed.updated_at = at;
+        tenants::update(tx, &closed).await?;
+        if bulk.is_none() {
+            let details = json!({ "changed_fields": ["status"], "correlation_id": correlation_id });
+            audit::append(tx, &actor.entry("updateTenant", id, ("tenant", id), 200, details)).await?;
+        }
+        let data = json!({
+            "tenant_id": id,
+            "previous_status": current.status.as_str(),
+            "new_status": "CLOSED",
+            "changed_fields": ["status"],
+        });
+        let mut event = actor.event(EventType::TenantClosed, id, data);
+        event.correlation_id = Some(bulk.unwrap_or(&correlation_id).to_string());
+        cascade_events.push(event);
+    }
+    let cascade = Cascade { actor, tenant: id, at, correlation_id: &correlation_id };
+    let mut announce = cascade.revoke_keys(tx, &mut cascade_events).await?;
+    cascade.disable_webhooks(tx, &mut cascade_events).await?;
+    events::record(tx, &cascade_events).await?;
+    announce.push(format!("tenant:{id}"));
+    Ok((closed, announce))
 }
 
 /// Settings whose change is `tenant.settings_changed` ("default overage policy, TTL, or
@@ -333,7 +345,7 @@ fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
     out
 }
 
-fn apply(mut t: Tenant, patch: &TenantPatch) -> Tenant {
+pub(super) fn apply(mut t: Tenant, patch: &TenantPatch) -> Tenant {
     let before = t.clone();
     if let Some(v) = &patch.name {
         t.name = v.clone();

@@ -15,4 +15,7 @@ pub struct Correlation {
     /// The admin principal that authenticated the request (admin plane only), so every audit
     /// entry names it as the actor.
     pub admin: Option<super::access::AdminIdentity>,
+    /// The correlation id of the events the ledger emits for this request, when it is not the
+    /// default of their type (a bulk action's fan-out id).
+    pub correlation_id: Option<String>,
 }

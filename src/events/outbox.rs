@@ -382,7 +382,9 @@ pub fn to_event(tenant: &str, entry: &StreamEntry) -> Result<Event, String> {
     if let Some(unit) = &unit {
         data.entry("unit").or_insert_with(|| Json::String(unit.clone()));
     }
-    let (source, actor, correlation_id) = shape_by_type(tenant, event_type, request_id.as_deref(), &mut data);
+    let (source, actor, by_type) = shape_by_type(tenant, event_type, request_id.as_deref(), &mut data);
+    // An explicit correlation id (a bulk action's) wins over the type's default.
+    let correlation_id = field(entry, "c").filter(|c| !c.is_empty()).or(by_type);
     Ok(Event {
         event_id: event_id_of(tenant, &entry.id),
         event_type,

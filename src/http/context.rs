@@ -47,6 +47,7 @@ pub fn fresh(headers: &HeaderMap) -> RequestCtx {
             user_agent,
             source_ip: None,
             admin: None,
+            correlation_id: None,
         }
     }
 }

@@ -177,6 +177,7 @@ impl Ledger {
             corr.trace_id.clone(),
             IDEM_RETENTION_MS.to_string(),
             if by_tenant_key { "1" } else { "0" }.to_string(),
+            corr.correlation_id.clone().unwrap_or_default(),
         ];
         let reply = self.run("budget_fund", &self.scripts.budget_fund, keys, args).await?;
         Ok(FundOutcome {

@@ -124,6 +124,12 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Option<Value> {
         ("POST", "/v1/admin/webhooks") => {
             json!({"url": "http://127.0.0.1:9/a", "event_types": ["budget.created"]})
         }
+        ("POST", "/v1/admin/tenants/bulk-action") => {
+            json!({"filter": {"search": t}, "action": "SUSPEND", "idempotency_key": "b1"})
+        }
+        ("POST", "/v1/admin/budgets/bulk-action") => {
+            json!({"filter": {"tenant_id": t}, "action": "CREDIT", "amount": usd(1), "idempotency_key": "b1"})
+        }
         ("POST", "/v1/admin/webhooks/bulk-action") => {
             json!({"filter": {"tenant_id": t}, "action": "PAUSE", "idempotency_key": "b1"})
         }

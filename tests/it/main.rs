@@ -12,6 +12,8 @@ mod audit_export;
 mod auth;
 mod bad_input;
 mod budgets_admin;
+mod bulk_budgets;
+mod bulk_tenants;
 mod cluster;
 mod crash;
 mod dead_letters;

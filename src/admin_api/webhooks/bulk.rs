@@ -1,6 +1,8 @@
 //! Bulk actions over subscriptions and the webhook security config (admin key only).
 
 use super::*;
+use crate::admin_api::bulk::{check_envelope, fingerprint};
+use crate::catalogue::bulk::{BULK_ROWS_MAX, Begun, BulkRequest as BulkSpec, RowOutcome};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,12 +38,7 @@ pub async fn bulk_action(
     if !matches!(req.action.as_str(), "PAUSE" | "RESUME" | "DELETE") {
         return Err(ApiError::invalid_field("action", "must be one of PAUSE, RESUME, DELETE"));
     }
-    if req.idempotency_key.is_empty() || req.idempotency_key.chars().count() > 128 {
-        return Err(ApiError::invalid_field("idempotency_key", "must be 1 to 128 characters"));
-    }
-    if req.expected_count.is_some_and(|n| n < 0) {
-        return Err(ApiError::invalid_field("expected_count", "must not be negative"));
-    }
+    check_envelope(&req.idempotency_key, req.expected_count)?;
     no_nul("idempotency_key", Some(&req.idempotency_key))?;
     let f = &req.filter.0;
     no_nul("filter.tenant_id", f.tenant_id.as_deref())?;
@@ -53,47 +50,35 @@ pub async fn bulk_action(
         ));
     }
     let search = search_param(f.search.as_deref())?;
-    let canonical = serde_json::to_vec(&req).map_err(ApiError::internal)?;
-    let request_hash = hex::encode(Sha256::digest(&canonical));
-    if let Some(previous) = state.catalogue.bulk_replay(&req.idempotency_key, &request_hash).await? {
-        return Ok(Json(previous));
-    }
+    let bulk = BulkSpec {
+        operation: "bulkActionWebhooks",
+        scope: f.tenant_id.clone().unwrap_or_default(),
+        action: req.action.clone(),
+        idempotency_key: req.idempotency_key.clone(),
+        request_hash: fingerprint(&req)?,
+        expected_count: req.expected_count,
+        filter: serde_json::to_value(f).map_err(ApiError::internal)?,
+        noun: "subscriptions",
+    };
+    let mut bulk = match state.catalogue.bulk_begin(bulk).await? {
+        Begun::Replay(previous) => return Ok(Json(previous)),
+        Begun::Fresh(bulk) => *bulk,
+    };
     let filter = Filter { tenant_id: f.tenant_id.clone(), status: f.status, event_type: f.event_type, search };
-    let ids = state.catalogue.matching_webhook_ids(&filter, BULK_MAX as i64 + 1).await?;
-    if ids.len() > BULK_MAX {
-        return Err(ApiError::new(
-            ErrorCode::BulkLimitExceeded,
-            format!("the filter matches more than {BULK_MAX} subscriptions; narrow it"),
-        ));
-    }
-    if let Some(expected) = req.expected_count
-        && expected != ids.len() as i64
-    {
-        return Err(ApiError::new(
-            ErrorCode::CountMismatch,
-            format!("the filter matches {} subscriptions, not expected_count {expected}", ids.len()),
-        ));
-    }
+    let ids = state.catalogue.matching_webhook_ids(&filter, BULK_ROWS_MAX as i64 + 1).await?;
+    let matched = if ids.len() > BULK_ROWS_MAX { state.catalogue.count_webhooks(&filter).await? } else { ids.len() };
+    bulk.admit(matched)?;
     let actor = Actor::admin(ctx);
-    let correlation = format!("webhook_bulk_action:{}:{}", req.action.to_ascii_lowercase(), actor.ctx.request_id);
-    let (mut succeeded, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let correlation = bulk.correlation_id("webhook_bulk_action", &actor);
     for id in &ids {
-        match state.catalogue.bulk_webhook_row(&actor, id, &req.action, &correlation).await {
-            Ok(None) => succeeded.push(json!({ "id": id })),
-            Ok(Some(reason)) => skipped.push(json!({ "id": id, "reason": reason })),
-            Err((code, message)) => failed.push(json!({ "id": id, "error_code": code, "message": message })),
-        }
+        let outcome = match state.catalogue.bulk_webhook_row(&actor, id, &req.action, &correlation).await {
+            Ok(None) => RowOutcome::Succeeded,
+            Ok(Some(reason)) => RowOutcome::Skipped(reason),
+            Err((code, message)) => RowOutcome::failed(code, message),
+        };
+        bulk.record(id, outcome);
     }
-    let body = json!({
-        "action": req.action,
-        "total_matched": ids.len(),
-        "succeeded": succeeded,
-        "failed": failed,
-        "skipped": skipped,
-        "idempotency_key": req.idempotency_key,
-    });
-    state.catalogue.bulk_remember(&req.idempotency_key, &request_hash, &body).await?;
-    Ok(Json(body))
+    Ok(Json(state.catalogue.bulk_finish_unaudited(bulk).await?))
 }
 
 pub async fn get_security_config(State(state): State<AppState>, _: AdminAuth) -> Json<SecurityConfig> {

@@ -11,13 +11,12 @@ use axum::http::StatusCode;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::audit::time_param;
 use crate::auth::{AdminAuth, AnyAuth, Caller, TenantAuth};
 use crate::catalogue::audit::Actor;
-use crate::catalogue::webhooks::{BULK_MAX, SubscriptionInput, Viewer, delivery_status};
+use crate::catalogue::webhooks::{SubscriptionInput, Viewer, delivery_status};
 use crate::domain::Permission;
 use crate::domain::amount::de_opt_int;
 use crate::domain::event::{EventCategory, EventType, SYSTEM_TENANT};

@@ -36,8 +36,6 @@ const DISABLE_AFTER_MAX: i32 = 1_000_000;
 pub const SUBSCRIPTIONS_PER_OWNER_MAX: i64 = 100;
 /// Replays look at no more events than this while selecting (the spec's SCAN LIMIT).
 pub const REPLAY_SCAN_LIMIT: i64 = 20_000;
-/// Bulk actions touch at most this many subscriptions.
-pub const BULK_MAX: usize = 500;
 
 /// Fields of a create or a PATCH; on a PATCH `None` keeps the stored value.
 #[derive(Debug, Default, Clone)]

@@ -191,31 +191,19 @@ impl Catalogue {
         Ok(None)
     }
 
-    /// The stored response of an earlier bulk request with idempotency key `key`, to replay;
-    /// 409 `IDEMPOTENCY_MISMATCH` when the key was used for another request.
-    pub async fn bulk_replay(&self, key: &str, request_hash: &str) -> Result<Option<Value>> {
-        match store::bulk_action(self.pg.pool(), key).await? {
-            Some((hash, _)) if hash != request_hash => Err(Error::new(
-                ErrorCode::IdempotencyMismatch,
-                "idempotency_key was used with a different bulk request",
-            )),
-            Some((_, response)) => Ok(Some(response)),
-            None => Ok(None),
-        }
-    }
-
     /// The ids of the subscriptions a bulk filter matches, at most `limit`.
     pub async fn matching_webhook_ids(&self, filter: &store::Filter, limit: i64) -> Result<Vec<String>> {
         Ok(store::matching_ids(self.pg.pool(), filter, limit).await?)
     }
 
+    /// How many subscriptions a bulk filter matches (told to a caller whose filter matches too many).
+    pub async fn count_webhooks(&self, filter: &store::Filter) -> Result<usize> {
+        Ok(store::count_matching(self.pg.pool(), filter).await?)
+    }
+
     /// The names of a subscription's custom headers (their values stay sealed), if they open.
     pub fn header_names(&self, stored: &store::Stored) -> Option<Vec<String>> {
         self.dispatcher.open_secrets(stored).ok().map(|(_, h)| h.into_keys().collect())
-    }
-
-    pub async fn bulk_remember(&self, key: &str, request_hash: &str, response: &Value) -> Result<()> {
-        Ok(store::remember_bulk_action(self.pg.pool(), key, request_hash, response).await?)
     }
 
     pub fn security_config(&self) -> SecurityConfig {

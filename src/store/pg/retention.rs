@@ -33,10 +33,9 @@ pub async fn prune_events(pool: &sqlx::PgPool, days: u32) -> StoreResult<u64> {
     Ok(done.rows_affected())
 }
 
-/// Bulk-action responses are replayable for a week.
+/// Bulk-action records: replayable for 15 minutes, kept a week for inspection.
 pub async fn prune_bulk_actions(pool: &sqlx::PgPool) -> StoreResult<u64> {
-    let done = sqlx::query("DELETE FROM webhook_bulk_actions WHERE created_at < now() - interval '7 days'")
-        .execute(pool)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM bulk_actions WHERE created_at < now() - interval '7 days'").execute(pool).await?;
     Ok(done.rows_affected())
 }

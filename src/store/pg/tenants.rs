@@ -144,9 +144,8 @@ pub struct Filter {
     pub search: Option<String>,
 }
 
-pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Tenant>> {
-    let mut qb: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM tenants WHERE TRUE", page.cursor_columns()));
+/// The list's filters, shared by the bulk action so a preview list matches what it changes.
+fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &Filter) {
     if let Some(tenant) = &filter.tenant_id {
         qb.push(" AND tenant_id = ").push_bind(tenant.clone());
     }
@@ -161,6 +160,28 @@ pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> Stor
         qb.push(" AND (tenant_id ILIKE ").push_bind(pattern.clone());
         qb.push(" OR name ILIKE ").push_bind(pattern).push(")");
     }
+}
+
+/// Ids of the tenants `filter` matches, in id order, up to `limit` (bulk actions).
+pub async fn matching_ids(pool: &sqlx::PgPool, filter: &Filter, limit: i64) -> StoreResult<Vec<String>> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT tenant_id FROM tenants WHERE TRUE");
+    push_filter(&mut qb, filter);
+    qb.push(" ORDER BY tenant_id LIMIT ").push_bind(limit);
+    Ok(qb.build_query_scalar().fetch_all(pool).await?)
+}
+
+/// How many tenants `filter` matches.
+pub async fn count_matching(pool: &sqlx::PgPool, filter: &Filter) -> StoreResult<usize> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM tenants WHERE TRUE");
+    push_filter(&mut qb, filter);
+    let n: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Tenant>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM tenants WHERE TRUE", page.cursor_columns()));
+    push_filter(&mut qb, filter);
     page.push_after(&mut qb);
     page.push_order_limit(&mut qb);
     let rows: Vec<(Row, After)> = qb

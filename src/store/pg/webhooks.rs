@@ -239,33 +239,12 @@ pub async fn matching_ids(pool: &sqlx::PgPool, filter: &Filter, limit: i64) -> S
     Ok(qb.build_query_scalar().fetch_all(pool).await?)
 }
 
-// --- bulk actions ---------------------------------------------------------------------
-
-/// The request hash and response stored under a bulk action's idempotency key.
-pub async fn bulk_action(pool: &sqlx::PgPool, key: &str) -> StoreResult<Option<(String, serde_json::Value)>> {
-    Ok(sqlx::query_as("SELECT request_hash, response FROM webhook_bulk_actions WHERE idempotency_key = $1")
-        .bind(key)
-        .fetch_optional(pool)
-        .await?)
-}
-
-/// Stores a bulk action's response under its idempotency key (the first one stored stays).
-pub async fn remember_bulk_action(
-    pool: &sqlx::PgPool,
-    key: &str,
-    request_hash: &str,
-    response: &serde_json::Value,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO webhook_bulk_actions (idempotency_key, request_hash, response, created_at) \
-         VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING",
-    )
-    .bind(key)
-    .bind(request_hash)
-    .bind(response)
-    .execute(pool)
-    .await?;
-    Ok(())
+/// How many subscriptions `filter` matches.
+pub async fn count_matching(pool: &sqlx::PgPool, filter: &Filter) -> StoreResult<usize> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM webhook_subscriptions WHERE TRUE");
+    push_filter(&mut qb, filter);
+    let n: i64 = qb.build_query_scalar().fetch_one(pool).await?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 // --- security config --------------------------------------------------------------------
