@@ -10,7 +10,7 @@ use crate::catalogue::Catalogue;
 
 /// How long a customer left half-provisioned by a Redis outage waits, at most about, once
 /// Redis is back.
-const INTERVAL: Duration = Duration::from_secs(2);
+const INTERVAL: Duration = Duration::from_secs(5);
 
 pub async fn run(catalogue: Catalogue, shutdown: CancellationToken) {
     super::every(INTERVAL, shutdown, || async {
