@@ -7,11 +7,13 @@ pub mod api_keys;
 pub mod audit;
 mod audit_export;
 pub mod auth;
+pub mod budget_fund;
 pub mod budget_list;
 pub mod budgets;
 pub mod dead_letters;
 pub mod events;
 pub mod health;
+pub mod openapi;
 pub mod principals;
 mod refusals;
 pub mod roles;
@@ -28,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::telemetry::render))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
         .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
@@ -35,7 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/v1/admin/budgets", post(budgets::create).get(budget_list::list).patch(budgets::update))
         .route("/v1/admin/budgets/lookup", get(budgets::lookup))
-        .route("/v1/admin/budgets/fund", post(budgets::fund))
+        .route("/v1/admin/budgets/fund", post(budget_fund::fund))
         .route("/v1/admin/budgets/freeze", post(budgets::freeze))
         .route("/v1/admin/budgets/unfreeze", post(budgets::unfreeze))
         .route("/v1/auth/validate", post(auth::validate))
@@ -86,6 +89,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /v1/admin/priority/stats`: the priority gate's in-flight counts and shares.
+#[utoipa::path(get, path = "/v1/admin/priority/stats", operation_id = "getPriorityStats", tag = "System",
+    responses((status = 200, description = "The priority gate's in-flight counts and shares", body = Object), crate::http::openapi::E401_403_503)
+)]
 async fn priority_stats(
     axum::extract::State(state): axum::extract::State<AppState>,
     _: crate::auth::AdminAuth,

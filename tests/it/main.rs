@@ -25,6 +25,8 @@ mod ledger_model;
 mod lifecycle;
 mod metrics;
 mod nul_input;
+mod openapi;
+mod openapi_drift;
 mod pg_outage;
 mod redis_faults;
 mod runtime_amounts;
