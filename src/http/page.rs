@@ -42,6 +42,8 @@ pub struct ListParams {
     pub sort_by: Option<String>,
     pub sort_dir: Option<String>,
     pub cursor: Option<String>,
+    /// Page size (the list's bounds apply; a value outside them is a 400).
+    #[param(value_type = Option<u32>, minimum = 1)]
     pub limit: Option<String>,
 }
 

@@ -28,6 +28,8 @@ pub struct BalancesQuery {
     toolset: Option<String>,
     /// Accepted and ignored (the spec lets servers ignore it), but must be a boolean.
     include_children: Option<String>,
+    /// Page size (the list's bounds apply; a value outside them is a 400).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
     cursor: Option<String>,
 }

@@ -117,7 +117,11 @@ fn compare(
     }
     let (ours, theirs) = (parameters(doc, item, op), parameters(spec_doc, spec_item, spec_op));
     for (n, at, req) in theirs.difference(&ours) {
-        differ(format!("parameter {n}"), format!("the spec has it in {at}, required {req}; the document does not"));
+        let served = ours
+            .iter()
+            .find(|(m, _, _)| m == n)
+            .map_or("not at all".to_string(), |(_, a, r)| format!("in {a}, required {r}"));
+        differ(format!("parameter {n}"), format!("the spec has it in {at}, required {req}; the document {served}"));
     }
     for (n, at, req) in ours.difference(&theirs).filter(|(n, _, _)| theirs.iter().all(|(m, _, _)| m != n)) {
         if *req {

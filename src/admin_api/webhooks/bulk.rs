@@ -20,6 +20,7 @@ pub struct BulkFilter {
 #[schema(as = WebhookBulkActionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
+    #[schema(value_type = BulkFilter)]
     filter: Object<BulkFilter>,
     action: String,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]

@@ -112,6 +112,8 @@ pub struct DeliveryQuery {
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
+    /// Page size (the list's bounds apply; a value outside them is a 400).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
 }
 

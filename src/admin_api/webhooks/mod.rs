@@ -146,9 +146,11 @@ pub struct SubscriptionRequest {
     event_types: Option<Vec<EventType>>,
     event_categories: Option<Vec<EventCategory>>,
     scope_filter: Option<String>,
+    #[schema(value_type = Option<ThresholdConfig>)]
     thresholds: Option<Object<ThresholdConfig>>,
     signing_secret: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<RetryPolicy>)]
     retry_policy: Option<Object<RetryPolicy>>,
     #[serde(default, deserialize_with = "de_opt_int")]
     disable_after_failures: Option<i64>,
