@@ -256,6 +256,9 @@ pub fn run_upkeep() {
 }
 
 /// `GET /metrics`, for the metrics token or the admin key only (the series name tenants).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "Health",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"), crate::http::openapi::E401_503)
+)]
 pub async fn render(
     axum::extract::State(auth): axum::extract::State<std::sync::Arc<crate::auth::Authenticator>>,
     headers: axum::http::HeaderMap,

@@ -56,7 +56,7 @@ pub enum Tenancy {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Rule {
-    /// Health and metrics: no credential.
+    /// Health, metrics and the OpenAPI document: no credential (`/metrics` checks its own token).
     Open,
     /// Tenant-key routes served on this plane: the handler authenticates.
     TenantKey,
@@ -91,6 +91,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/livez", Rule::Open),
     ("GET", "/readyz", Rule::Open),
     ("GET", "/metrics", Rule::Open),
+    ("GET", "/openapi.json", Rule::Open),
     ("POST", "/v1/admin/tenants", platform(P::TenantsWrite)),
     ("GET", "/v1/admin/tenants", admin(P::TenantsRead, &[Loc::Query])),
     ("POST", "/v1/admin/tenants/bulk-action", platform(P::TenantsWrite)),

@@ -27,7 +27,8 @@ use crate::store::pg::page::SortColumn;
 /// Serialized size of `metadata` at most, so a key row stays small.
 const METADATA_BYTES_MAX: usize = 8 * 1024;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
 pub struct ApiKeyBody {
     key_id: String,
     tenant_id: TenantId,
@@ -70,7 +71,8 @@ impl From<ApiKey> for ApiKeyBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyCreateResponse)]
 pub struct CreatedKeyBody {
     key_id: String,
     key_secret: String,
@@ -83,7 +85,8 @@ pub struct CreatedKeyBody {
     expires_at: OffsetDateTime,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     tenant_id: TenantId,
@@ -95,7 +98,8 @@ pub struct CreateKeyRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyUpdateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
     name: Option<String>,
@@ -147,6 +151,10 @@ fn check_metadata(m: &Map<String, Value>) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/v1/admin/api-keys", operation_id = "createApiKey", tag = "API keys",
+    request_body = CreateKeyRequest,
+    responses((status = 201, description = "Created; the secret is shown only here", body = CreatedKeyBody), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -181,6 +189,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(patch, path = "/v1/admin/api-keys/{key_id}", operation_id = "updateApiKey", tag = "API keys",
+    params(("key_id" = String, Path, description = "The API key's id")), request_body = UpdateKeyRequest,
+    responses((status = 200, description = "The updated key", body = ApiKeyBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -208,11 +220,16 @@ pub async fn update(
     Ok(Json(state.catalogue.update_key(&Actor::admin(ctx), &key_id, patch).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevokeQuery {
     reason: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/v1/admin/api-keys/{key_id}", operation_id = "revokeApiKey", tag = "API keys",
+    params(("key_id" = String, Path, description = "The API key's id"), RevokeQuery),
+    responses((status = 200, description = "The revoked key", body = ApiKeyBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -230,16 +247,19 @@ pub async fn revoke(
     Ok(Json(state.catalogue.revoke_key(&Actor::admin(ctx), &key_id, reason).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     tenant_id: Option<String>,
     status: Option<String>,
     search: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyListResponse)]
 pub struct ListBody {
     keys: Vec<ApiKeyBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -260,6 +280,10 @@ const SORTS: &[(&str, SortColumn)] = &[
     ("expires_at", col("k.expires_at", "timestamptz")),
 ];
 
+#[utoipa::path(get, path = "/v1/admin/api-keys", operation_id = "listApiKeys", tag = "API keys",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of keys", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -280,7 +304,8 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyRotateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     #[serde(deserialize_with = "crate::domain::amount::de_int")]
@@ -289,7 +314,8 @@ pub struct RotateRequest {
 
 /// The successor's create response, plus where it came from and until when the predecessor
 /// stays valid (Tollgate extension fields).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyRotateResponse)]
 pub struct RotatedKeyBody {
     #[serde(flatten)]
     successor: CreatedKeyBody,
@@ -300,6 +326,10 @@ pub struct RotatedKeyBody {
 
 /// `POST /v1/admin/api-keys/{key_id}/rotate` (extension): a successor now, the predecessor
 /// valid for `grace_seconds` more.
+#[utoipa::path(post, path = "/v1/admin/api-keys/{key_id}/rotate", operation_id = "rotateApiKey", tag = "API keys",
+    params(("key_id" = String, Path, description = "The API key's id")), request_body = RotateRequest,
+    responses((status = 201, description = "The successor; its secret is shown only here", body = RotatedKeyBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     _: AdminAuth,

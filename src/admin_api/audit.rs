@@ -19,7 +19,8 @@ use crate::store::pg::page::SortColumn;
 /// IN-list filters take at most this many comma-separated values (the spec's maxItems).
 const LIST_FILTER_ITEMS_MAX: usize = 25;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AuditLogEntry)]
 pub struct EntryBody {
     log_id: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -68,7 +69,8 @@ impl From<AuditEntry> for EntryBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     tenant_id: Option<String>,
     key_id: Option<String>,
@@ -86,10 +88,12 @@ pub struct ListQuery {
     trace_id: Option<String>,
     request_id: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AuditLogListResponse)]
 pub struct ListBody {
     logs: Vec<EntryBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,10 @@ const SORTS: &[(&str, SortColumn)] = &[
     ("status", col("status", "integer")),
 ];
 
+#[utoipa::path(get, path = "/v1/admin/audit/logs", operation_id = "listAuditLogs", tag = "Audit",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of audit entries", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -198,7 +206,8 @@ pub async fn list(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AuditVerifyReport)]
 pub struct VerifyBody {
     valid: bool,
     entries_checked: u64,
@@ -222,6 +231,9 @@ impl From<ChainReport> for VerifyBody {
     }
 }
 
+#[utoipa::path(get, path = "/v1/x-tollgate/audit/verify", operation_id = "verifyAuditChain", tag = "Audit",
+    responses((status = 200, description = "The chain check's report", body = VerifyBody), crate::http::openapi::E401_403_500_503)
+)]
 pub async fn verify(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<VerifyBody>> {
     Ok(Json(state.catalogue.verify_audit().await?.into()))
 }

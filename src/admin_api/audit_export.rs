@@ -29,10 +29,12 @@ enum Format {
     Csv,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     format: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     list: ListQuery,
 }
 
@@ -64,6 +66,10 @@ fn batches(
     })
 }
 
+#[utoipa::path(get, path = "/v1/admin/audit/logs/export", operation_id = "exportAuditLogs", tag = "Audit",
+    params(ExportQuery, super::audit::ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "The matching entries in chain order, as NDJSON or CSV", body = String, content_type = "application/x-ndjson"), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn export(
     State(state): State<AppState>,
     _: AdminAuth,

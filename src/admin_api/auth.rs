@@ -13,13 +13,15 @@ use crate::http::context::RequestCtx;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyValidationRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     key_secret: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKeyValidationResponse)]
 pub struct ValidateBody {
     valid: bool,
     tenant_id: String,
@@ -36,6 +38,10 @@ pub struct ValidateBody {
 }
 
 /// Invalid keys are a 200 with `valid=false` and a reason, as the spec prescribes.
+#[utoipa::path(post, path = "/v1/auth/validate", operation_id = "validateApiKey", tag = "Auth",
+    request_body = ValidateRequest,
+    responses((status = 200, description = "Whether the key is valid", body = ValidateBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn validate(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -64,7 +70,7 @@ pub async fn validate(
     Ok(Json(body))
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct Capabilities {
     view_overview: bool,
     view_budgets: bool,
@@ -149,7 +155,8 @@ impl Capabilities {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AuthIntrospectResponse)]
 pub struct IntrospectBody {
     authenticated: bool,
     auth_type: &'static str,
@@ -163,6 +170,9 @@ pub struct IntrospectBody {
 
 /// An admin principal (a token) is described by its own permissions and tenant; the bootstrap
 /// key is `admin` with every capability.
+#[utoipa::path(get, path = "/v1/auth/introspect", operation_id = "introspectAuth", tag = "Auth",
+    responses((status = 200, description = "The caller's identity and capabilities", body = IntrospectBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn introspect(
     AnyAuth(caller): AnyAuth,
     axum::Extension(ctx): axum::Extension<RequestCtx>,

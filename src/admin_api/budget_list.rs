@@ -18,7 +18,8 @@ use crate::http::page::{self, ListParams, Position, search_param};
 use crate::ledger::reads::BudgetDoc;
 use crate::state::AppState;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub(super) tenant_id: Option<String>,
     pub(super) scope_prefix: Option<String>,
@@ -30,10 +31,12 @@ pub struct ListQuery {
     pub(super) utilization_max: Option<String>,
     pub(super) search: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     pub(super) page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BudgetListResponse)]
 pub struct ListBody {
     ledgers: Vec<BudgetBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -179,6 +182,10 @@ pub(super) async fn read(state: &AppState, key: Option<&TenantCaller>, filters: 
     Ok(docs)
 }
 
+#[utoipa::path(get, path = "/v1/admin/budgets", operation_id = "listBudgets", tag = "Budgets",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of budgets", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,

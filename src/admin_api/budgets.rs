@@ -11,29 +11,30 @@ use time::OffsetDateTime;
 
 use crate::auth::{AdminAuth, AnyAuth, Caller, TenantCaller};
 use crate::catalogue::audit::Actor;
-use crate::catalogue::budgets::{BudgetRef, Funding};
+use crate::catalogue::budgets::BudgetRef;
 use crate::domain::amount::{Unit, Units};
 use crate::domain::scope::{filter_allows, parse_budget_scope};
 use crate::domain::{CommitOveragePolicy, Permission};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, QueryParams};
-use crate::ledger::budgets::{FundOp, NewBudget};
+use crate::ledger::budgets::NewBudget;
 use crate::ledger::reads::BudgetDoc;
-use crate::runtime_api::wire::{Amount, SignedAmount, amount, request_hash};
+use crate::runtime_api::wire::{Amount, SignedAmount, amount};
 use crate::state::AppState;
 
 pub const REASON_LEN_MAX: usize = 512;
 pub const FUND_IDEMPOTENCY_KEY_LEN_MAX: usize = 256;
 
-fn rfc3339_ms(ms: i64) -> String {
+pub(super) fn rfc3339_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BudgetLedger)]
 pub struct BudgetBody {
     ledger_id: String,
     tenant_id: String,
@@ -88,13 +89,18 @@ impl From<BudgetDoc> for BudgetBody {
 }
 
 /// Who acts on which tenant: the admin key names the tenant, a tenant key is its tenant.
-struct Routed {
-    tenant: String,
-    actor: Actor,
-    key: Option<TenantCaller>,
+pub(super) struct Routed {
+    pub(super) tenant: String,
+    pub(super) actor: Actor,
+    pub(super) key: Option<TenantCaller>,
 }
 
-fn route(caller: Caller, ctx: RequestCtx, admin_tenant: Option<String>, perm: Permission) -> ApiResult<Routed> {
+pub(super) fn route(
+    caller: Caller,
+    ctx: RequestCtx,
+    admin_tenant: Option<String>,
+    perm: Permission,
+) -> ApiResult<Routed> {
     match caller {
         Caller::Admin => {
             let tenant = admin_tenant.ok_or_else(|| {
@@ -112,14 +118,14 @@ fn route(caller: Caller, ctx: RequestCtx, admin_tenant: Option<String>, perm: Pe
     }
 }
 
-fn check_scope_filter(key: &Option<TenantCaller>, scope: &str) -> ApiResult<()> {
+pub(super) fn check_scope_filter(key: &Option<TenantCaller>, scope: &str) -> ApiResult<()> {
     match key {
         Some(k) if !filter_allows(&k.key.scope_filter, scope) => Err(ApiError::forbidden("scope_filter denies access")),
         _ => Ok(()),
     }
 }
 
-fn scope_param(raw: Option<&str>) -> ApiResult<String> {
+pub(super) fn scope_param(raw: Option<&str>) -> ApiResult<String> {
     let raw = raw.filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_field("scope", "is required"))?;
     parse_budget_scope(raw).map_err(|e| ApiError::invalid_field("scope", e))
 }
@@ -130,7 +136,7 @@ pub(super) fn unit_param(raw: Option<&str>) -> ApiResult<Unit> {
         .ok_or_else(|| ApiError::invalid_field("unit", "must be USD_MICROCENTS, TOKENS, CREDITS or RISK_POINTS"))
 }
 
-fn amount_in(field: &str, a: &Amount, unit: Unit) -> ApiResult<Units> {
+pub(super) fn amount_in(field: &str, a: &Amount, unit: Unit) -> ApiResult<Units> {
     if a.unit != unit {
         return Err(ApiError::new(ErrorCode::UnitMismatch, format!("{field}.unit must be {unit}"))
             .with_details(json!({ "field": field, "expected_units": [unit] })));
@@ -138,14 +144,15 @@ fn amount_in(field: &str, a: &Amount, unit: Unit) -> ApiResult<Units> {
     Ok(a.amount)
 }
 
-fn check_len(field: &str, v: &Option<String>, max: usize) -> ApiResult<()> {
+pub(super) fn check_len(field: &str, v: &Option<String>, max: usize) -> ApiResult<()> {
     if v.as_ref().is_some_and(|s| s.chars().count() > max) {
         return Err(ApiError::invalid_field(field, format!("must be at most {max} characters")));
     }
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = BudgetCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     tenant_id: Option<String>,
@@ -162,7 +169,7 @@ pub struct CreateRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RolloverPolicy {
     None,
@@ -174,6 +181,10 @@ fn fmt_time(t: Option<OffsetDateTime>) -> String {
     t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default()
 }
 
+#[utoipa::path(post, path = "/v1/admin/budgets", operation_id = "createBudget", tag = "Budgets",
+    request_body = CreateRequest,
+    responses((status = 201, description = "Created", body = BudgetBody), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -215,22 +226,29 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(doc.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LocateQuery {
+    #[param(required = true)]
     scope: Option<String>,
+    #[param(required = true)]
     unit: Option<String>,
-    tenant_id: Option<String>,
+    pub(super) tenant_id: Option<String>,
 }
 
 /// The budget a query names; its tenant is the scope's.
-fn locate(q: &LocateQuery) -> ApiResult<BudgetRef> {
+pub(super) fn locate(q: &LocateQuery) -> ApiResult<BudgetRef> {
     Ok(BudgetRef::of_scope(scope_param(q.scope.as_deref())?, unit_param(q.unit.as_deref())?))
 }
 
-fn not_found(scope: &str, unit: Unit) -> ApiError {
+pub(super) fn not_found(scope: &str, unit: Unit) -> ApiError {
     ApiError::new(ErrorCode::BudgetNotFound, format!("no budget exists for {scope} in {unit}"))
 }
 
+#[utoipa::path(get, path = "/v1/admin/budgets/lookup", operation_id = "lookupBudget", tag = "Budgets",
+    params(LocateQuery),
+    responses((status = 200, description = "The budget", body = BudgetBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn lookup(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -248,7 +266,8 @@ pub async fn lookup(
     Ok(Json(doc.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = BudgetUpdateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     overdraft_limit: Option<Amount>,
@@ -256,6 +275,10 @@ pub struct UpdateRequest {
     metadata: Option<Map<String, Value>>,
 }
 
+#[utoipa::path(patch, path = "/v1/admin/budgets", operation_id = "updateBudget", tag = "Budgets",
+    params(LocateQuery), request_body = UpdateRequest,
+    responses((status = 200, description = "The updated budget", body = BudgetBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -271,7 +294,8 @@ pub async fn update(
     Ok(Json(doc.into()))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = BudgetStatusTransitionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     reason: Option<String>,
@@ -298,6 +322,10 @@ async fn set_status(
     Ok(Json(doc.into()))
 }
 
+#[utoipa::path(post, path = "/v1/admin/budgets/freeze", operation_id = "freezeBudget", tag = "Budgets",
+    params(LocateQuery), request_body = StatusRequest,
+    responses((status = 200, description = "The frozen budget", body = BudgetBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn freeze(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -308,6 +336,10 @@ pub async fn freeze(
     set_status(state, ctx, q, body, true).await
 }
 
+#[utoipa::path(post, path = "/v1/admin/budgets/unfreeze", operation_id = "unfreezeBudget", tag = "Budgets",
+    params(LocateQuery), request_body = StatusRequest,
+    responses((status = 200, description = "The unfrozen budget", body = BudgetBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn unfreeze(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -316,111 +348,4 @@ pub async fn unfreeze(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<BudgetBody>> {
     set_status(state, ctx, q, body, false).await
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FundRequest {
-    operation: FundOperation,
-    amount: Amount,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    spent: Option<Amount>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    idempotency_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FundOperation {
-    Credit,
-    Debit,
-    Reset,
-    ResetSpent,
-    RepayDebt,
-}
-
-impl From<FundOperation> for FundOp {
-    fn from(op: FundOperation) -> Self {
-        match op {
-            FundOperation::Credit => FundOp::Credit,
-            FundOperation::Debit => FundOp::Debit,
-            FundOperation::Reset => FundOp::Reset,
-            FundOperation::ResetSpent => FundOp::ResetSpent,
-            FundOperation::RepayDebt => FundOp::RepayDebt,
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub struct FundBody {
-    operation: String,
-    previous_allocated: Amount,
-    new_allocated: Amount,
-    previous_remaining: SignedAmount,
-    new_remaining: SignedAmount,
-    previous_debt: Amount,
-    new_debt: Amount,
-    previous_spent: Amount,
-    new_spent: Amount,
-    timestamp: String,
-}
-
-pub async fn fund(
-    State(state): State<AppState>,
-    AnyAuth(caller): AnyAuth,
-    axum::Extension(ctx): axum::Extension<RequestCtx>,
-    QueryParams(q): QueryParams<LocateQuery>,
-    JsonBody(req): JsonBody<FundRequest>,
-) -> ApiResult<Json<FundBody>> {
-    let admin_tenant = q.tenant_id.clone().filter(|s| !s.is_empty());
-    let r = route(caller, ctx, admin_tenant, Permission::BudgetsWrite)?;
-    let budget = locate(&q)?;
-    let unit = budget.unit;
-    check_scope_filter(&r.key, &budget.scope)?;
-    let amt = amount_in("amount", &req.amount, unit)?;
-    let op: FundOp = req.operation.into();
-    let spent = match (&req.spent, op) {
-        (None, _) => None,
-        (Some(s), FundOp::ResetSpent) => Some(amount_in("spent", s, unit)?),
-        (Some(_), _) => {
-            return Err(ApiError::invalid_field("spent", "is only accepted with RESET_SPENT"));
-        }
-    };
-    check_len("reason", &req.reason, REASON_LEN_MAX)?;
-    if let Some(k) = &req.idempotency_key
-        && (k.is_empty() || k.len() > FUND_IDEMPOTENCY_KEY_LEN_MAX)
-    {
-        return Err(ApiError::invalid_field(
-            "idempotency_key",
-            format!("must be 1 to {FUND_IDEMPOTENCY_KEY_LEN_MAX} characters"),
-        ));
-    }
-    crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
-    let hash = request_hash(&req)?;
-    let funding = Funding {
-        op,
-        amount: amt,
-        spent,
-        reason: req.reason.clone().unwrap_or_default(),
-        idempotency: req.idempotency_key.clone().map(|k| (k, hash)),
-    };
-    let outcome = state.catalogue.fund_budget(&r.actor, &r.tenant, budget, funding).await?;
-    let a = |v: i64| amount(unit, v);
-    let signed = |v: i64| SignedAmount { unit, amount: v };
-    Ok(Json(FundBody {
-        operation: outcome.operation,
-        previous_allocated: a(outcome.previous.allocated),
-        new_allocated: a(outcome.new.allocated),
-        previous_remaining: signed(outcome.previous.remaining),
-        new_remaining: signed(outcome.new.remaining),
-        previous_debt: a(outcome.previous.debt),
-        new_debt: a(outcome.new.debt),
-        previous_spent: a(outcome.previous.spent),
-        new_spent: a(outcome.new.spent),
-        timestamp: rfc3339_ms(outcome.applied_at_ms),
-    }))
 }

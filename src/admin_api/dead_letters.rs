@@ -24,14 +24,17 @@ const SORTS: &[(&str, SortColumn)] =
 /// Longest tenant id accepted as a filter (tenant ids are far shorter).
 const TENANT_LEN_MAX: usize = 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     tenant_id: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DeadLetter)]
 pub struct DeadLetterBody {
     id: i64,
     tenant_id: String,
@@ -59,7 +62,8 @@ impl From<DeadLetter> for DeadLetterBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DeadLetterListResponse)]
 pub struct ListBody {
     dead_letters: Vec<DeadLetterBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +71,10 @@ pub struct ListBody {
     has_more: bool,
 }
 
+#[utoipa::path(get, path = "/v1/admin/events/dead-letters", operation_id = "listDeadLetters", tag = "Events",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of dead letters", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,

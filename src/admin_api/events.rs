@@ -32,7 +32,8 @@ const SORTS: &[(&str, SortColumn)] = &[
 /// Longest id, scope or correlation filter accepted.
 const FILTER_LEN_MAX: usize = 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     tenant_id: Option<String>,
     event_type: Option<String>,
@@ -45,10 +46,12 @@ pub struct ListQuery {
     to: Option<String>,
     search: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EventListResponse)]
 pub struct ListBody {
     events: Vec<Event>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,6 +86,10 @@ async fn serve(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult
     Ok(Json(ListBody { has_more: page.has_more, next_cursor: page.next_cursor, events: page.items }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/events", operation_id = "listEvents", tag = "Events",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of events", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -111,6 +118,10 @@ pub async fn list(
     serve(&state, filter, &q.page).await
 }
 
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}", operation_id = "getEvent", tag = "Events",
+    params(("event_id" = String, Path, description = "The event's id")),
+    responses((status = 200, description = "The event", body = crate::domain::event::Event), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -123,6 +134,10 @@ pub async fn get(
 }
 
 /// `GET /v1/events`: the authenticated tenant's budget, reservation and tenant events.
+#[utoipa::path(get, path = "/v1/events", operation_id = "listTenantEvents", tag = "Events",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of the tenant's events", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list_for_tenant(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,

@@ -7,12 +7,14 @@ pub mod api_keys;
 pub mod audit;
 mod audit_export;
 pub mod auth;
+pub mod budget_fund;
 pub mod budget_list;
 pub mod budgets;
 pub mod bulk;
 pub mod dead_letters;
 pub mod events;
 pub mod health;
+pub mod openapi;
 pub mod policies;
 pub mod principals;
 pub mod provision;
@@ -32,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::telemetry::render))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
         // Literal before the parameter: matchit prefers it, so the tenant id `bulk-action` is reserved.
         .route("/v1/admin/tenants/bulk-action", post(bulk::tenants))
@@ -44,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/api-keys/{key_id}/rotate", post(api_keys::rotate))
         .route("/v1/admin/budgets", post(budgets::create).get(budget_list::list).patch(budgets::update))
         .route("/v1/admin/budgets/lookup", get(budgets::lookup))
-        .route("/v1/admin/budgets/fund", post(budgets::fund))
+        .route("/v1/admin/budgets/fund", post(budget_fund::fund))
         .route("/v1/admin/budgets/bulk-action", post(bulk::budgets))
         .route("/v1/admin/budgets/freeze", post(budgets::freeze))
         .route("/v1/admin/budgets/unfreeze", post(budgets::unfreeze))
@@ -101,6 +104,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /v1/admin/priority/stats`: the priority gate's in-flight counts and shares.
+#[utoipa::path(get, path = "/v1/admin/priority/stats", operation_id = "getPriorityStats", tag = "System",
+    responses((status = 200, description = "The priority gate's in-flight counts and shares", body = Object), crate::http::openapi::E401_403_503)
+)]
 async fn priority_stats(
     axum::extract::State(state): axum::extract::State<AppState>,
     _: crate::auth::AdminAuth,

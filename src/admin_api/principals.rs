@@ -22,7 +22,8 @@ use crate::state::AppState;
 use crate::store::pg::page::SortColumn;
 use crate::store::pg::principals::PrincipalFilter;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Principal)]
 pub struct PrincipalBody {
     principal_id: String,
     #[serde(rename = "type")]
@@ -53,7 +54,8 @@ impl From<Principal> for PrincipalBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PrincipalCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     #[serde(rename = "type")]
@@ -62,6 +64,10 @@ pub struct CreateRequest {
     tenant_id: Option<TenantId>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/principals", operation_id = "createPrincipal", tag = "Access control",
+    request_body = CreateRequest,
+    responses((status = 201, description = "Created", body = PrincipalBody), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -74,6 +80,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(p.into())))
 }
 
+#[utoipa::path(get, path = "/v1/admin/principals/{principal_id}", operation_id = "getPrincipal", tag = "Access control",
+    params(("principal_id" = String, Path, description = "The principal's id")),
+    responses((status = 200, description = "The principal", body = PrincipalBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -82,13 +92,18 @@ pub async fn get(
     Ok(Json(state.catalogue.get_principal(&id).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PrincipalUpdateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     name: Option<String>,
     status: Option<PrincipalStatus>,
 }
 
+#[utoipa::path(patch, path = "/v1/admin/principals/{principal_id}", operation_id = "updatePrincipal", tag = "Access control",
+    params(("principal_id" = String, Path, description = "The principal's id")), request_body = UpdateRequest,
+    responses((status = 200, description = "The updated principal", body = PrincipalBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -103,16 +118,19 @@ pub async fn update(
     Ok(Json(state.catalogue.update_principal(&Actor::admin(ctx), &id, patch).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     tenant_id: Option<String>,
     status: Option<String>,
     search: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PrincipalListResponse)]
 pub struct ListBody {
     principals: Vec<PrincipalBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +148,10 @@ const SORTS: &[(&str, SortColumn)] = &[
     ("created_at", col("p.created_at", "timestamptz")),
 ];
 
+#[utoipa::path(get, path = "/v1/admin/principals", operation_id = "listPrincipals", tag = "Access control",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of principals", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -150,12 +172,17 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = RoleAssignmentRequest)]
 #[serde(deny_unknown_fields)]
 pub struct AssignRequest {
     role_id: String,
 }
 
+#[utoipa::path(post, path = "/v1/admin/principals/{principal_id}/roles", operation_id = "assignPrincipalRole", tag = "Access control",
+    params(("principal_id" = String, Path, description = "The principal's id")), request_body = AssignRequest,
+    responses((status = 200, description = "The principal with the role", body = PrincipalBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn assign_role(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -166,6 +193,10 @@ pub async fn assign_role(
     Ok(Json(state.catalogue.assign_role(&Actor::admin(ctx), &id, &req.role_id).await?.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/principals/{principal_id}/roles/{role_id}", operation_id = "unassignPrincipalRole", tag = "Access control",
+    params(("principal_id" = String, Path, description = "The principal's id"), ("role_id" = String, Path, description = "The role's id")),
+    responses((status = 200, description = "The principal without the role", body = PrincipalBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn unassign_role(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -175,7 +206,8 @@ pub async fn unassign_role(
     Ok(Json(state.catalogue.unassign_role(&Actor::admin(ctx), &id, &role_id).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PersonalAccessToken)]
 pub struct PatBody {
     key_id: String,
     principal_id: String,
@@ -217,7 +249,8 @@ impl PatBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PersonalAccessTokenCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     name: String,
@@ -225,6 +258,10 @@ pub struct CreateKeyRequest {
     expires_at: Option<OffsetDateTime>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/principals/{principal_id}/api-keys", operation_id = "createPersonalAccessToken", tag = "Access control",
+    params(("principal_id" = String, Path, description = "The principal's id")), request_body = CreateKeyRequest,
+    responses((status = 201, description = "Created; the token is shown only here", body = PatBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -237,6 +274,10 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(PatBody::of(pat, Some(secret)))))
 }
 
+#[utoipa::path(post, path = "/v1/admin/principals/{principal_id}/api-keys/{key_id}/revoke", operation_id = "revokePersonalAccessToken", tag = "Access control",
+    params(("principal_id" = String, Path, description = "The principal's id"), ("key_id" = String, Path, description = "The token's id")),
+    responses((status = 200, description = "The revoked token", body = PatBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn revoke_key(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -19,18 +19,23 @@ use crate::http::page::{self, ListParams};
 use crate::state::AppState;
 use crate::store::pg::page::SortColumn;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminPermissionInfo)]
 pub struct PermissionBody {
     permission: AdminPermission,
     /// Whether a tenant role may hold it.
     tenant_scopable: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminPermissionListResponse)]
 pub struct PermissionsBody {
     permissions: Vec<PermissionBody>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/permissions", operation_id = "listPermissions", tag = "Access control",
+    responses((status = 200, description = "Every admin permission", body = PermissionsBody), crate::http::openapi::E401_403_500_503)
+)]
 pub async fn permissions(_: AdminAuth) -> Json<PermissionsBody> {
     let permissions = AdminPermission::ALL
         .iter()
@@ -39,7 +44,8 @@ pub async fn permissions(_: AdminAuth) -> Json<PermissionsBody> {
     Json(PermissionsBody { permissions })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Role)]
 pub struct RoleBody {
     role_id: String,
     name: String,
@@ -78,7 +84,8 @@ fn parse_permissions(raw: &[String]) -> ApiResult<Vec<AdminPermission>> {
     Ok(out)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = RoleCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     name: String,
@@ -86,6 +93,10 @@ pub struct CreateRequest {
     permissions: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/roles", operation_id = "createRole", tag = "Access control",
+    request_body = CreateRequest,
+    responses((status = 201, description = "Created", body = RoleBody), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -98,13 +109,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(role.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RoleListResponse)]
 pub struct ListBody {
     roles: Vec<RoleBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +136,10 @@ const SORTS: &[(&str, SortColumn)] = &[
     ("created_at", col("created_at", "timestamptz")),
 ];
 
+#[utoipa::path(get, path = "/v1/admin/roles", operation_id = "listRoles", tag = "Access control",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of roles", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -136,12 +154,17 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = RolePermissionsRequest)]
 #[serde(deny_unknown_fields)]
 pub struct PermissionsRequest {
     permissions: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/roles/{role_id}/permissions", operation_id = "addRolePermissions", tag = "Access control",
+    params(("role_id" = String, Path, description = "The role's id")), request_body = PermissionsRequest,
+    responses((status = 200, description = "The role with the permissions", body = RoleBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn add_permissions(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -156,6 +179,10 @@ pub async fn add_permissions(
     Ok(Json(state.catalogue.change_role(&Actor::admin(ctx), &id, true, perms).await?.into()))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/roles/{role_id}/permissions/{permission}", operation_id = "removeRolePermission", tag = "Access control",
+    params(("role_id" = String, Path, description = "The role's id"), ("permission" = String, Path, description = "The permission to remove")),
+    responses((status = 200, description = "The role without the permission", body = RoleBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn remove_permission(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -167,12 +194,17 @@ pub async fn remove_permission(
     Ok(Json(state.catalogue.change_role(&Actor::admin(ctx), &id, false, vec![p]).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RoleDeleteResponse)]
 pub struct DeletedBody {
     role_id: String,
     deleted: bool,
 }
 
+#[utoipa::path(delete, path = "/v1/admin/roles/{role_id}", operation_id = "deleteRole", tag = "Access control",
+    params(("role_id" = String, Path, description = "The role's id")),
+    responses((status = 200, description = "Deleted", body = DeletedBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -34,7 +34,8 @@ const RESERVED_TENANT_ID: &str = "bulk-action";
 /// More extensions than this per reservation serves no purpose and is refused.
 pub const MAX_EXTENSIONS_MAX: i64 = 10_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Tenant)]
 pub struct TenantBody {
     tenant_id: TenantId,
     name: String,
@@ -87,7 +88,8 @@ impl From<Tenant> for TenantBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TenantCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     tenant_id: TenantId,
@@ -104,7 +106,8 @@ pub struct CreateTenantRequest {
     rate_limit_burst: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TenantUpdateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenantRequest {
     name: Option<String>,
@@ -188,6 +191,14 @@ fn check_settings(default_ttl: Option<i64>, max_ttl: Option<i64>, extensions: Op
     check_range("max_reservation_extensions", extensions, 0, MAX_EXTENSIONS_MAX)
 }
 
+#[utoipa::path(post, path = "/v1/admin/tenants", operation_id = "createTenant", tag = "Tenants",
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 201, description = "Created", body = TenantBody),
+        (status = 200, description = "The same tenant already exists (an idempotent replay)", body = TenantBody),
+        crate::http::openapi::E400_401_403_409_500_503
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -236,6 +247,10 @@ pub async fn create(
     Ok((status, Json(stored.into())))
 }
 
+#[utoipa::path(get, path = "/v1/admin/tenants/{tenant_id}", operation_id = "getTenant", tag = "Tenants",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, description = "The tenant", body = TenantBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -244,6 +259,10 @@ pub async fn get(
     Ok(Json(state.catalogue.get_tenant(&id).await?.into()))
 }
 
+#[utoipa::path(patch, path = "/v1/admin/tenants/{tenant_id}", operation_id = "updateTenant", tag = "Tenants",
+    params(("tenant_id" = String, Path, description = "The tenant's id")), request_body = UpdateTenantRequest,
+    responses((status = 200, description = "The updated tenant", body = TenantBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -272,7 +291,8 @@ pub async fn update(
     Ok(Json(state.catalogue.update_tenant(&Actor::admin(ctx), &id, patch).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Exactly this tenant (a Tollgate extension; how a tenant-bound principal's list is narrowed).
     tenant_id: Option<String>,
@@ -280,10 +300,12 @@ pub struct ListQuery {
     parent_tenant_id: Option<String>,
     search: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TenantListResponse)]
 pub struct ListBody {
     tenants: Vec<TenantBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,6 +324,10 @@ const SORTS: &[(&str, SortColumn)] = &[
     ("created_at", SortColumn { expr: "created_at", cast: "timestamptz", id_expr: "tenant_id", id_cast: "text" }),
 ];
 
+#[utoipa::path(get, path = "/v1/admin/tenants", operation_id = "listTenants", tag = "Tenants",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of tenants", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: AdminAuth,

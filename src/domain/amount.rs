@@ -16,7 +16,7 @@ wire_enum!(
 );
 
 /// A non-negative int64 amount, validated once at the boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Units(i64);
 

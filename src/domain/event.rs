@@ -96,7 +96,7 @@ impl EventType {
 }
 
 /// `Event.actor`: who or what caused the event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventActor {
     #[serde(rename = "type")]
@@ -114,7 +114,7 @@ impl EventActor {
 }
 
 /// The spec's `Event` envelope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     pub event_id: String,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A tenant id: `^[a-z0-9-]+$`, 3..64 characters (the admin spec's `Tenant.tenant_id`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct TenantId(String);
 
@@ -62,6 +62,17 @@ macro_rules! wire_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        // The OpenAPI description: a string, one of the wire values.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($wire),+]))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
     };
 }
 pub(crate) use wire_enum;

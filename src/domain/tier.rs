@@ -10,7 +10,7 @@ use super::amount::{Unit, Units};
 use super::tenant::{CommitOveragePolicy, RateLimit};
 
 /// A tier's name: `^[a-z0-9][a-z0-9-]*$`, 1..=64 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Tier(String);
 

@@ -44,7 +44,8 @@ wire_enum!(
 
 /// `WebhookRetryPolicy`: up to `max_retries` retries after the first attempt, retry n
 /// waiting `min(initial_delay_ms × backoff_multiplier^(n−1), max_delay_ms)`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookRetryPolicy)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     #[serde(deserialize_with = "de_integer")]
@@ -90,7 +91,8 @@ impl RetryPolicy {
 
 /// `WebhookThresholdConfig`. Only `budget_utilization` affects delivery today: a
 /// `budget.threshold_crossed` event reaches a subscription only for a threshold it lists.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookThresholdConfig)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdConfig {
     #[serde(skip_serializing_if = "Option::is_none")]

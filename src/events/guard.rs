@@ -19,7 +19,8 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 const LIST_LEN_MAX: usize = 100;
 
 /// `WebhookSecurityConfig` on the wire; omitted fields take the spec's defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookSecurityConfig)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
     #[serde(default = "default_blocked")]

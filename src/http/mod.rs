@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod extract;
+pub mod openapi;
 pub mod page;
 pub mod serve;
 

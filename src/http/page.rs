@@ -36,11 +36,14 @@ pub const SEARCH_LEN_MAX: usize = 128;
 const CURSOR_LEN_MAX: usize = 2048;
 
 /// Query parameters every list shares (`#[serde(flatten)]` them into a list's query).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     pub sort_by: Option<String>,
     pub sort_dir: Option<String>,
     pub cursor: Option<String>,
+    /// Page size (the list's bounds apply; a value outside them is a 400).
+    #[param(value_type = Option<u32>, minimum = 1)]
     pub limit: Option<String>,
 }
 

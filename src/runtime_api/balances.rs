@@ -17,7 +17,8 @@ use crate::http::extract::QueryParams;
 use crate::http::page::{self, Paging, Position, Sort};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BalancesQuery {
     tenant: Option<String>,
     workspace: Option<String>,
@@ -27,11 +28,14 @@ pub struct BalancesQuery {
     toolset: Option<String>,
     /// Accepted and ignored (the spec lets servers ignore it), but must be a boolean.
     include_children: Option<String>,
+    /// Page size (the list's bounds apply; a value outside them is a 400).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BalanceResponse)]
 pub struct BalancesBody {
     balances: Vec<BalanceBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +43,11 @@ pub struct BalancesBody {
     has_more: bool,
 }
 
+#[utoipa::path(get, path = "/v1/balances", operation_id = "getBalances", tag = "Balances",
+    params(BalancesQuery),
+    responses((status = 200, description = "Balances of the matching scopes", body = BalancesBody), crate::http::openapi::E400_401_403_429_500_503),
+    security(("ApiKeyAuth" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,

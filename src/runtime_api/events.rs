@@ -19,7 +19,8 @@ use crate::http::context::RequestCtx;
 use crate::http::extract::JsonBody;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = EventCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
     idempotency_key: String,
@@ -36,7 +37,8 @@ pub struct EventRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EventCreateResponse)]
 pub struct EventBody {
     status: &'static str,
     event_id: String,
@@ -45,6 +47,11 @@ pub struct EventBody {
     balances: Vec<BalanceBody>,
 }
 
+#[utoipa::path(post, path = "/v1/events", operation_id = "createEvent", tag = "Events",
+    params(super::openapi::IdempotencyHeader), request_body = EventRequest,
+    responses((status = 201, description = "Applied", body = EventBody), crate::http::openapi::E400_401_403_404_409_429_500_503),
+    security(("ApiKeyAuth" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,

@@ -5,6 +5,7 @@
 pub mod balances;
 pub mod common;
 pub mod events;
+pub mod openapi;
 pub mod reads;
 pub mod reservations;
 pub mod settle;
@@ -28,6 +29,8 @@ pub fn router(state: AppState, serve_metrics: bool) -> Router {
         .route("/v1/events", post(events::create))
         .route_layer(axum::middleware::from_fn_with_state(state.admission.clone(), crate::admission::middleware))
         .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("runtime", r, n)));
+    // Public, like the admin plane's health routes: outside the admission layer.
+    let routes = routes.route("/openapi.json", get(openapi::serve));
     let routes = if serve_metrics { routes.route("/metrics", get(crate::telemetry::render)) } else { routes };
     crate::http::finish(routes).with_state(state)
 }

@@ -19,7 +19,8 @@ use crate::ledger::reads::{LIST_SCAN_MAX, ReservationRecord, ReservationStatus};
 use crate::ledger::scan::CreatedAt;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReservationDetail)]
 pub struct ReservationBody {
     reservation_id: String,
     status: &'static str,
@@ -63,6 +64,11 @@ fn body(r: ReservationRecord, with_metadata: bool, with_committed: bool) -> Rese
     }
 }
 
+#[utoipa::path(get, path = "/v1/reservations/{reservation_id}", operation_id = "getReservation", tag = "Reservations",
+    params(("reservation_id" = String, Path, description = "The reservation's id")),
+    responses((status = 200, description = "The reservation", body = ReservationBody), crate::http::openapi::E400_401_403_404_410_429_500_503),
+    security(("ApiKeyAuth" = []), ("AdminKeyAuth" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -85,7 +91,8 @@ pub async fn get(
     Ok(Json(body(record, true, true)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     idempotency_key: Option<String>,
     status: Option<String>,
@@ -103,10 +110,12 @@ pub struct ListQuery {
     finalized_to: Option<String>,
     include: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReservationListResponse)]
 pub struct ListBody {
     reservations: Vec<ReservationBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -278,6 +287,11 @@ async fn by_creation(ledger: &Ledger, filters: &Filters, paging: &Paging) -> Api
     Ok(paging.page_ordered(rows, resume))
 }
 
+#[utoipa::path(get, path = "/v1/reservations", operation_id = "listReservations", tag = "Reservations",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of reservations", body = ListBody), crate::http::openapi::E400_401_403_429_500_503),
+    security(("ApiKeyAuth" = []), ("AdminKeyAuth" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,

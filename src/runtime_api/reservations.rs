@@ -25,7 +25,8 @@ pub const TTL_MS_MAX: i64 = 86_400_000;
 pub const GRACE_MS_MAX: i64 = 60_000;
 pub const GRACE_MS_DEFAULT: i64 = 5_000;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReservationCreateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
     idempotency_key: String,
@@ -44,7 +45,8 @@ pub struct ReserveRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = DecisionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     idempotency_key: String,
@@ -55,7 +57,8 @@ pub struct DecideRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReservationCreateResponse)]
 pub struct ReserveBody {
     decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,7 +77,8 @@ pub struct ReserveBody {
     balances: Vec<BalanceBody>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DecisionResponse)]
 pub struct DecideBody {
     decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +119,11 @@ fn decision_str(d: &Decision) -> &'static str {
     }
 }
 
+#[utoipa::path(post, path = "/v1/reservations", operation_id = "createReservation", tag = "Reservations",
+    params(super::openapi::IdempotencyHeader), request_body = ReserveRequest,
+    responses((status = 200, description = "The reservation, or a dry run's or a DENY's decision", body = ReserveBody), crate::http::openapi::E400_401_403_404_409_429_500_503),
+    security(("ApiKeyAuth" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,
@@ -182,6 +191,11 @@ async fn remaining_ttl(state: &AppState, tenant: &str, o: &ReserveOutcome) -> Ap
     Ok(Some(if active { ttl } else { 0 }))
 }
 
+#[utoipa::path(post, path = "/v1/decide", operation_id = "decide", tag = "Reservations",
+    params(super::openapi::IdempotencyHeader), request_body = DecideRequest,
+    responses((status = 200, description = "The decision", body = DecideBody), crate::http::openapi::E400_401_403_409_429_500_503),
+    security(("ApiKeyAuth" = []))
+)]
 pub async fn decide(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,

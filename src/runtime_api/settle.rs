@@ -23,7 +23,7 @@ pub const MODEL_VERSION_LEN_MAX: usize = 128;
 
 /// A non-negative integer of any size (the spec's metric counters have no int64 bound, and
 /// Tollgate only records them).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Count(f64);
 
@@ -38,7 +38,8 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = StandardMetrics)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,7 +66,7 @@ impl Metrics {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
     idempotency_key: String,
@@ -76,7 +77,8 @@ pub struct CommitRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CommitResponse)]
 pub struct CommitBody {
     status: &'static str,
     charged: Amount,
@@ -85,6 +87,11 @@ pub struct CommitBody {
     balances: Vec<BalanceBody>,
 }
 
+#[utoipa::path(post, path = "/v1/reservations/{reservation_id}/commit", operation_id = "commitReservation", tag = "Reservations",
+    params(("reservation_id" = String, Path, description = "The reservation's id"), super::openapi::IdempotencyHeader), request_body = CommitRequest,
+    responses((status = 200, description = "Committed", body = CommitBody), crate::http::openapi::E400_401_403_404_409_410_429_500_503),
+    security(("ApiKeyAuth" = []))
+)]
 pub async fn commit(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,
@@ -123,7 +130,7 @@ pub async fn commit(
     Ok((tenant_header(tenant), Json(body)))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     idempotency_key: String,
@@ -131,7 +138,8 @@ pub struct ReleaseRequest {
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReleaseResponse)]
 pub struct ReleaseBody {
     status: &'static str,
     released: Amount,
@@ -140,6 +148,11 @@ pub struct ReleaseBody {
 
 /// Release by the tenant's key, or by the admin key on the tenant's behalf (audited as
 /// `admin_on_behalf_of` in the same Postgres transaction that commits after the ledger).
+#[utoipa::path(post, path = "/v1/reservations/{reservation_id}/release", operation_id = "releaseReservation", tag = "Reservations",
+    params(("reservation_id" = String, Path, description = "The reservation's id"), super::openapi::IdempotencyHeader), request_body = ReleaseRequest,
+    responses((status = 200, description = "Released", body = ReleaseBody), crate::http::openapi::E400_401_403_404_409_410_429_500_503),
+    security(("ApiKeyAuth" = []), ("AdminKeyAuth" = []))
+)]
 pub async fn release(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -179,7 +192,8 @@ pub async fn release(
     Ok((tenant_header(&tenant), Json(body)))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReservationExtendRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendRequest {
     idempotency_key: String,
@@ -189,13 +203,19 @@ pub struct ExtendRequest {
     metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReservationExtendResponse)]
 pub struct ExtendBody {
     status: &'static str,
     expires_at_ms: i64,
     remaining_ttl_ms: i64,
 }
 
+#[utoipa::path(post, path = "/v1/reservations/{reservation_id}/extend", operation_id = "extendReservation", tag = "Reservations",
+    params(("reservation_id" = String, Path, description = "The reservation's id"), super::openapi::IdempotencyHeader), request_body = ExtendRequest,
+    responses((status = 200, description = "Extended", body = ExtendBody), crate::http::openapi::E400_401_403_404_409_410_429_500_503),
+    security(("ApiKeyAuth" = []))
+)]
 pub async fn extend(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,

@@ -24,14 +24,14 @@ pub const ACTION_TAG_LEN_MAX: usize = 64;
 pub const METADATA_BYTES_MAX: usize = 16 * 1024;
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 256;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Amount {
     pub unit: Unit,
     pub amount: Units,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct SignedAmount {
     pub unit: Unit,
     pub amount: i64,
@@ -41,7 +41,7 @@ pub fn amount(unit: Unit, v: i64) -> Amount {
     Amount { unit, amount: Units::new(v).unwrap_or(Units::ZERO) }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,7 +114,7 @@ impl Subject {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
     pub kind: String,
@@ -173,7 +173,8 @@ pub fn metadata_json(field: &str, m: &Option<Map<String, Value>>) -> ApiResult<S
 }
 
 /// The spec's `Balance`: every amount emitted, so the ledger invariant is visible.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Balance)]
 pub struct BalanceBody {
     pub scope: String,
     pub scope_path: String,

@@ -146,10 +146,10 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Option<Value> {
     })
 }
 
-/// Routes that need no admin permission: health and metrics, the tenant-key routes, and
-/// introspection (any authenticated caller).
+/// Routes that need no admin permission: health, metrics and the OpenAPI document, the tenant-key
+/// routes, and introspection (any authenticated caller).
 fn exempt(path: &str) -> bool {
-    matches!(path, "/livez" | "/readyz" | "/metrics" | "/v1/auth/introspect" | "/v1/events")
+    matches!(path, "/livez" | "/readyz" | "/metrics" | "/openapi.json" | "/v1/auth/introspect" | "/v1/events")
         || path.starts_with("/v1/webhooks")
 }
 

@@ -29,6 +29,8 @@ mod ledger_model;
 mod lifecycle;
 mod metrics;
 mod nul_input;
+mod openapi;
+mod openapi_drift;
 mod pg_outage;
 mod policies;
 mod policy_rules;

@@ -401,7 +401,7 @@ async fn the_runcycles_crate_surfaces_tollgate_errors_as_typed_errors() {
 
 /// Runs `scripts/sdk-venv` (creates `.venv-sdk` with the pinned `runcycles` if needed) and
 /// returns the interpreter it prints.
-async fn sdk_python(root: &Path) -> String {
+pub async fn sdk_python(root: &Path) -> String {
     let out = tokio::process::Command::new(root.join("scripts/sdk-venv"))
         .current_dir(root)
         .output()

@@ -4,7 +4,8 @@ use super::*;
 use crate::admin_api::bulk::{check_envelope, fingerprint};
 use crate::catalogue::bulk::{BULK_ROWS_MAX, Begun, BulkRequest as BulkSpec, RowOutcome};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookBulkFilter)]
 #[serde(deny_unknown_fields)]
 pub struct BulkFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -17,9 +18,11 @@ pub struct BulkFilter {
     search: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookBulkActionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
+    #[schema(value_type = BulkFilter)]
     filter: Object<BulkFilter>,
     action: String,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]
@@ -29,6 +32,26 @@ pub struct BulkRequest {
 
 /// `POST /v1/admin/webhooks/bulk-action`: validate, count (at most 500), compare with
 /// `expected_count`, then act row by row; a repeated idempotency key replays the response.
+/// The spec's `WebhookBulkActionResponse`, as `bulk_action` builds it (and a replay returns it).
+#[derive(utoipa::ToSchema)]
+#[schema(as = WebhookBulkActionResponse)]
+#[allow(dead_code)]
+pub struct BulkResponse {
+    action: String,
+    total_matched: u32,
+    /// `{id}` per subscription changed.
+    succeeded: Vec<Value>,
+    /// `{id, error_code, message}` per subscription that failed.
+    failed: Vec<Value>,
+    /// `{id, reason}` per subscription already in the requested state.
+    skipped: Vec<Value>,
+    idempotency_key: String,
+}
+
+#[utoipa::path(post, path = "/v1/admin/webhooks/bulk-action", operation_id = "bulkActionWebhooks", tag = "Webhooks",
+    request_body = BulkRequest,
+    responses((status = 200, description = "What the action did", body = BulkResponse), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn bulk_action(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -81,10 +104,17 @@ pub async fn bulk_action(
     Ok(Json(state.catalogue.bulk_finish_unaudited(bulk).await?))
 }
 
+#[utoipa::path(get, path = "/v1/admin/config/webhook-security", operation_id = "getWebhookSecurityConfig", tag = "Webhooks",
+    responses((status = 200, description = "The webhook security config", body = SecurityConfig), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn get_security_config(State(state): State<AppState>, _: AdminAuth) -> Json<SecurityConfig> {
     Json(state.catalogue.security_config())
 }
 
+#[utoipa::path(put, path = "/v1/admin/config/webhook-security", operation_id = "updateWebhookSecurityConfig", tag = "Webhooks",
+    request_body = SecurityConfig,
+    responses((status = 200, description = "The stored config", body = SecurityConfig), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn put_security_config(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -2,7 +2,8 @@
 
 use super::*;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookTestResponse)]
 pub struct TestBody {
     success: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -24,6 +25,10 @@ async fn test_as(state: &AppState, actor: &Actor, viewer: Viewer<'_>, id: &str) 
     }))
 }
 
+#[utoipa::path(post, path = "/v1/admin/webhooks/{subscription_id}/test", operation_id = "testWebhookSubscription", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")),
+    responses((status = 200, description = "The test delivery's outcome", body = TestBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn test(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -33,6 +38,10 @@ pub async fn test(
     test_as(&state, &Actor::admin(ctx), Viewer::Admin, &id).await
 }
 
+#[utoipa::path(post, path = "/v1/webhooks/{subscription_id}/test", operation_id = "testTenantWebhook", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")),
+    responses((status = 200, description = "The test delivery's outcome", body = TestBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn test_for_tenant(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -43,7 +52,8 @@ pub async fn test_for_tenant(
     test_as(&state, &actor, viewer, &id).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct DeliveryBody {
     delivery_id: String,
     subscription_id: String,
@@ -95,16 +105,20 @@ impl From<Delivery> for DeliveryBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     status: Option<String>,
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
+    /// Page size (the list's bounds apply; a value outside them is a 400).
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookDeliveryListResponse)]
 pub struct DeliveryListBody {
     deliveries: Vec<DeliveryBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +155,10 @@ async fn deliveries_as(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/webhooks/{subscription_id}/deliveries", operation_id = "listWebhookDeliveries", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id"), DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries", body = DeliveryListBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -150,6 +168,10 @@ pub async fn deliveries(
     deliveries_as(&state, Viewer::Admin, &id, q).await
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{subscription_id}/deliveries", operation_id = "listTenantWebhookDeliveries", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id"), DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries", body = DeliveryListBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn deliveries_for_tenant(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -163,7 +185,7 @@ pub async fn deliveries_for_tenant(
 
 /// The replay body's schema does not forbid other members (unlike the other webhook bodies),
 /// so members Tollgate does not know are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ReplayRequest {
     #[serde(default, with = "time::serde::rfc3339::option")]
     from: Option<OffsetDateTime>,
@@ -174,13 +196,18 @@ pub struct ReplayRequest {
     max_events: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ReplayResponse)]
 pub struct ReplayBody {
     replay_id: String,
     events_queued: usize,
     estimated_completion_seconds: u64,
 }
 
+#[utoipa::path(post, path = "/v1/admin/webhooks/{subscription_id}/replay", operation_id = "replayEvents", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")), request_body = ReplayRequest,
+    responses((status = 202, description = "Replay queued", body = ReplayBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn replay(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -65,7 +65,8 @@ impl<T: Serialize> Serialize for Object<T> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookSubscription)]
 pub struct SubscriptionBody {
     subscription_id: String,
     tenant_id: String,
@@ -134,7 +135,8 @@ impl SubscriptionBody {
 /// `WebhookCreateRequest` and `WebhookUpdateRequest` in one shape: the update's fields, all
 /// optional. A create must not set `status`; `url` and a non-empty `event_types` are checked
 /// as required by `catalogue::create_webhook`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = WebhookUpdateRequest)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionRequest {
     name: Option<String>,
@@ -143,14 +145,35 @@ pub struct SubscriptionRequest {
     event_types: Option<Vec<EventType>>,
     event_categories: Option<Vec<EventCategory>>,
     scope_filter: Option<String>,
+    #[schema(value_type = Option<ThresholdConfig>)]
     thresholds: Option<Object<ThresholdConfig>>,
     signing_secret: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<RetryPolicy>)]
     retry_policy: Option<Object<RetryPolicy>>,
     #[serde(default, deserialize_with = "de_opt_int")]
     disable_after_failures: Option<i64>,
     status: Option<WebhookStatus>,
     metadata: Option<Value>,
+}
+
+/// `WebhookCreateRequest` in the documents: the same fields, of which a create needs `url` and
+/// `event_types` (the catalogue refuses a create without them).
+pub struct CreateRequestDoc;
+
+impl utoipa::PartialSchema for CreateRequestDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut schema = <SubscriptionRequest as utoipa::PartialSchema>::schema();
+        if let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object)) = &mut schema {
+            object.required = vec!["url".into(), "event_types".into()];
+        }
+        schema
+    }
+}
+impl utoipa::ToSchema for CreateRequestDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "WebhookCreateRequest".into()
+    }
 }
 
 impl From<SubscriptionRequest> for SubscriptionInput {
@@ -178,7 +201,8 @@ fn saturate(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookCreateResponse)]
 pub struct CreatedBody {
     subscription: SubscriptionBody,
     signing_secret: String,
@@ -209,12 +233,17 @@ async fn create_for(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OwnerQuery {
     tenant_id: Option<String>,
 }
 
 /// `POST /v1/admin/webhooks[?tenant_id=]`: without a tenant the subscription is system-wide.
+#[utoipa::path(post, path = "/v1/admin/webhooks", operation_id = "createWebhookSubscription", tag = "Webhooks",
+    params(OwnerQuery), request_body = CreateRequestDoc,
+    responses((status = 201, description = "Created; the signing secret is shown only here", body = CreatedBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -231,6 +260,10 @@ pub async fn create(
 }
 
 /// `POST /v1/webhooks`: a subscription owned by the calling tenant.
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "createTenantWebhook", tag = "Webhooks",
+    request_body = CreateRequestDoc,
+    responses((status = 201, description = "Created; the signing secret is shown only here", body = CreatedBody), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn create_for_tenant(
     State(state): State<AppState>,
     TenantAuth(caller): TenantAuth,
@@ -241,103 +274,6 @@ pub async fn create_for_tenant(
     caller.require_writable()?;
     let actor = Actor { actor_type: "api_key", key_id: Some(caller.key.key_id.clone()), ctx };
     create_for(&state, &actor, caller.key.tenant_id.as_str(), req).await
-}
-
-const fn text(expr: &'static str) -> SortColumn {
-    SortColumn { expr, cast: "text", id_expr: "subscription_id", id_cast: "text" }
-}
-
-const SORTS: &[(&str, SortColumn)] = &[
-    (
-        "consecutive_failures",
-        SortColumn { expr: "consecutive_failures", cast: "integer", id_expr: "subscription_id", id_cast: "text" },
-    ),
-    ("url", text("url")),
-    ("tenant_id", text("tenant_id")),
-    ("status", text("status")),
-];
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    tenant_id: Option<String>,
-    /// The tenant flavour's filter under the admin key.
-    tenant: Option<String>,
-    status: Option<String>,
-    event_type: Option<String>,
-    search: Option<String>,
-    #[serde(flatten)]
-    page: ListParams,
-}
-
-#[derive(Serialize)]
-pub struct ListBody {
-    subscriptions: Vec<SubscriptionBody>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_cursor: Option<String>,
-    has_more: bool,
-}
-
-fn status_param(raw: Option<&str>) -> ApiResult<Option<WebhookStatus>> {
-    let statuses: Vec<&str> = WebhookStatus::ALL.iter().map(|s| s.as_str()).collect();
-    enum_param("status", raw, WebhookStatus::parse, &statuses)
-}
-
-fn event_type_param(name: &str, raw: Option<&str>) -> ApiResult<Option<EventType>> {
-    let types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-    enum_param(name, raw, EventType::parse, &types)
-}
-
-async fn list_with(state: &AppState, filter: Filter, page: &ListParams) -> ApiResult<Json<ListBody>> {
-    let (spec, paging) = page::sql(page, SORTS, "consecutive_failures", &filter)?;
-    let page = paging.finish(state.catalogue.list_webhooks(&filter, &spec).await?);
-    Ok(Json(ListBody {
-        has_more: page.has_more,
-        next_cursor: page.next_cursor,
-        subscriptions: page.items.into_iter().map(|s| SubscriptionBody::new(s, None)).collect(),
-    }))
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<ListBody>> {
-    no_nul("tenant_id", q.tenant_id.as_deref())?;
-    let filter = Filter {
-        tenant_id: q.tenant_id.filter(|t| !t.is_empty()),
-        status: status_param(q.status.as_deref())?,
-        event_type: event_type_param("event_type", q.event_type.as_deref())?,
-        search: search_param(no_nul("search", q.search.as_deref())?)?,
-    };
-    list_with(&state, filter, &q.page).await
-}
-
-/// `GET /v1/webhooks`: the tenant's subscriptions (under the admin key, `tenant` names it).
-pub async fn list_for_tenant(
-    State(state): State<AppState>,
-    AnyAuth(caller): AnyAuth,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<ListBody>> {
-    no_nul("tenant", q.tenant.as_deref())?;
-    let tenant = match caller {
-        Caller::Admin => q.tenant.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "tenant query parameter is required when using admin key authentication",
-            )
-            .with_details(json!({ "field": "tenant" }))
-        })?,
-        Caller::Tenant(t) => {
-            t.require(Permission::WebhooksRead, ErrorCode::InsufficientPermissions)?;
-            let own = t.key.tenant_id.to_string();
-            if q.tenant.as_deref().is_some_and(|given| !given.is_empty() && given != own) {
-                return Err(ApiError::invalid_field("tenant", "must be the API key's own tenant"));
-            }
-            own
-        }
-    };
-    let filter = Filter { tenant_id: Some(tenant), status: status_param(q.status.as_deref())?, ..Filter::default() };
-    list_with(&state, filter, &q.page).await
 }
 
 /// Who acts on a tenant-flavour path: a tenant key (with `perm`) sees only its tenant's
@@ -362,6 +298,10 @@ async fn get_as(state: &AppState, viewer: Viewer<'_>, id: &str) -> ApiResult<Jso
     Ok(Json(SubscriptionBody::new(stored.sub, names)))
 }
 
+#[utoipa::path(get, path = "/v1/admin/webhooks/{subscription_id}", operation_id = "getWebhookSubscription", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")),
+    responses((status = 200, description = "The subscription", body = SubscriptionBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -370,6 +310,10 @@ pub async fn get(
     get_as(&state, Viewer::Admin, &id).await
 }
 
+#[utoipa::path(get, path = "/v1/webhooks/{subscription_id}", operation_id = "getTenantWebhook", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")),
+    responses((status = 200, description = "The subscription", body = SubscriptionBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get_for_tenant(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -391,6 +335,10 @@ async fn update_as(
     get_as(state, viewer, &sub.subscription_id).await
 }
 
+#[utoipa::path(patch, path = "/v1/admin/webhooks/{subscription_id}", operation_id = "updateWebhookSubscription", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")), request_body = SubscriptionRequest,
+    responses((status = 200, description = "The updated subscription", body = SubscriptionBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -401,6 +349,10 @@ pub async fn update(
     update_as(&state, &Actor::admin(ctx), Viewer::Admin, &id, req).await
 }
 
+#[utoipa::path(patch, path = "/v1/webhooks/{subscription_id}", operation_id = "updateTenantWebhook", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")), request_body = SubscriptionRequest,
+    responses((status = 200, description = "The updated subscription", body = SubscriptionBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update_for_tenant(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -412,6 +364,10 @@ pub async fn update_for_tenant(
     update_as(&state, &actor, viewer, &id, req).await
 }
 
+#[utoipa::path(delete, path = "/v1/admin/webhooks/{subscription_id}", operation_id = "deleteWebhookSubscription", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -422,6 +378,10 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/v1/webhooks/{subscription_id}", operation_id = "deleteTenantWebhook", tag = "Webhooks",
+    params(("subscription_id" = String, Path, description = "The webhook subscription's id")),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn delete_for_tenant(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -433,8 +393,10 @@ pub async fn delete_for_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-mod bulk;
-mod deliveries;
+pub(super) mod bulk;
+pub(super) mod deliveries;
+pub(super) mod list;
 
 pub use bulk::{bulk_action, get_security_config, put_security_config};
 pub use deliveries::{deliveries, deliveries_for_tenant, replay, test, test_for_tenant};
+pub use list::{list, list_for_tenant};
