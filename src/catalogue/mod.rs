@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod budgets;
+pub mod config;
 pub mod key_rotation;
 pub mod principals;
 mod reads;

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod config_journal;
 pub mod dead_letters;
 mod deliveries;
 pub mod events;

@@ -55,6 +55,8 @@ scripts! {
     budget_update => "budget_update.lua",
     budget_status => "budget_status.lua",
     budget_fund => "budget_fund.lua",
+    budget_import => "budget_import.lua",
+    budget_restore => "budget_restore.lua",
 }
 
 impl Default for Scripts {
