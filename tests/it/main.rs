@@ -13,6 +13,7 @@ mod auth;
 mod bad_input;
 mod budgets_admin;
 mod cluster;
+mod config_export;
 mod crash;
 mod dead_letters;
 mod events;
