@@ -436,3 +436,22 @@ async fn only_platform_principals_with_the_config_permissions_may_export_or_impo
     let r = send(app.client.post(app.admin_url("/v1/admin/config/import")).bearer_auth(&token).json(&body)).await;
     assert_eq!(r.status, 403, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_snapshot_larger_than_the_usual_body_limit_is_read_whole() {
+    let app = TestApp::spawn().await;
+    let tenants: Vec<Value> = (0..400)
+        .map(|i| {
+            json!({"tenant_id": format!("bulk-{i:04}"), "name": format!("Bulk tenant number {i} of a large snapshot"),
+                "status": "ACTIVE", "tier": "free", "default_commit_overage_policy": "REJECT",
+                "default_reservation_ttl_ms": 60_000, "max_reservation_ttl_ms": 3_600_000,
+                "max_reservation_extensions": 10, "reservation_expiry_policy": "AUTO_RELEASE"})
+        })
+        .collect();
+    let snap = json!({"format": "tollgate.config", "format_version": 1, "tenants": tenants});
+    assert!(snap.to_string().len() > 64 * 1024);
+    let r = import(&app, "?dry_run=true", &snap).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["changes"]["tenants"]["create"].as_array().unwrap().len(), 400);
+    assert!(section(&export(&app, "").await, "tenants").is_empty(), "a dry run creates nothing");
+}

@@ -258,19 +258,15 @@ pub(super) async fn plan(c: &Catalogue, section: Option<&[TenantSnap]>, ctx: &mu
 
 impl Plan {
     pub fn diff(&self) -> super::plan::KindDiff {
-        let ids = |v: &[(Tenant, Tenant)]| v.iter().map(|(c, _)| c.tenant_id.to_string()).collect::<Vec<_>>();
-        let mut update = ids(&self.update);
-        let (mut delete, mut closed_in_place) = (Vec::new(), Vec::new());
-        for (cur, _) in &self.close {
-            delete.push(cur.tenant_id.to_string());
-            closed_in_place.push(cur.tenant_id.to_string());
-        }
-        update.sort();
-        delete.sort();
+        let ids = |v: &[(Tenant, Tenant)]| {
+            let mut ids: Vec<String> = v.iter().map(|(c, _)| c.tenant_id.to_string()).collect();
+            ids.sort();
+            ids
+        };
         super::plan::KindDiff {
             create: self.create.iter().map(|t| t.tenant_id.to_string()).collect(),
-            update,
-            delete,
+            update: ids(&self.update),
+            delete: ids(&self.close),
             skipped: Vec::new(),
             unchanged: self.unchanged,
         }
