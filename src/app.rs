@@ -87,6 +87,7 @@ fn spawn_workers(
     let mut workers = vec![
         tokio::spawn(crate::workers::auth_listener::run(pg.clone(), state.auth.clone(), shutdown.clone())),
         tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
+        tokio::spawn(crate::workers::provision_recovery::run(state.catalogue.clone(), shutdown.clone())),
         tokio::spawn(crate::workers::key_usage::run(
             pg.clone(),
             state.auth.clone(),
@@ -166,7 +167,9 @@ impl Application {
         let metrics_token = config.metrics_token.as_ref().map(|k| AdminKey::new(k.expose_secret()));
         let tokens = Arc::new(crate::auth::tokens::TokenCache::new(pg.clone()));
         let auth = Arc::new(Authenticator::new(admin_key, hasher, key_cache, tokens).with_metrics_token(metrics_token));
-        let admission = Arc::new(Admission::new(admission_config, auth.clone()));
+        let catalogue = catalogue.with_abort_after_provision_commit(config.abort_after_provision_commit()?);
+        catalogue.seed_built_in_tiers(&admission_config.built_in_tiers()).await?;
+        let admission = Arc::new(Admission::new(&admission_config, auth.clone()));
         crate::telemetry::set_tenant_label(config.metrics_tenant_label);
         let state = AppState { catalogue, ledger, auth, admission };
         if config.plane.admin() {

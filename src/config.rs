@@ -165,6 +165,11 @@ pub struct ServeConfig {
     )]
     pub rate_limits: String,
 
+    /// For tests only: `abort-after-provision-commit` makes the process abort right after a
+    /// provisioning call's Postgres commit, so the crash tests can check the recovery.
+    #[arg(long, env = "TOLLGATE_TEST_FAULT", hide = true)]
+    pub test_fault: Option<String>,
+
     /// Bearer token Prometheus sends to `/metrics` (`Authorization: Bearer <token>`); the admin
     /// key is accepted too. Without either, `/metrics` answers 401.
     #[arg(long, env = "TOLLGATE_METRICS_TOKEN", hide_env_values = true)]
@@ -268,6 +273,15 @@ impl ServeConfig {
             attempt_timeout: Duration::from_millis(self.webhook_timeout_ms.max(100)),
             concurrency: self.webhook_concurrency.max(1),
             per_subscription: self.webhook_per_subscription.max(1),
+        }
+    }
+
+    /// Whether the test-only fault of provisioning is set (any other value is refused).
+    pub fn abort_after_provision_commit(&self) -> anyhow::Result<bool> {
+        match self.test_fault.as_deref() {
+            None | Some("") => Ok(false),
+            Some("abort-after-provision-commit") => Ok(true),
+            Some(other) => anyhow::bail!("--test-fault: unknown fault {other:?}"),
         }
     }
 

@@ -14,9 +14,11 @@ pub mod dead_letters;
 pub mod events;
 pub mod health;
 pub mod principals;
+pub mod provision;
 mod refusals;
 pub mod roles;
 pub mod tenants;
+pub mod tiers;
 pub mod webhooks;
 
 use axum::Router;
@@ -31,6 +33,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::telemetry::render))
         .route("/v1/admin/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/admin/tenants/{tenant_id}", get(tenants::get).patch(tenants::update))
+        .route("/v1/admin/tiers", get(tiers::list).post(tiers::create))
+        .route("/v1/admin/tiers/{tier}", get(tiers::get).patch(tiers::update))
+        .route("/v1/admin/provision", post(provision::provision))
         .route("/v1/admin/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/admin/api-keys/{key_id}", patch(api_keys::update).delete(api_keys::revoke))
         .route("/v1/admin/api-keys/{key_id}/rotate", post(api_keys::rotate))

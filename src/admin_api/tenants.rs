@@ -155,7 +155,7 @@ pub fn check_name(field: &str, name: &str, len_max: usize) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
+pub fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
     if m.len() > METADATA_ENTRIES_MAX {
         return Err(ApiError::invalid_field("metadata", format!("must have at most {METADATA_ENTRIES_MAX} entries")));
     }
@@ -200,21 +200,23 @@ pub async fn create(
     }
     check_settings(req.default_reservation_ttl_ms, req.max_reservation_ttl_ms, req.max_reservation_extensions)?;
     let at = now();
+    // Unset settings come from the tier (an unknown tier is 400 naming `tier`).
+    let tier = req.tier.unwrap_or_else(Tier::default_tier);
+    let d = state.catalogue.tier_for_tenant(&tier).await?.tenant_defaults;
+    let max_ttl_ms = req.max_reservation_ttl_ms.unwrap_or(d.max_reservation_ttl_ms);
     let tenant = Tenant {
         tenant_id: req.tenant_id,
         name: req.name,
         status: TenantStatus::Active,
-        tier: req.tier.unwrap_or(Tier::Free),
+        tier,
         parent_tenant_id: req.parent_tenant_id,
-        default_commit_overage_policy: req
-            .default_commit_overage_policy
-            .unwrap_or(CommitOveragePolicy::AllowIfAvailable),
+        default_commit_overage_policy: req.default_commit_overage_policy.unwrap_or(d.default_commit_overage_policy),
         // An unset default follows a maximum set below it (the spec allows any maximum ≥ 1 s).
-        default_reservation_ttl_ms: req.default_reservation_ttl_ms.unwrap_or(
-            t::DEFAULT_RESERVATION_TTL_MS.min(req.max_reservation_ttl_ms.unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS)),
-        ),
-        max_reservation_ttl_ms: req.max_reservation_ttl_ms.unwrap_or(t::DEFAULT_MAX_RESERVATION_TTL_MS),
-        max_reservation_extensions: req.max_reservation_extensions.unwrap_or(t::DEFAULT_MAX_RESERVATION_EXTENSIONS),
+        default_reservation_ttl_ms: req
+            .default_reservation_ttl_ms
+            .unwrap_or(d.default_reservation_ttl_ms.min(max_ttl_ms)),
+        max_reservation_ttl_ms: max_ttl_ms,
+        max_reservation_extensions: req.max_reservation_extensions.unwrap_or(d.max_reservation_extensions),
         reservation_expiry_policy: req.reservation_expiry_policy.unwrap_or(ExpiryPolicy::AutoRelease),
         metadata: req.metadata,
         created_at: at,

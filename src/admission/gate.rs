@@ -7,34 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-/// A request's priority class, derived from its tenant's tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Class {
-    Premium,
-    Standard,
-    Bulk,
-}
-
-impl Class {
-    pub const ALL: [Class; 3] = [Class::Premium, Class::Standard, Class::Bulk];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Premium => "premium",
-            Class::Standard => "standard",
-            Class::Bulk => "bulk",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Class> {
-        Class::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::domain::tier::Class;
 
 pub struct Gate {
     max: usize,

@@ -27,7 +27,10 @@ static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-rese
 /// How long a client shed by the gate should wait: in-flight requests finish in milliseconds.
 const GATE_RETRY_AFTER_S: u64 = 1;
 
-/// The admission settings (`tollgate serve --help` documents their syntax).
+/// The admission settings (`tollgate serve --help` documents their syntax). `tier_classes`
+/// and `rate_limits` are the built-in tiers' defaults: start-up copies them into the tiers
+/// catalogue (unless an operator patched the tier), and admission reads each tenant's class and
+/// limit from its tier through the key cache.
 #[derive(Debug, Clone)]
 pub struct AdmissionConfig {
     pub max_concurrent: usize,
@@ -37,6 +40,27 @@ pub struct AdmissionConfig {
     pub rate_limits: Option<HashMap<Tier, RateLimit>>,
 }
 
+impl AdmissionConfig {
+    /// The built-in tiers' class and rate limit as the flags give them. With rate limiting
+    /// off, the compiled-in limits are kept in the catalogue (and not enforced).
+    pub fn built_in_tiers(&self) -> Vec<(Tier, Class, Option<RateLimit>)> {
+        let compiled = parse_rate_limits(DEFAULT_RATE_LIMITS).ok().flatten().unwrap_or_default();
+        let limits = self.rate_limits.as_ref().unwrap_or(&compiled);
+        crate::domain::tier::BUILT_IN
+            .iter()
+            .map(|name| {
+                let tier = Tier::built_in(name);
+                let class = self.tier_classes.get(&tier).copied().unwrap_or(Class::Bulk);
+                let limit = limits.get(&tier).copied();
+                (tier, class, limit)
+            })
+            .collect()
+    }
+}
+
+/// The compiled-in default of `--rate-limits`.
+pub const DEFAULT_RATE_LIMITS: &str = "free=50/100,dev=200/400,pro=1000/2000,enterprise=5000/10000";
+
 fn pairs(raw: &str) -> impl Iterator<Item = Result<(&str, &str), String>> {
     raw.split(',')
         .filter(|p| !p.trim().is_empty())
@@ -45,14 +69,20 @@ fn pairs(raw: &str) -> impl Iterator<Item = Result<(&str, &str), String>> {
 
 /// `enterprise=premium,pro=standard,dev=bulk,free=bulk`; tiers not named map to bulk.
 pub fn parse_tier_classes(raw: &str) -> Result<HashMap<Tier, Class>, String> {
-    let mut out: HashMap<Tier, Class> = Tier::ALL.iter().map(|t| (*t, Class::Bulk)).collect();
+    let mut out: HashMap<Tier, Class> =
+        crate::domain::tier::BUILT_IN.iter().map(|t| (Tier::built_in(t), Class::Bulk)).collect();
     for pair in pairs(raw) {
         let (tier, class) = pair?;
-        let tier = Tier::parse(tier).ok_or_else(|| format!("unknown tier {tier:?}"))?;
+        let tier = built_in_tier(tier)?;
         let class = Class::parse(class).ok_or_else(|| format!("unknown class {class:?}"))?;
         out.insert(tier, class);
     }
     Ok(out)
+}
+
+/// The flags configure the built-in tiers only; operator tiers are set through the admin API.
+fn built_in_tier(raw: &str) -> Result<Tier, String> {
+    Tier::parse(raw).ok().filter(Tier::is_built_in).ok_or_else(|| format!("unknown built-in tier {raw:?}"))
 }
 
 /// `premium=100,standard=80,bulk=50` (percent of max_concurrent, 0..=100).
@@ -75,7 +105,7 @@ pub fn parse_rate_limits(raw: &str) -> Result<Option<HashMap<Tier, RateLimit>>, 
     let mut out = HashMap::new();
     for pair in pairs(raw) {
         let (tier, spec) = pair?;
-        let tier = Tier::parse(tier).ok_or_else(|| format!("unknown tier {tier:?}"))?;
+        let tier = built_in_tier(tier)?;
         let (rate, burst) = spec.split_once('/').unwrap_or((spec, spec));
         let parse = |v: &str| {
             v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{v:?} is not a positive integer"))
@@ -88,22 +118,16 @@ pub fn parse_rate_limits(raw: &str) -> Result<Option<HashMap<Tier, RateLimit>>, 
 pub struct Admission {
     pub gate: Arc<Gate>,
     pub limits: RateLimits,
-    tier_classes: HashMap<Tier, Class>,
     auth: Arc<Authenticator>,
 }
 
 impl Admission {
-    pub fn new(config: AdmissionConfig, auth: Arc<Authenticator>) -> Self {
+    pub fn new(config: &AdmissionConfig, auth: Arc<Authenticator>) -> Self {
         Self {
             gate: Gate::new(config.max_concurrent, config.class_shares_pct),
-            limits: RateLimits::new(config.rate_limits),
-            tier_classes: config.tier_classes,
+            limits: RateLimits::new(config.rate_limits.is_some()),
             auth,
         }
-    }
-
-    fn class_of(&self, tier: Tier) -> Class {
-        self.tier_classes.get(&tier).copied().unwrap_or(Class::Bulk)
     }
 }
 
@@ -132,8 +156,8 @@ pub async fn middleware(State(adm): State<Arc<Admission>>, mut request: Request,
         Caller::Admin => ("__admin__".to_string(), Class::Premium, None),
         Caller::Tenant(TenantCaller { key }) => {
             let tenant = key.tenant_id.as_str();
-            match adm.limits.check(tenant, &key.key_id, key.tenant_tier, key.tenant_rate_limit) {
-                Ok(allowed) => (tenant.to_string(), adm.class_of(key.tenant_tier), allowed),
+            match adm.limits.check(tenant, &key.key_id, key.rate_limit()) {
+                Ok(allowed) => (tenant.to_string(), key.tier_class, allowed),
                 Err(refused) => {
                     crate::telemetry::rate_limited(refused.limiter);
                     let wait_s = refused.wait.as_secs() + u64::from(refused.wait.subsec_nanos() > 0);

@@ -1,8 +1,7 @@
 //! Per-instance rate limits (governor GCRA): one budget per API key and one per tenant, sized
-//! by the tenant's tier unless the tenant overrides it. Limits are per instance; quotas that
+//! by the tenant's tier (read with the key) unless the tenant overrides it. Limits are per instance; quotas that
 //! must hold across instances belong to the ledger.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::domain::tenant::{RateLimit, Tier};
+use crate::domain::tenant::RateLimit;
 
 type Limiter = RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
@@ -33,14 +32,14 @@ pub struct Refused {
 }
 
 pub struct RateLimits {
-    /// `None` when rate limiting is switched off.
-    by_tier: Option<HashMap<Tier, RateLimit>>,
+    /// `false` when rate limiting is switched off (`--rate-limits off`).
+    enabled: bool,
     limiters: DashMap<RateLimit, Arc<Limiter>>,
 }
 
 impl RateLimits {
-    pub fn new(by_tier: Option<HashMap<Tier, RateLimit>>) -> Self {
-        Self { by_tier, limiters: DashMap::new() }
+    pub fn new(enabled: bool) -> Self {
+        Self { enabled, limiters: DashMap::new() }
     }
 
     fn limiter(&self, limit: RateLimit) -> Arc<Limiter> {
@@ -55,16 +54,10 @@ impl RateLimits {
             .clone()
     }
 
-    /// Checks the key's and the tenant's budgets; `Ok(None)` when limiting is off.
-    pub fn check(
-        &self,
-        tenant: &str,
-        key_id: &str,
-        tier: Tier,
-        tenant_override: Option<RateLimit>,
-    ) -> Result<Option<Allowed>, Refused> {
-        let Some(by_tier) = &self.by_tier else { return Ok(None) };
-        let Some(limit) = tenant_override.or_else(|| by_tier.get(&tier).copied()) else { return Ok(None) };
+    /// Checks the key's and the tenant's budgets against `limit`; `Ok(None)` when limiting is
+    /// off or the tier has no limit.
+    pub fn check(&self, tenant: &str, key_id: &str, limit: Option<RateLimit>) -> Result<Option<Allowed>, Refused> {
+        let Some(limit) = limit.filter(|_| self.enabled) else { return Ok(None) };
         let limiter = self.limiter(limit);
         let mut remaining = u32::MAX;
         for (limiter_name, key) in [("api_key", format!("k:{key_id}")), ("tenant", format!("t:{tenant}"))] {
@@ -94,13 +87,14 @@ mod tests {
 
     #[test]
     fn the_burst_is_allowed_then_refused_with_a_wait() {
-        let limits = RateLimits::new(Some(HashMap::from([(Tier::Free, RateLimit { per_second: 1, burst: 3 })])));
+        let limits = RateLimits::new(true);
+        let free = Some(RateLimit { per_second: 1, burst: 3 });
         for _ in 0..3 {
-            assert!(limits.check("t", "k", Tier::Free, None).is_ok());
+            assert!(limits.check("t", "k", free).is_ok());
         }
-        let refused = limits.check("t", "k", Tier::Free, None).unwrap_err();
+        let refused = limits.check("t", "k", free).unwrap_err();
         assert_eq!(refused.limiter, "api_key");
         assert!(refused.wait > Duration::ZERO);
-        assert!(limits.check("t", "k", Tier::Free, Some(RateLimit { per_second: 100, burst: 100 })).is_ok());
+        assert!(limits.check("t", "k", Some(RateLimit { per_second: 100, burst: 100 })).is_ok());
     }
 }

@@ -23,6 +23,7 @@ use super::secret::KeyDigest;
 use crate::domain::Permission;
 use crate::domain::api_key::KeyStatus;
 use crate::domain::tenant::{RateLimit, TenantId, TenantStatus, Tier};
+use crate::domain::tier::Class;
 use crate::store::pg::PgStore;
 use crate::store::pg::api_keys;
 use crate::store::{StoreError, StoreResult};
@@ -47,6 +48,17 @@ pub struct KeyInfo {
     pub tenant_tier: Tier,
     /// The tenant's override of its tier's rate limit.
     pub tenant_rate_limit: Option<RateLimit>,
+    /// The admission class of the tenant's tier.
+    pub tier_class: Class,
+    /// The rate limit of the tenant's tier (`None`: unlimited).
+    pub tier_rate_limit: Option<RateLimit>,
+}
+
+impl KeyInfo {
+    /// The rate limit admission applies: the tenant's override, else its tier's.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.tenant_rate_limit.or(self.tier_rate_limit)
+    }
 }
 
 impl KeyInfo {
@@ -137,6 +149,8 @@ impl KeyCache {
                 tenant_status: k.tenant_status,
                 tenant_tier: k.tenant_tier,
                 tenant_rate_limit: k.tenant_rate_limit,
+                tier_class: k.tier_class,
+                tier_rate_limit: k.tier_rate_limit,
             })
         });
         if self.generation.load(Ordering::Acquire) == generation {
@@ -162,12 +176,18 @@ impl KeyCache {
         self.entries.remove(digest);
     }
 
+    /// Drops every key of a tenant in `tier` (its class or rate limit changed).
+    pub fn evict_tier(&self, tier: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.retain(|_, e| e.info.as_ref().is_none_or(|i| i.tenant_tier.as_str() != tier));
+    }
+
     pub fn evict_tenant(&self, tenant: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.retain(|_, e| e.info.as_ref().is_none_or(|i| i.tenant_id.as_str() != tenant));
     }
 
-    /// Applies an auth-channel announcement (`key:<digest hex>` or `tenant:<id>`); anything
+    /// Applies an auth-channel announcement (`key:<digest hex>`, `tenant:<id>` or `tier:<name>`); anything
     /// unrecognised clears everything, the safe choice.
     pub fn apply(&self, payload: &str) {
         match payload.split_once(':') {
@@ -179,6 +199,7 @@ impl KeyCache {
                 }
             }
             Some(("tenant", tenant)) => self.evict_tenant(tenant),
+            Some(("tier", tier)) => self.evict_tier(tier),
             // Admin-token announcements are for `auth::tokens`.
             Some(("pat" | "principal", _)) => {}
             None if payload == "roles" => {}

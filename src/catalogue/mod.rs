@@ -8,8 +8,10 @@ pub mod budgets;
 pub mod config;
 pub mod key_rotation;
 pub mod principals;
+pub mod provision;
 mod reads;
 pub mod tenants;
+pub mod tiers;
 pub mod tokens;
 pub mod webhooks;
 
@@ -35,6 +37,9 @@ pub struct Catalogue {
     key_cache: Arc<KeyCache>,
     /// Webhook delivery: seals subscription secrets, holds the security config, sends tests.
     dispatcher: crate::events::dispatch::Dispatcher,
+    /// Test-only fault (`TOLLGATE_TEST_FAULT=abort-after-provision-commit`): the crash tests
+    /// kill the engine at the one point where Postgres holds a customer Redis does not yet.
+    abort_after_provision_commit: bool,
 }
 
 impl Catalogue {
@@ -46,7 +51,7 @@ impl Catalogue {
         key_cache: Arc<KeyCache>,
         dispatcher: crate::events::dispatch::Dispatcher,
     ) -> Self {
-        Self { pg, redis, hasher, ledger, key_cache, dispatcher }
+        Self { pg, redis, hasher, ledger, key_cache, dispatcher, abort_after_provision_commit: false }
     }
 
     /// Commits `tx` with auth-change announcements (`key:<digest hex>`, `tenant:<id>`): sent

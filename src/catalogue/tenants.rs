@@ -187,6 +187,10 @@ impl Catalogue {
             );
             return Ok(closed);
         }
+        let new_tier = match &patch.tier {
+            Some(tier) => Some(self.tier_for_tenant(tier).await?),
+            None => None,
+        };
         let mut tx = self.pg.begin().await?;
         let current = tenants::get_for_update(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
         if current.status == TenantStatus::Closed {
@@ -219,6 +223,11 @@ impl Catalogue {
         let announce = if auth_relevant { vec![format!("tenant:{id}")] } else { Vec::new() };
         self.commit_announcing(tx, &announce).await?;
         self.redis.mirror_tenant(&updated).await?;
+        // Naming the tier again (a retry after a Redis outage) adds what is still missing.
+        if let Some(tier) = new_tier.filter(|_| updated.status == TenantStatus::Active) {
+            self.add_tier_budgets(actor, id, &tier).await?;
+            self.create_tier_policies(actor, id, &tier.default_policies).await?;
+        }
         Ok(updated)
     }
 
@@ -325,7 +334,7 @@ fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
     };
     check("name", patch.name.as_ref().is_some_and(|v| *v != t.name));
     check("status", patch.status.is_some_and(|v| v != t.status));
-    check("tier", patch.tier.is_some_and(|v| v != t.tier));
+    check("tier", patch.tier.as_ref().is_some_and(|v| *v != t.tier));
     check("metadata", patch.metadata.as_ref().is_some_and(|v| Some(v) != t.metadata.as_ref()));
     check(
         "default_commit_overage_policy",
@@ -349,8 +358,8 @@ fn apply(mut t: Tenant, patch: &TenantPatch) -> Tenant {
     if let Some(v) = &patch.name {
         t.name = v.clone();
     }
-    if let Some(v) = patch.tier {
-        t.tier = v;
+    if let Some(v) = &patch.tier {
+        t.tier = v.clone();
     }
     if let Some(v) = &patch.metadata {
         t.metadata = Some(v.clone());

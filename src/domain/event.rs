@@ -83,6 +83,7 @@ wire_enum!(
         SystemHighLatency = "system.high_latency",
         SystemWebhookDeliveryFailed = "system.webhook_delivery_failed",
         SystemWebhookTest = "system.webhook_test",
+        SystemTierChanged = "system.tier_changed",
     }
 );
 
@@ -176,7 +177,7 @@ mod tests {
 
     #[test]
     fn every_event_type_maps_to_the_category_of_its_prefix() {
-        assert_eq!(EventType::ALL.len(), 51);
+        assert_eq!(EventType::ALL.len(), 52);
         for t in EventType::ALL {
             let prefix = t.as_str().split('.').next().unwrap();
             assert_eq!(t.category().as_str(), prefix, "{t}");

@@ -14,6 +14,7 @@ pub mod event;
 pub mod permission;
 pub mod scope;
 pub mod tenant;
+pub mod tier;
 pub mod webhook;
 
 pub use correlation::Correlation;

@@ -79,10 +79,8 @@ impl TenantStatus {
     }
 }
 
-wire_enum!(
-    /// The commercial tier; the admission gate maps it to a priority class.
-    Tier { Free = "free", Dev = "dev", Pro = "pro", Enterprise = "enterprise" }
-);
+/// The commercial tier (a catalogue row: `domain::tier`).
+pub use super::tier::Tier;
 
 wire_enum!(
     /// What a commit whose actual exceeds the reservation may do.

@@ -16,14 +16,20 @@ use crate::events::events_of;
 use crate::fixture::USD;
 use crate::helpers::{ADMIN_KEY, Env, TestApp, eventually, send, tenant_id};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The `tollgate` binary serving `env` on the given ports, with a short outbox reclaim time.
 async fn start_engine(env: &Env, runtime: u16, admin: u16) -> Child {
+    start_engine_with(env, runtime, admin, &[]).await
+}
+
+/// The `tollgate` binary serving `env`, with `extra` environment variables, once ready.
+pub async fn start_engine_with(env: &Env, runtime: u16, admin: u16, extra: &[(&str, &str)]) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .arg("serve")
+        .envs(extra.iter().copied())
         .env("DATABASE_URL", &env.database_url)
         .env("REDIS_URL", &env.redis_url)
         .env("TOLLGATE_REDIS_PREFIX", &env.redis_prefix)

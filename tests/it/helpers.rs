@@ -102,6 +102,7 @@ impl Env {
             class_shares: "premium=100,standard=80,bulk=50".into(),
             // Tests drive many requests per second from one tenant; the admission tests set their own.
             rate_limits: "off".into(),
+            test_fault: None,
             metrics_token: None,
             metrics_tenant_label: true,
             // Event workers on short clocks, so tests see events and deliveries quickly.
@@ -356,6 +357,11 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     pub async fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port).await
+    }
+
+    /// A Redis on `port` (e.g. again on the port of one the test stopped).
+    pub async fn start_on(port: u16) -> PrivateRedis {
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())

@@ -8,6 +8,7 @@ use super::page::{After, Page, PageSpec, after_of, finish};
 use crate::domain::Permission;
 use crate::domain::api_key::{ApiKey, KeyStatus};
 use crate::domain::tenant::{RateLimit, TenantId, TenantStatus, Tier};
+use crate::domain::tier::Class;
 use crate::store::{StoreError, StoreResult};
 
 const COLUMNS: &str = "k.key_id, k.tenant_id, k.key_prefix, k.name, k.description, k.permissions, \
@@ -88,6 +89,12 @@ pub async fn insert(tx: &mut PgTx, key: &ApiKey, digest: &[u8]) -> StoreResult<(
     Ok(())
 }
 
+pub async fn get(pool: &sqlx::PgPool, key_id: &str) -> StoreResult<Option<ApiKey>> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys k WHERE k.key_id = $1");
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(key_id).fetch_optional(pool).await?;
+    row.map(ApiKey::try_from).transpose()
+}
+
 /// Reads a key and locks its row; also returns its digest (for cache invalidation).
 pub async fn get_for_update(tx: &mut PgTx, key_id: &str) -> StoreResult<Option<(ApiKey, Vec<u8>)>> {
     let sql = format!("SELECT {COLUMNS}, k.key_digest FROM api_keys k WHERE k.key_id = $1 FOR UPDATE");
@@ -159,13 +166,18 @@ pub struct KeyWithTenant {
     pub tenant_status: TenantStatus,
     pub tenant_tier: Tier,
     pub tenant_rate_limit: Option<RateLimit>,
+    /// The admission class and rate limit of the tenant's tier, read with the key so a tier
+    /// change reaches the runtime with the next cache fill.
+    pub tier_class: Class,
+    pub tier_rate_limit: Option<RateLimit>,
 }
 
 pub async fn find_by_digest(pool: &sqlx::PgPool, digest: &[u8]) -> StoreResult<Option<KeyWithTenant>> {
     let sql = format!(
         "SELECT {COLUMNS}, t.status AS tenant_status, t.tier AS tenant_tier, t.rate_limit_per_second, \
-         t.rate_limit_burst FROM api_keys k \
-         JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_digest = $1"
+         t.rate_limit_burst, tr.admission_class, tr.rate_limit_per_second AS tier_rate_limit_per_second, \
+         tr.rate_limit_burst AS tier_rate_limit_burst FROM api_keys k \
+         JOIN tenants t ON t.tenant_id = k.tenant_id JOIN tiers tr ON tr.tier = t.tier WHERE k.key_digest = $1"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(digest).fetch_optional(pool).await?;
     row.map(|row| {
@@ -174,7 +186,13 @@ pub async fn find_by_digest(pool: &sqlx::PgPool, digest: &[u8]) -> StoreResult<O
         let tenant_status =
             TenantStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("tenant status {status:?}")))?;
         let tier: String = row.try_get("tenant_tier")?;
-        let tenant_tier = Tier::parse(&tier).ok_or_else(|| StoreError::Internal(format!("tenant tier {tier:?}")))?;
+        let tenant_tier = Tier::parse(&tier).map_err(|_| StoreError::Internal(format!("tenant tier {tier:?}")))?;
+        let class: String = row.try_get("admission_class")?;
+        let tier_class = Class::parse(&class).ok_or_else(|| StoreError::Internal(format!("tier class {class:?}")))?;
+        let tier_rate_limit = super::tenants::rate_limit_of(
+            row.try_get("tier_rate_limit_per_second")?,
+            row.try_get("tier_rate_limit_burst")?,
+        );
         let tenant_rate_limit =
             super::tenants::rate_limit_of(row.try_get("rate_limit_per_second")?, row.try_get("rate_limit_burst")?);
         Ok(KeyWithTenant {
@@ -182,6 +200,8 @@ pub async fn find_by_digest(pool: &sqlx::PgPool, digest: &[u8]) -> StoreResult<O
             tenant_status,
             tenant_tier,
             tenant_rate_limit,
+            tier_class,
+            tier_rate_limit,
         })
     })
     .transpose()

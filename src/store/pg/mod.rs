@@ -10,9 +10,11 @@ pub mod events;
 pub mod listen;
 pub mod page;
 pub mod principals;
+pub mod provisions;
 pub mod retention;
 pub mod secrets;
 pub mod tenants;
+pub mod tiers;
 pub mod webhooks;
 
 use std::time::Duration;

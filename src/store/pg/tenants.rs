@@ -48,7 +48,7 @@ impl TryFrom<Row> for Tenant {
             tenant_id: TenantId::parse(&r.tenant_id).map_err(|_| corrupt("tenant_id", &r.tenant_id))?,
             name: r.name,
             status: TenantStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?,
-            tier: Tier::parse(&r.tier).ok_or_else(|| corrupt("tier", &r.tier))?,
+            tier: Tier::parse(&r.tier).map_err(|_| corrupt("tier", &r.tier))?,
             parent_tenant_id: r.parent_tenant_id,
             default_commit_overage_policy: CommitOveragePolicy::parse(&r.default_commit_overage_policy)
                 .ok_or_else(|| corrupt("overage policy", &r.default_commit_overage_policy))?,
