@@ -80,6 +80,7 @@ const fn global(perm: P) -> Rule {
 
 const KEY: &[Loc] = &[Loc::Owned(Owned::ApiKey, "key_id")];
 const HOOK: &[Loc] = &[Loc::Owned(Owned::Webhook, "subscription_id")];
+const POLICY: &[Loc] = &[Loc::Owned(Owned::Policy, "policy_id")];
 const PRINCIPAL: &[Loc] = &[Loc::Owned(Owned::Principal, "principal_id")];
 const BUDGET: &[Loc] = &[Loc::QueryScope, Loc::QueryCheck];
 
@@ -111,6 +112,13 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("POST", "/v1/admin/budgets/fund", either(P::BudgetsFund, BUDGET)),
     ("POST", "/v1/admin/budgets/freeze", admin(P::BudgetsWrite, BUDGET)),
     ("POST", "/v1/admin/budgets/unfreeze", admin(P::BudgetsWrite, BUDGET)),
+    ("POST", "/v1/admin/policies", either(P::PoliciesWrite, &[Loc::Body("tenant_id")])),
+    ("GET", "/v1/admin/policies", either(P::PoliciesRead, &[Loc::Query])),
+    ("POST", "/v1/admin/policies/dry-run", either(P::PoliciesRead, &[Loc::Body("tenant_id")])),
+    ("GET", "/v1/admin/policies/{policy_id}", either(P::PoliciesRead, POLICY)),
+    ("PATCH", "/v1/admin/policies/{policy_id}", either(P::PoliciesWrite, POLICY)),
+    ("GET", "/v1/admin/policies/{policy_id}/versions", either(P::PoliciesRead, POLICY)),
+    ("POST", "/v1/admin/policies/{policy_id}/rollback", either(P::PoliciesWrite, POLICY)),
     ("POST", "/v1/auth/validate", platform(P::KeysRead)),
     ("GET", "/v1/auth/introspect", Rule::Admin { perm: None, tenancy: Tenancy::Global, tenant_key_too: true }),
     ("GET", "/v1/admin/audit/logs", admin(P::AuditRead, &[Loc::Query])),

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod events;
 pub mod health;
+pub mod policies;
 pub mod principals;
 pub mod provision;
 mod refusals;
@@ -44,6 +45,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/budgets/fund", post(budgets::fund))
         .route("/v1/admin/budgets/freeze", post(budgets::freeze))
         .route("/v1/admin/budgets/unfreeze", post(budgets::unfreeze))
+        .route("/v1/admin/policies", post(policies::create).get(policies::list))
+        .route("/v1/admin/policies/dry-run", post(policies::dry_run))
+        .route("/v1/admin/policies/{policy_id}", get(policies::get).patch(policies::update))
+        .route("/v1/admin/policies/{policy_id}/versions", get(policies::versions))
+        .route("/v1/admin/policies/{policy_id}/rollback", post(policies::rollback))
         .route("/v1/auth/validate", post(auth::validate))
         .route("/v1/auth/introspect", get(auth::introspect))
         .route("/v1/admin/audit/logs", get(audit::list))

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod budgets;
 pub mod config;
 pub mod key_rotation;
+pub mod policies;
 pub mod principals;
 pub mod provision;
 mod reads;

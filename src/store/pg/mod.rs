@@ -9,6 +9,7 @@ mod deliveries;
 pub mod events;
 pub mod listen;
 pub mod page;
+pub mod policies;
 pub mod principals;
 pub mod provisions;
 pub mod retention;

@@ -378,6 +378,7 @@ pub enum Owned {
     ApiKey,
     Webhook,
     Event,
+    Policy,
     Principal,
 }
 
@@ -388,6 +389,7 @@ pub async fn owner_tenant(pool: &sqlx::PgPool, kind: Owned, id: &str) -> StoreRe
         Owned::Webhook => "SELECT tenant_id FROM webhook_subscriptions WHERE subscription_id = $1",
         Owned::Event => "SELECT tenant_id FROM events WHERE event_id = $1",
         Owned::Principal => "SELECT tenant_id FROM principals WHERE principal_id = $1",
+        Owned::Policy => "SELECT tenant_id FROM policies WHERE policy_id = $1",
     };
     Ok(sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await?)
 }

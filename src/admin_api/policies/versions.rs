@@ -1,0 +1,80 @@
+//! `GET /v1/admin/policies/{policy_id}/versions` and `POST …/rollback {"version": n}` (Tollgate
+//! extensions, after DVARA's): the last 10 versions of a policy's rules, and a rollback that
+//! stores a new version equal to an earlier one.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{PolicyBody, route};
+use crate::auth::AnyAuth;
+use crate::domain::Permission;
+use crate::domain::policy::Rules;
+use crate::error::ApiResult;
+use crate::http::context::RequestCtx;
+use crate::http::extract::{JsonBody, PathParam};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct VersionBody {
+    version: i32,
+    /// `create`, `update` or `rollback`.
+    change: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restored_from: Option<i32>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    rules: Rules,
+}
+
+#[derive(Serialize)]
+pub struct VersionsBody {
+    policy_id: String,
+    current_version: i32,
+    versions_kept: i32,
+    /// Newest first.
+    versions: Vec<VersionBody>,
+}
+
+pub async fn versions(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<VersionsBody>> {
+    let r = route(caller, ctx, None, Permission::PoliciesRead)?;
+    let (policy, versions) = state.catalogue.policy_versions(r.viewer(), &id).await?;
+    Ok(Json(VersionsBody {
+        policy_id: policy.policy_id,
+        current_version: policy.version,
+        versions_kept: crate::catalogue::policies::VERSIONS_KEPT,
+        versions: versions
+            .into_iter()
+            .map(|v| VersionBody {
+                version: v.version,
+                change: v.change,
+                restored_from: v.restored_from,
+                created_at: v.created_at,
+                rules: v.rules,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    version: i64,
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    axum::Extension(ctx): axum::Extension<RequestCtx>,
+    PathParam(id): PathParam<String>,
+    JsonBody(req): JsonBody<RollbackRequest>,
+) -> ApiResult<Json<PolicyBody>> {
+    let r = route(caller, ctx, None, Permission::PoliciesWrite)?;
+    Ok(Json(state.catalogue.rollback_policy(&r.actor, r.viewer(), &id, req.version).await?.into()))
+}
