@@ -89,6 +89,8 @@ async fn an_export_holds_every_kind_and_never_a_secret_or_a_digest() {
     assert_eq!(snap["includes_balances"], false);
     assert_eq!(snap["omitted_fields"]["webhooks"], json!(["signing_secret", "headers"]));
     assert_eq!(snap["omitted_fields"]["api_keys"], json!(["key_secret", "key_hash", "key_prefix"]));
+    assert_eq!(section(&snap, "tiers").len(), 4, "the built-in tiers");
+    assert!(section(&snap, "policies").is_empty());
     let t = find(&snap, "tenants", "tenant_id", &fx.tenant);
     assert_eq!(t["status"], "ACTIVE");
     assert_eq!(t["default_reservation_ttl_ms"], 60_000);
@@ -151,6 +153,14 @@ async fn seeded() -> (Fx, String) {
     assert_eq!(r.status, 200, "{}", r.text);
     subscribe(app, Some(&fx.tenant), "tenant-hook").await;
     subscribe(app, None, "system-hook").await;
+    let gold = json!({"tier": "gold", "description": "Gold customers", "admission_class": "premium",
+        "rate_limit_per_second": 300, "default_budgets": [{"scope": "", "unit": USD, "allocated": {"unit": USD, "amount": 500}}]});
+    let r = send(app.admin(Method::POST, "/v1/admin/tiers").json(&gold)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = json!({"tenant_id": fx.tenant, "name": "eng caps", "scope_pattern": format!("tenant:{}/workspace:eng/*", fx.tenant),
+        "priority": 10, "caps": {"max_tokens": 4096}, "denied_action_kinds": ["payment.charge"]});
+    let r = send(app.admin(Method::POST, "/v1/admin/policies").json(&policy)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
     (fx, other)
 }
 
@@ -166,6 +176,8 @@ async fn an_export_imported_into_a_fresh_deployment_reproduces_it() {
     assert_eq!(r.body["changes"]["tenants"]["create"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["changes"]["budgets"]["create"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["changes"]["webhooks"]["create"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["changes"]["tiers"]["create"], json!(["gold"]));
+    assert_eq!(r.body["changes"]["policies"]["create"].as_array().unwrap().len(), 1);
     let skipped = r.body["changes"]["api_keys"]["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1, "keys are never created by an import: {}", r.text);
     let copy = export(&fresh, "?include=balances").await;
@@ -180,7 +192,7 @@ async fn an_export_imported_into_a_fresh_deployment_reproduces_it() {
     assert_eq!(mirror, "ACTIVE");
     let again = import(&fresh, "?mode=merge", &source).await;
     assert_eq!(again.status, 200, "{}", again.text);
-    for kind in ["tenants", "budgets", "webhooks"] {
+    for kind in ["tiers", "tenants", "budgets", "webhooks", "policies"] {
         let d = &again.body["changes"][kind];
         assert!(
             d["create"].as_array().unwrap().is_empty() && d["update"].as_array().unwrap().is_empty(),

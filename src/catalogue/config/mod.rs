@@ -16,7 +16,9 @@
 pub mod api_keys;
 pub mod budgets;
 mod plan;
+pub mod policies;
 pub mod tenants;
+pub mod tiers;
 mod undo;
 pub mod webhooks;
 
@@ -55,6 +57,8 @@ pub struct Snapshot {
     #[serde(default)]
     pub omitted_fields: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiers: Option<Vec<tiers::TierSnap>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<Vec<tenants::TenantSnap>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budgets: Option<Vec<budgets::BudgetSnap>>,
@@ -62,6 +66,8 @@ pub struct Snapshot {
     pub webhooks: Option<Vec<webhooks::WebhookSnap>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_keys: Option<Vec<api_keys::KeySnap>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<policies::PolicySnap>>,
 }
 
 /// `merge` creates and updates; `replace` also deletes what the snapshot's sections lack.
@@ -115,6 +121,8 @@ impl Allowance {
 /// What every section's plan may need to know of the others.
 pub(super) struct Ctx {
     pub mode: Mode,
+    /// Every tier once the import applies.
+    pub tiers: HashSet<String>,
     /// Each tenant's status once the import applies.
     pub after: HashMap<String, TenantStatus>,
     /// Tenants this import closes: their keys, webhooks and budgets are left to the close
@@ -171,11 +179,13 @@ impl Catalogue {
     /// The whole configuration as one document; balances only when asked.
     pub async fn export_config(&self, include_balances: bool) -> Result<Snapshot> {
         let mut allowance = Allowance(OBJECTS_MAX);
+        let tiers = tiers::export(self, &mut allowance).await?;
         let tenants = tenants::export(self, &mut allowance).await?;
         let ids: Vec<String> = tenants.iter().map(|t| t.tenant_id.to_string()).collect();
         let budgets = budgets::export(self, &ids, include_balances, &mut allowance).await?;
         let webhooks = webhooks::export(self, &mut allowance).await?;
         let api_keys = api_keys::export(self, &mut allowance).await?;
+        let policies = policies::export(self, &ids, &mut allowance).await?;
         let omitted_fields = BTreeMap::from([
             ("webhooks".to_string(), webhooks::OMITTED.iter().map(|s| s.to_string()).collect()),
             ("api_keys".to_string(), api_keys::OMITTED.iter().map(|s| s.to_string()).collect()),
@@ -186,10 +196,12 @@ impl Catalogue {
             exported_at: crate::domain::clock::now().format(&time::format_description::well_known::Rfc3339).ok(),
             includes_balances: include_balances,
             omitted_fields,
+            tiers: Some(tiers),
             tenants: Some(tenants),
             budgets: Some(budgets),
             webhooks: Some(webhooks),
             api_keys: Some(api_keys),
+            policies: Some(policies),
         })
     }
 }

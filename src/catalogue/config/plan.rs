@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Allowance, Applying, Ctx, FORMAT, FORMAT_VERSION, Mode, OBJECTS_MAX, Snapshot, undo::Undo};
-use super::{api_keys, budgets, tenants, webhooks};
+use super::{api_keys, budgets, policies, tenants, tiers, webhooks};
 use crate::catalogue::Catalogue;
 use crate::catalogue::audit::Actor;
 use crate::domain::error::{Error, Result};
@@ -42,10 +42,12 @@ pub struct Report {
 }
 
 struct Plans {
+    tiers: tiers::Plan,
     tenants: tenants::Plan,
     budgets: budgets::Plan,
     webhooks: webhooks::Plan,
     api_keys: api_keys::Plan,
+    policies: policies::Plan,
 }
 
 fn check_header(s: &Snapshot) -> Result<()> {
@@ -56,6 +58,8 @@ fn check_header(s: &Snapshot) -> Result<()> {
         return Err(Error::invalid_field("format_version", format!("must be {FORMAT_VERSION}")));
     }
     let mut allowance = Allowance(OBJECTS_MAX);
+    allowance.take(s.tiers.as_ref().map_or(0, Vec::len))?;
+    allowance.take(s.policies.as_ref().map_or(0, Vec::len))?;
     allowance.take(s.tenants.as_ref().map_or(0, Vec::len))?;
     allowance.take(s.budgets.as_ref().map_or(0, Vec::len))?;
     allowance.take(s.webhooks.as_ref().map_or(0, Vec::len))?;
@@ -76,6 +80,8 @@ impl Catalogue {
         }
         let plans = self.plan_all(&snap, mode).await?;
         let changes = BTreeMap::from([
+            ("tiers", plans.tiers.diff()),
+            ("policies", plans.policies.diff()),
             ("tenants", plans.tenants.diff()),
             ("budgets", plans.budgets.diff()),
             ("webhooks", plans.webhooks.diff()),
@@ -102,12 +108,14 @@ impl Catalogue {
     }
 
     async fn plan_all(&self, snap: &Snapshot, mode: Mode) -> Result<Plans> {
-        let mut ctx = Ctx { mode, after: Default::default(), closing: Default::default() };
+        let mut ctx = Ctx { mode, tiers: Default::default(), after: Default::default(), closing: Default::default() };
+        let tiers = tiers::plan(self, snap.tiers.as_deref(), &mut ctx).await?;
         let tenants = tenants::plan(self, snap.tenants.as_deref(), &mut ctx).await?;
         let budgets = budgets::plan(self, snap.budgets.as_deref(), &ctx).await?;
         let webhooks = webhooks::plan(self, snap.webhooks.as_deref(), &ctx).await?;
         let api_keys = api_keys::plan(self, snap.api_keys.as_deref(), &ctx).await?;
-        Ok(Plans { tenants, budgets, webhooks, api_keys })
+        let policies = policies::plan(self, snap.policies.as_deref(), &ctx).await?;
+        Ok(Plans { tiers, tenants, budgets, webhooks, api_keys, policies })
     }
 
     /// Every plan in `tx`, Postgres and Redis alike, then the commit that also deletes the
@@ -116,10 +124,12 @@ impl Catalogue {
         if !config_journal::remove(&mut tx, a.import_id).await? {
             return Err(Error::internal("the import's undo plan vanished before it applied"));
         }
+        tiers::apply(&mut tx, &plans.tiers, a).await?;
         tenants::apply(self, &mut tx, &plans.tenants, a).await?;
         tenants::mirror(self, &plans.tenants).await?;
         webhooks::apply(self, &mut tx, &plans.webhooks, a).await?;
         api_keys::apply(&mut tx, &plans.api_keys, a).await?;
+        policies::apply(&mut tx, &plans.policies, a).await?;
         budgets::apply(self, &mut tx, &plans.budgets, a).await?;
         crate::events::record(&mut tx, &a.events).await?;
         let announce = std::mem::take(&mut a.announce);

@@ -58,7 +58,7 @@ impl TenantSnap {
             tenant_id: t.tenant_id.clone(),
             name: t.name.clone(),
             status: t.status,
-            tier: t.tier,
+            tier: t.tier.clone(),
             parent_tenant_id: t.parent_tenant_id.clone(),
             default_commit_overage_policy: t.default_commit_overage_policy,
             default_reservation_ttl_ms: t.default_reservation_ttl_ms,
@@ -85,7 +85,7 @@ impl TenantSnap {
             tenant_id: self.tenant_id.clone(),
             name: self.name.clone(),
             status: self.status,
-            tier: self.tier,
+            tier: self.tier.clone(),
             parent_tenant_id: self.parent_tenant_id.clone(),
             default_commit_overage_policy: self.default_commit_overage_policy,
             default_reservation_ttl_ms: self.default_reservation_ttl_ms,
@@ -217,6 +217,9 @@ pub(super) async fn plan(c: &Catalogue, section: Option<&[TenantSnap]>, ctx: &mu
             return Err(bad("tenants", &id, "tenant_id", "appears more than once"));
         }
         snap.validate()?;
+        if !ctx.tiers.contains(snap.tier.as_str()) {
+            return Err(bad("tenants", &id, "tier", "no such tier in the deployment or the snapshot"));
+        }
         let cur = current.get(&id);
         let wanted = snap.to_tenant(cur);
         ctx.after.insert(id.clone(), wanted.status);
