@@ -130,7 +130,7 @@ fn policies(wire: Vec<Value>) -> ApiResult<Vec<Value>> {
                 return Err(ApiError::invalid_field(&at(&format!(".{f}")), "is required: a non-empty string"));
             }
         }
-        if !obj.get("priority").and_then(Value::as_i64).is_some_and(|n| n >= 0) {
+        if obj.get("priority").and_then(Value::as_i64).is_none_or(|n| n < 0) {
             return Err(ApiError::invalid_field(&at(".priority"), "is required: an integer ≥ 0"));
         }
     }
