@@ -59,16 +59,8 @@ fn next_version(cur: &Policy, rules: Rules) -> Policy {
     Policy { rules, version: cur.version + 1, updated_at: now(), ..cur.clone() }
 }
 
-pub(super) async fn plan(c: &Catalogue, section: Option<&[PolicySnap]>, ctx: &Ctx) -> Result<Plan> {
-    let mut plan = Plan::default();
-    let Some(section) = section else { return Ok(plan) };
-    let mut current: HashMap<String, Policy> = HashMap::new();
-    for tenant in ctx.after.keys().filter(|t| ctx.owns(t)) {
-        for p in store::of_tenant(c.pg.pool(), tenant, POLICIES_PER_TENANT_MAX).await? {
-            current.insert(p.policy_id.clone(), p);
-        }
-    }
-    let mut seen = HashSet::new();
+/// Names stay unique per tenant, and tenants within their policy count, once the import applies.
+fn check_names(current: &HashMap<String, Policy>, section: &[PolicySnap]) -> Result<()> {
     let mut owner_of: HashMap<String, (String, String)> =
         current.values().map(|p| (p.policy_id.clone(), (p.tenant_id.clone(), p.rules.name.clone()))).collect();
     for snap in section {
@@ -76,8 +68,7 @@ pub(super) async fn plan(c: &Catalogue, section: Option<&[PolicySnap]>, ctx: &Ct
     }
     let mut named: HashMap<&(String, String), &str> = HashMap::new();
     for (id, key) in &owner_of {
-        if let Some(other) = named.insert(key, id) {
-            let id = if seen.insert(id.clone()) { id.as_str() } else { other };
+        if named.insert(key, id).is_some() {
             return Err(bad("policies", id, "name", format!("{:?} names two policies of tenant {}", key.1, key.0)));
         }
     }
@@ -93,7 +84,20 @@ pub(super) async fn plan(c: &Catalogue, section: Option<&[PolicySnap]>, ctx: &Ct
             ));
         }
     }
-    seen.clear();
+    Ok(())
+}
+
+pub(super) async fn plan(c: &Catalogue, section: Option<&[PolicySnap]>, ctx: &Ctx) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let Some(section) = section else { return Ok(plan) };
+    let mut current: HashMap<String, Policy> = HashMap::new();
+    for tenant in ctx.after.keys().filter(|t| ctx.owns(t)) {
+        for p in store::of_tenant(c.pg.pool(), tenant, POLICIES_PER_TENANT_MAX).await? {
+            current.insert(p.policy_id.clone(), p);
+        }
+    }
+    check_names(&current, section)?;
+    let mut seen = HashSet::new();
     for snap in section {
         let id = snap.policy_id.as_str();
         if id.is_empty() || id.len() > ID_LEN_MAX || !seen.insert(id.to_string()) {
