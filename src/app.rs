@@ -103,6 +103,9 @@ fn spawn_workers(
     if config.plane.runtime() {
         workers.push(tokio::spawn(crate::workers::expiry::run(state.ledger.clone(), shutdown.clone())));
     }
+    if config.plane.admin() {
+        workers.push(tokio::spawn(crate::workers::import_recovery::run(state.catalogue.clone(), shutdown.clone())));
+    }
     if config.events_workers {
         let drain = Drain::new(pg.clone(), redis.clone(), state.ledger.clone(), config.drain());
         workers.push(tokio::spawn(drain.run(shutdown.clone())));

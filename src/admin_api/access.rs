@@ -143,6 +143,8 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("POST", "/v1/admin/webhooks/{subscription_id}/replay", admin(P::WebhooksWrite, HOOK)),
     ("GET", "/v1/admin/config/webhook-security", platform(P::ConfigRead)),
     ("PUT", "/v1/admin/config/webhook-security", platform(P::ConfigWrite)),
+    ("GET", "/v1/admin/config/export", platform(P::ConfigExport)),
+    ("POST", "/v1/admin/config/import", platform(P::ConfigImport)),
     ("POST", "/v1/webhooks", Rule::TenantKey),
     ("GET", "/v1/webhooks", Rule::TenantKey),
     ("GET", "/v1/webhooks/{subscription_id}", Rule::TenantKey),

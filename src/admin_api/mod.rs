@@ -11,6 +11,7 @@ pub mod budget_fund;
 pub mod budget_list;
 pub mod budgets;
 pub mod bulk;
+pub mod config;
 pub mod dead_letters;
 pub mod events;
 pub mod health;
@@ -78,6 +79,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/admin/config/webhook-security",
             get(webhooks::get_security_config).merge(put(webhooks::put_security_config)),
+        )
+        .route("/v1/admin/config/export", get(config::export))
+        .route(
+            "/v1/admin/config/import",
+            post(config::import).layer(axum::extract::DefaultBodyLimit::max(config::IMPORT_BYTES_MAX)),
         )
         .route("/v1/webhooks", post(webhooks::create_for_tenant).get(webhooks::list_for_tenant))
         .route(

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod budgets;
 pub mod bulk;
+pub mod config;
 pub mod key_rotation;
 pub mod policies;
 pub mod principals;

@@ -113,6 +113,26 @@ impl Cascade<'_> {
 }
 
 impl Catalogue {
+    /// Revokes a closing tenant's keys and disables its webhooks in `tx`, one audit entry and
+    /// event each, as a close does (the configuration import's close); returns the cache
+    /// announcements, the tenant's included.
+    pub(super) async fn cascade_children(
+        &self,
+        tx: &mut PgTx,
+        actor: &Actor,
+        tenant: &str,
+        correlation_id: &str,
+        out: &mut Vec<Event>,
+    ) -> Result<Vec<String>> {
+        let cascade = Cascade { actor, tenant, at: now(), correlation_id };
+        let mut announce = cascade.revoke_keys(tx, out).await?;
+        cascade.disable_webhooks(tx, out).await?;
+        announce.push(format!("tenant:{tenant}"));
+        Ok(announce)
+    }
+}
+
+impl Catalogue {
     /// Creates `t`; returns the stored tenant and whether this call created it. A second
     /// create with the same id and name returns the existing tenant; another name is 409.
     pub async fn create_tenant(&self, actor: &Actor, t: Tenant) -> Result<(Tenant, bool)> {

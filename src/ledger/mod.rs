@@ -5,6 +5,7 @@
 
 pub mod budgets;
 pub mod cascade;
+pub mod import;
 pub mod ops;
 pub mod reads;
 pub mod scan;

@@ -125,7 +125,7 @@ pub struct BudgetDoc {
 }
 
 /// The budget fields in the order `budget_doc` and the reads use.
-const DOC_FIELDS: [&str; 14] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe"];
+pub const DOC_FIELDS: [&str; 14] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe"];
 
 impl BudgetDoc {
     /// From the 14 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.

@@ -2,6 +2,7 @@
 
 pub mod auth_listener;
 pub mod expiry;
+pub mod import_recovery;
 pub mod key_expiry;
 pub mod key_usage;
 pub mod provision_recovery;

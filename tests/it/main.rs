@@ -15,6 +15,7 @@ mod budgets_admin;
 mod bulk_budgets;
 mod bulk_tenants;
 mod cluster;
+mod config_export;
 mod crash;
 mod dead_letters;
 mod events;

@@ -12,16 +12,16 @@ pub(super) fn has_nul(v: &Value) -> bool {
     }
 }
 
-pub(super) fn field_error((field, message): (String, String)) -> Error {
+pub(in crate::catalogue) fn field_error((field, message): (String, String)) -> Error {
     Error::invalid_field(&field, message)
 }
 
-pub(super) fn new_secret() -> Result<String> {
+pub(in crate::catalogue) fn new_secret() -> Result<String> {
     let bytes = crate::auth::secret::random_bytes_32().map_err(Error::internal)?;
     Ok(format!("whsec_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
 }
 
-pub(super) fn check_input(input: &SubscriptionInput) -> Result<()> {
+pub(in crate::catalogue) fn check_input(input: &SubscriptionInput) -> Result<()> {
     let chars = |field: &str, v: &Option<String>, max: usize| -> Result<()> {
         match v {
             Some(s) if s.chars().count() > max => {

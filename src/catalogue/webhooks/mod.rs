@@ -75,7 +75,7 @@ fn findable(id: &str) -> bool {
 mod input;
 mod ops;
 
-use input::{check_input, field_error, new_secret};
+pub(in crate::catalogue) use input::{check_input, field_error, new_secret};
 pub use ops::delivery_status;
 
 /// Locks the owning tenant's row and refuses a CLOSED tenant's subscriptions (409, Rule 2);
@@ -191,7 +191,7 @@ async fn record_update(
 }
 
 impl Catalogue {
-    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
+    pub(in crate::catalogue) fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
         self.dispatcher.sealer().seal(plain).map_err(Error::internal)
     }
 
@@ -203,7 +203,7 @@ impl Catalogue {
         self.seal(&raw).map(Some)
     }
 
-    async fn check_url(&self, url: &str) -> Result<()> {
+    pub(in crate::catalogue) async fn check_url(&self, url: &str) -> Result<()> {
         let guard = self.dispatcher.guard().current();
         guard.check_url(url).await.map(|_| ()).map_err(|why| {
             Error::new(ErrorCode::WebhookUrlInvalid, format!("url: {why}")).with_details(json!({ "field": "url" }))

@@ -23,7 +23,8 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// The spec's `ActionQuotaWindow`.
+    /// The spec's `ActionQuotaWindow` (its wire names all start with `per_`).
+    #[allow(clippy::enum_variant_names)]
     QuotaWindow {
         Run = "per_run",
         Minute = "per_minute_tumbling",

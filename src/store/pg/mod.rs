@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod bulk;
+pub mod config_journal;
 pub mod dead_letters;
 mod deliveries;
 pub mod events;

@@ -248,6 +248,15 @@ impl RedisStore {
         self.enrol(tenant, status).await
     }
 
+    /// Removes a tenant's mirror and roster entry: the undo of an import that created a tenant
+    /// Postgres never committed.
+    pub async fn forget_tenant(&self, tenant: &str) -> StoreResult<()> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.keys.tenant(tenant));
+        let _: i64 = self.query(&cmd).await?;
+        self.enrol(tenant, "CLOSED").await
+    }
+
     /// Keeps the roster in step with a tenant's status: every tenant but a CLOSED one is on it.
     /// A separate command: the roster has no tenant tag, so it may live on another cluster node.
     async fn enrol(&self, tenant: &str, status: &str) -> StoreResult<()> {

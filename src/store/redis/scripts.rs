@@ -92,6 +92,8 @@ scripts! {
     budget_status => "budget_status.lua",
     budget_fund => "budget_fund.lua",
     signals => "signals.lua",
+    budget_import => "budget_import.lua",
+    budget_restore => "budget_restore.lua",
 }
 
 impl Default for Scripts {
