@@ -92,6 +92,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{subscription_id}/test", post(webhooks::test_for_tenant))
         .route("/v1/webhooks/{subscription_id}/deliveries", get(webhooks::deliveries_for_tenant))
+        .merge(access_routes())
+        // Inner to the metrics layer, so refusals are counted like any other response.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
+        .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("admin", r, n)));
+    crate::http::finish(routes).with_state(state)
+}
+
+/// The access-control routes: principals, their roles and tokens, roles and permissions.
+fn access_routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/admin/principals", post(principals::create).get(principals::list))
         .route("/v1/admin/principals/{principal_id}", get(principals::get).patch(principals::update))
         .route("/v1/admin/principals/{principal_id}/roles", post(principals::assign_role))
@@ -103,10 +113,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/roles/{role_id}", delete(roles::delete))
         .route("/v1/admin/roles/{role_id}/permissions", post(roles::add_permissions))
         .route("/v1/admin/roles/{role_id}/permissions/{permission}", delete(roles::remove_permission))
-        // Inner to the metrics layer, so refusals are counted like any other response.
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
-        .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("admin", r, n)));
-    crate::http::finish(routes).with_state(state)
 }
 
 /// `GET /v1/admin/priority/stats`: the priority gate's in-flight counts and shares.

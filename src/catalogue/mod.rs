@@ -42,6 +42,9 @@ pub struct Catalogue {
     /// Test-only fault (`TOLLGATE_TEST_FAULT=abort-after-provision-commit`): the crash tests
     /// kill the engine at the one point where Postgres holds a customer Redis does not yet.
     abort_after_provision_commit: bool,
+    /// An import of this instance failed and could not undo its Redis writes yet: the recovery
+    /// pass runs every second until it has (otherwise every 10 s, for other instances' imports).
+    imports_pending: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Catalogue {
@@ -53,7 +56,8 @@ impl Catalogue {
         key_cache: Arc<KeyCache>,
         dispatcher: crate::events::dispatch::Dispatcher,
     ) -> Self {
-        Self { pg, redis, hasher, ledger, key_cache, dispatcher, abort_after_provision_commit: false }
+        let imports_pending = Arc::default();
+        Self { pg, redis, hasher, ledger, key_cache, dispatcher, abort_after_provision_commit: false, imports_pending }
     }
 
     /// Commits `tx` with auth-change announcements (`key:<digest hex>`, `tenant:<id>`): sent

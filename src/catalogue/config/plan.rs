@@ -141,12 +141,25 @@ impl Catalogue {
     async fn recover_after_failure(&self, import_id: &str) {
         match self.recover_imports(true).await {
             Ok(_) => tracing::info!(import_id, "config import failed; its Redis writes were undone"),
-            Err(e) => tracing::warn!(
-                import_id,
-                error = %e.message,
-                "config import failed and its Redis writes could not be undone yet; the recovery pass will"
-            ),
+            Err(e) => {
+                self.imports_pending.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    import_id,
+                    error = %e.message,
+                    "config import failed and its Redis writes could not be undone yet; the recovery pass will"
+                );
+            }
         }
+    }
+
+    /// Whether an import of this instance left Redis writes to undo (cleared by a pass that
+    /// succeeds).
+    pub fn imports_pending(&self) -> bool {
+        self.imports_pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn imports_recovered(&self) {
+        self.imports_pending.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The ledger half of the closes the import committed: budgets closed, reservations
