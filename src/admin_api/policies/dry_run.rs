@@ -198,7 +198,7 @@ fn body_of(run: DryRun, samples: &[Sample]) -> DryRunBody {
 
 #[utoipa::path(post, path = "/v1/admin/policies/dry-run", operation_id = "dryRunPolicy", tag = "Policies",
     request_body = super::wire::DryRunDoc,
-    responses((status = 200, description = "The samples' decisions with and without the candidate; nothing is stored", body = DryRunBody), crate::http::openapi::E400_401_403_404_409_500_503)
+    responses((status = 200, description = "The samples' decisions with and without the candidate; nothing is stored", body = DryRunBody), crate::http::openapi::E400_401_403_404_500_503)
 )]
 pub async fn dry_run(
     State(state): State<AppState>,
