@@ -52,6 +52,34 @@ pub fn fingerprint(req: &impl Serialize) -> ApiResult<String> {
     Ok(hex::encode(Sha256::digest(&canonical)))
 }
 
+/// The spec's `TenantBulkActionResponse` and `BudgetBulkActionResponse` (the same shape), as
+/// `catalogue::bulk` builds them (and a replay returns them); this type only describes them.
+#[derive(utoipa::ToSchema)]
+#[schema(as = BulkActionResponse)]
+#[allow(dead_code)]
+pub struct BulkResponse {
+    action: String,
+    total_matched: u32,
+    /// `{id}` per row changed.
+    succeeded: Vec<RowOutcome>,
+    /// `{id, error_code, message}` per row that failed.
+    failed: Vec<RowOutcome>,
+    /// `{id, reason}` per row already in the requested state.
+    skipped: Vec<RowOutcome>,
+    idempotency_key: String,
+}
+
+/// The spec's `BulkActionRowOutcome`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = BulkActionRowOutcome)]
+#[allow(dead_code)]
+pub struct RowOutcome {
+    id: String,
+    error_code: Option<String>,
+    message: Option<String>,
+    reason: Option<String>,
+}
+
 /// The stored response of a replay, or the fresh invocation.
 async fn begin(state: &AppState, req: BulkRequest) -> ApiResult<Result<Bulk, Value>> {
     Ok(match state.catalogue.bulk_begin(req).await? {
@@ -60,7 +88,7 @@ async fn begin(state: &AppState, req: BulkRequest) -> ApiResult<Result<Bulk, Val
     })
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantBulkFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,10 +101,13 @@ pub struct TenantBulkFilter {
     search: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TenantBulkActionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct TenantBulkRequest {
+    #[schema(value_type = TenantBulkFilter)]
     filter: Object<TenantBulkFilter>,
+    /// `SUSPEND`, `REACTIVATE` or `CLOSE`.
     action: String,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_opt_int")]
     expected_count: Option<i64>,
@@ -109,6 +140,10 @@ fn tenant_filter(f: &TenantBulkFilter) -> ApiResult<Filter> {
 }
 
 /// `POST /v1/admin/tenants/bulk-action` (platform principals with `tenants:write`).
+#[utoipa::path(post, path = "/v1/admin/tenants/bulk-action", operation_id = "bulkActionTenants", tag = "Tenants",
+    request_body = TenantBulkRequest,
+    responses((status = 200, description = "What the action did, row by row (a repeated idempotency key replays it)", body = BulkResponse), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn tenants(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -136,10 +171,12 @@ pub async fn tenants(
     Ok(Json(state.catalogue.bulk_tenants(&Actor::admin(ctx), bulk, action, &filter).await?))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetBulkFilter {
+    /// Required: the tenant whose budgets are matched.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = true)]
     tenant_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope_prefix: Option<String>,
@@ -159,10 +196,13 @@ pub struct BudgetBulkFilter {
     search: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = BudgetBulkActionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetBulkRequest {
+    #[schema(value_type = BudgetBulkFilter)]
     filter: Object<BudgetBulkFilter>,
+    /// `CREDIT`, `DEBIT`, `RESET`, `REPAY_DEBT` or `RESET_SPENT`.
     action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     amount: Option<Amount>,
@@ -233,6 +273,10 @@ fn budget_funding(req: &BudgetBulkRequest, tenant: String) -> ApiResult<BulkFund
 
 /// `POST /v1/admin/budgets/bulk-action` (`budgets:fund`; a tenant-bound principal only on its
 /// own tenant, named by `filter.tenant_id`).
+#[utoipa::path(post, path = "/v1/admin/budgets/bulk-action", operation_id = "bulkActionBudgets", tag = "Budgets",
+    request_body = BudgetBulkRequest,
+    responses((status = 200, description = "What the action did, row by row (a repeated idempotency key replays it)", body = BulkResponse), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn budgets(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -20,11 +20,17 @@ use crate::state::AppState;
 /// 2 KiB.
 pub const IMPORT_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `balances` adds each budget's balances to the snapshot.
     include: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/config/export", operation_id = "exportConfig", tag = "Configuration",
+    params(ExportQuery),
+    responses((status = 200, description = "The configuration snapshot (versioned, one section per kind)", body = Object), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn export(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -38,9 +44,13 @@ pub async fn export(
     Ok(Json(state.catalogue.export_config(balances).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
+    /// `merge` (the default) or `replace`.
     mode: Option<String>,
+    /// `true` reports what the import would change and changes nothing.
+    #[param(value_type = Option<bool>)]
     dry_run: Option<String>,
 }
 
@@ -52,6 +62,11 @@ fn flag(field: &str, raw: Option<&str>) -> ApiResult<bool> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/admin/config/import", operation_id = "importConfig", tag = "Configuration",
+    params(ImportQuery),
+    request_body(content = Object, description = "A snapshot as `GET /v1/admin/config/export` answers it", content_type = "application/json"),
+    responses((status = 200, description = "What the import changed (or, on a dry run, would change), section by section", body = Object), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn import(
     State(state): State<AppState>,
     _: AdminAuth,

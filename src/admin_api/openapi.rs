@@ -20,7 +20,8 @@ use crate::http::openapi as shared;
     info(
         title = "Tollgate admin API",
         description = "The Cycles governance admin API (revision 0.1.25.42) as Tollgate serves it, with Tollgate's \
-                       extensions (key rotation, audit export and verification, dead letters, admin access control).",
+                       extensions (key rotation, audit export and verification, dead letters, admin access control, tiers, \
+                       provisioning, policy versions and dry runs, configuration export and import).",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
@@ -32,6 +33,12 @@ use crate::http::openapi as shared;
         super::tenants::list,
         super::tenants::get,
         super::tenants::update,
+        super::bulk::tenants,
+        super::tiers::list,
+        super::tiers::create,
+        super::tiers::get,
+        super::tiers::update,
+        super::provision::provision,
         super::api_keys::create,
         super::api_keys::list,
         super::api_keys::update,
@@ -44,6 +51,14 @@ use crate::http::openapi as shared;
         super::budget_fund::fund,
         super::budgets::freeze,
         super::budgets::unfreeze,
+        super::bulk::budgets,
+        super::policies::create,
+        super::policies::list,
+        super::policies::dry_run::dry_run,
+        super::policies::get,
+        super::policies::update,
+        super::policies::versions::versions,
+        super::policies::versions::rollback,
         super::auth::validate,
         super::auth::introspect,
         super::audit::list,
@@ -65,6 +80,8 @@ use crate::http::openapi as shared;
         super::webhooks::deliveries::replay,
         super::webhooks::bulk::get_security_config,
         super::webhooks::bulk::put_security_config,
+        super::config::export,
+        super::config::import,
         super::webhooks::create_for_tenant,
         super::webhooks::list::list_for_tenant,
         super::webhooks::get_for_tenant,

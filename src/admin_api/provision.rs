@@ -35,7 +35,8 @@ pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 256;
 pub const PERMISSIONS_MAX: usize = 64;
 static IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProvisionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionWire {
     tenant_id: TenantId,
@@ -51,7 +52,8 @@ pub struct ProvisionWire {
     metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ProvisionedApiKey)]
 pub struct ProvisionedKeyBody {
     key_id: String,
     /// Present in the first response that finds the customer complete, never again.
@@ -67,7 +69,8 @@ pub struct ProvisionedKeyBody {
     expires_at: OffsetDateTime,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ProvisionResponse)]
 pub struct ProvisionBody {
     idempotency_key: String,
     tenant: TenantBody,
@@ -101,6 +104,15 @@ fn idempotency_key(body: Option<&str>, headers: &HeaderMap) -> ApiResult<String>
     Ok(key.to_string())
 }
 
+#[utoipa::path(post, path = "/v1/admin/provision", operation_id = "provisionTenant", tag = "Provisioning",
+    params(("Idempotency-Key" = Option<String>, Header, description = "The call's idempotency key (or `idempotency_key` in the body; both must agree)")),
+    request_body = ProvisionWire,
+    responses(
+        (status = 201, description = "Created: the tenant, its API key (with the secret, shown only here), budgets and policies", body = ProvisionBody),
+        (status = 200, description = "A repeat of a completed call: what it created, without the secret", body = ProvisionBody),
+        crate::http::openapi::E400_401_403_404_409_500_503
+    )
+)]
 pub async fn provision(
     State(state): State<AppState>,
     _: AdminAuth,

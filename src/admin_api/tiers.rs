@@ -33,7 +33,8 @@ pub const SCOPE_LEN_MAX: usize = 512;
 /// Bounds of a tier's rate limit (per instance), as for a tenant's override.
 pub const RATE_LIMIT_MAX: u32 = 1_000_000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = TierBudgetTemplate)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetTemplateWire {
     pub scope: String,
@@ -164,7 +165,8 @@ fn rate_limit(per_second: Option<u32>, burst: Option<u32>) -> ApiResult<Option<O
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TierDefinition)]
 pub struct TierBody {
     tier: Tier,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,7 +212,8 @@ impl From<TierDef> for TierBody {
 }
 
 /// The fields of a create and of a patch (on a patch, all optional and `tier` refused).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TierRequest)]
 #[serde(deny_unknown_fields)]
 pub struct TierRequest {
     tier: Option<Tier>,
@@ -271,15 +274,23 @@ const COMPILED_DEFAULTS: TenantDefaults = TenantDefaults {
     max_reservation_extensions: t::DEFAULT_MAX_RESERVATION_EXTENSIONS,
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TierListResponse)]
 pub struct ListBody {
     tiers: Vec<TierBody>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/tiers", operation_id = "listTiers", tag = "Tiers",
+    responses((status = 200, description = "Every tier, built-in and operator-defined", body = ListBody), crate::http::openapi::E401_403_500_503)
+)]
 pub async fn list(State(state): State<AppState>, _: AdminAuth) -> ApiResult<Json<ListBody>> {
     Ok(Json(ListBody { tiers: state.catalogue.list_tiers().await?.into_iter().map(Into::into).collect() }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/tiers/{tier}", operation_id = "getTier", tag = "Tiers",
+    params(("tier" = String, Path, description = "The tier's name")),
+    responses((status = 200, description = "The tier", body = TierBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -288,6 +299,10 @@ pub async fn get(
     Ok(Json(state.catalogue.get_tier(&tier).await?.into()))
 }
 
+#[utoipa::path(post, path = "/v1/admin/tiers", operation_id = "createTier", tag = "Tiers",
+    request_body = TierRequest,
+    responses((status = 201, description = "Created", body = TierBody), crate::http::openapi::E400_401_403_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -319,6 +334,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
+#[utoipa::path(patch, path = "/v1/admin/tiers/{tier}", operation_id = "updateTier", tag = "Tiers",
+    params(("tier" = String, Path, description = "The tier's name")), request_body = TierRequest,
+    responses((status = 200, description = "The updated tier", body = TierBody), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -66,7 +66,8 @@ impl std::fmt::Display for Tier {
 }
 
 /// A request's priority class at the admission gate, given by its tenant's tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AdmissionClass)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     Premium,

@@ -150,11 +150,18 @@ fn detail_json(o: &Outcome) -> Value {
     v
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PolicyDryRunResponse)]
 pub struct DryRunBody {
+    /// The candidate as it would be stored.
+    #[schema(value_type = super::wire::PolicyDoc)]
     candidate: PolicyBody,
     policy_generation: i64,
+    /// `{allow, allow_with_caps, deny, changed}`: counts over the samples.
+    #[schema(value_type = Object)]
     summary: Value,
+    /// Per sample, in order: the candidate's decision and caps, the current one, and whether they differ.
+    #[schema(value_type = Vec<Object>)]
     results: Vec<Value>,
 }
 
@@ -189,6 +196,10 @@ fn body_of(run: DryRun, samples: &[Sample]) -> DryRunBody {
     DryRunBody { candidate: run.candidate.into(), policy_generation: run.policy_generation, summary, results }
 }
 
+#[utoipa::path(post, path = "/v1/admin/policies/dry-run", operation_id = "dryRunPolicy", tag = "Policies",
+    request_body = super::wire::DryRunDoc,
+    responses((status = 200, description = "The samples' decisions with and without the candidate; nothing is stored", body = DryRunBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn dry_run(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,

@@ -4,8 +4,9 @@
 //! them; a tenant key acts on its own tenant only. Handlers resolve the caller and tenant, make
 //! one catalogue call and map the reply.
 
-mod dry_run;
-mod versions;
+pub mod dry_run;
+pub mod versions;
+pub mod wire;
 
 use axum::Json;
 use axum::extract::State;
@@ -92,6 +93,10 @@ fn route(caller: Caller, ctx: RequestCtx, named: Option<String>, perm: Permissio
 }
 
 /// `POST /v1/admin/policies`.
+#[utoipa::path(post, path = "/v1/admin/policies", operation_id = "createPolicy", tag = "Policies",
+    request_body = wire::CreateDoc,
+    responses((status = 201, description = "Created", body = wire::PolicyDoc), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn create(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -114,6 +119,10 @@ pub async fn create(
 }
 
 /// `GET /v1/admin/policies/{policy_id}` (the v0.1.26 extension names it).
+#[utoipa::path(get, path = "/v1/admin/policies/{policy_id}", operation_id = "getPolicy", tag = "Policies",
+    params(("policy_id" = String, Path, description = "The policy's id")),
+    responses((status = 200, description = "The policy", body = wire::PolicyDoc), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn get(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -125,6 +134,10 @@ pub async fn get(
 }
 
 /// `PATCH /v1/admin/policies/{policy_id}`.
+#[utoipa::path(patch, path = "/v1/admin/policies/{policy_id}", operation_id = "updatePolicy", tag = "Policies",
+    params(("policy_id" = String, Path, description = "The policy's id")), request_body = wire::UpdateDoc,
+    responses((status = 200, description = "The updated policy", body = wire::PolicyDoc), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn update(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -136,19 +149,24 @@ pub async fn update(
     Ok(Json(state.catalogue.update_policy(&r.actor, r.viewer(), &id, &patch).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Required with admin authentication; ignored with an API key (its own tenant is listed).
     tenant_id: Option<String>,
     scope_pattern: Option<String>,
     status: Option<String>,
     has_action_quotas: Option<String>,
     references_action_kind: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: ListParams,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PolicyListResponse)]
 pub struct ListBody {
+    #[schema(value_type = Vec<wire::PolicyDoc>)]
     policies: Vec<PolicyBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
@@ -195,6 +213,10 @@ fn filter_of(tenant_id: String, q: &ListQuery) -> ApiResult<Filter> {
 
 /// `GET /v1/admin/policies`: one tenant's policies (an admin caller must name it; a tenant
 /// key's own, whatever `tenant_id` says, as the spec has it).
+#[utoipa::path(get, path = "/v1/admin/policies", operation_id = "listPolicies", tag = "Policies",
+    params(ListQuery, crate::http::page::ListParams),
+    responses((status = 200, description = "A page of the tenant's policies", body = ListBody), crate::http::openapi::E400_401_403_500_503)
+)]
 pub async fn list(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,

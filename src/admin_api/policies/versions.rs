@@ -16,7 +16,8 @@ use crate::http::context::RequestCtx;
 use crate::http::extract::{JsonBody, PathParam};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PolicyVersion)]
 pub struct VersionBody {
     version: i32,
     /// `create`, `update` or `rollback`.
@@ -25,10 +26,13 @@ pub struct VersionBody {
     restored_from: Option<i32>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
+    /// The policy's rules as this version stored them (the fields of a `Policy` without its id and times).
+    #[schema(value_type = Object)]
     rules: Rules,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PolicyVersionList)]
 pub struct VersionsBody {
     policy_id: String,
     current_version: i32,
@@ -37,6 +41,10 @@ pub struct VersionsBody {
     versions: Vec<VersionBody>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/policies/{policy_id}/versions", operation_id = "listPolicyVersions", tag = "Policies",
+    params(("policy_id" = String, Path, description = "The policy's id")),
+    responses((status = 200, description = "The versions kept, newest first", body = VersionsBody), crate::http::openapi::E400_401_403_404_500_503)
+)]
 pub async fn versions(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
@@ -62,12 +70,18 @@ pub async fn versions(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PolicyRollbackRequest)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
+    /// A version still kept (see `GET …/versions`).
     version: i64,
 }
 
+#[utoipa::path(post, path = "/v1/admin/policies/{policy_id}/rollback", operation_id = "rollbackPolicy", tag = "Policies",
+    params(("policy_id" = String, Path, description = "The policy's id")), request_body = RollbackRequest,
+    responses((status = 200, description = "The policy, its rules now those of the version named (stored as a new version)", body = super::wire::PolicyDoc), crate::http::openapi::E400_401_403_404_409_500_503)
+)]
 pub async fn rollback(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
