@@ -64,6 +64,18 @@ async fn short_workload(fx: &Fx) {
     let balances = fx.get(&format!("/v1/balances?tenant={}", fx.tenant)).await;
     assert_eq!(balances.status, 200, "{}", balances.text);
     fx.ledger("", USD).await;
+    // Concurrent reserves of one tenant: group commit sends them together.
+    let mut batched = false;
+    for round in 0..10 {
+        let keys: Vec<String> = (0..30).map(|i| format!("burst-{round}-{i}")).collect();
+        let burst = keys.iter().map(|k| fx.reserve_with(k, json!({}), 1, json!({"ttl_ms": 1000})));
+        futures_util::future::join_all(burst).await;
+        if scrape(fx).await.contains("cycles_ledger_batch_size") {
+            batched = true;
+            break;
+        }
+    }
+    assert!(batched, "no group-commit batch formed");
     let attempted = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
         scrape(fx).await.contains("cycles_webhook_attempts_total")
     })
