@@ -897,6 +897,8 @@ async fn bulk_pause_refuses_a_stale_expected_count_and_paused_subscriptions_rece
     assert_eq!(r.body["idempotency_key"], "bulk-pause");
     let repeated = send(bulk(2, "bulk-pause")).await;
     assert_eq!(repeated.body, r.body, "a repeated key replays the first response");
+    let entries = app.audit(&format!("tenant_id={t}&operation=bulkActionWebhooks")).await;
+    assert_eq!(entries.len(), 1, "one audit entry per invocation, none per row or replay: {entries:?}");
     for id in [&one, &two] {
         assert_eq!(get_sub(&app, id).await["status"], "PAUSED");
     }

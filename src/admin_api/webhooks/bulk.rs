@@ -101,7 +101,8 @@ pub async fn bulk_action(
         };
         bulk.record(id, outcome);
     }
-    Ok(Json(state.catalogue.bulk_finish_unaudited(bulk).await?))
+    let tenant = filter.tenant_id.as_deref();
+    Ok(Json(state.catalogue.bulk_finish_webhooks(bulk, &actor, tenant, &correlation).await?))
 }
 
 #[utoipa::path(get, path = "/v1/admin/config/webhook-security", operation_id = "getWebhookSecurityConfig", tag = "Webhooks",

@@ -210,8 +210,17 @@ impl Bulk {
 }
 
 impl Catalogue {
-    /// Finishes a bulk action whose rows wrote their own audit entries (webhook subscriptions).
-    pub async fn bulk_finish_unaudited(&self, bulk: Bulk) -> Result<Value> {
-        bulk.finish(self, None, &[]).await
+    /// Finishes a webhook bulk action with its one audit entry (under the filter's tenant, or
+    /// `__admin__` for a filter across tenants).
+    pub async fn bulk_finish_webhooks(
+        &self,
+        bulk: Bulk,
+        actor: &Actor,
+        tenant: Option<&str>,
+        correlation: &str,
+    ) -> Result<Value> {
+        let tenant = tenant.unwrap_or(crate::domain::audit::ADMIN_TENANT);
+        let entry = bulk.entry(actor, tenant, "webhook", correlation, json!({}));
+        bulk.finish(self, Some(entry), &[]).await
     }
 }

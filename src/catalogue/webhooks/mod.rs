@@ -347,17 +347,28 @@ impl Catalogue {
         let mut tx = self.pg.begin().await?;
         let current = lock_for(&mut tx, viewer, id).await?;
         let correlation = format!("webhook_delete:{id}");
-        self.delete_locked(&mut tx, actor, &current.sub, correlation).await?;
+        self.delete_locked(&mut tx, actor, &current.sub, correlation, true).await?;
         pg::commit(tx).await?;
         Ok(())
     }
 
-    async fn delete_locked(&self, tx: &mut PgTx, actor: &Actor, sub: &Subscription, correlation: String) -> Result<()> {
+    /// Deletes a locked subscription with its event; `audited` writes its own audit entry (a
+    /// bulk action writes one for the whole invocation instead).
+    async fn delete_locked(
+        &self,
+        tx: &mut PgTx,
+        actor: &Actor,
+        sub: &Subscription,
+        correlation: String,
+        audited: bool,
+    ) -> Result<()> {
         let id = sub.subscription_id.as_str();
         store::cancel_pending(tx, id, "subscription was deleted").await?;
         store::delete(tx, id).await?;
-        let entry = actor.entry("deleteWebhookSubscription", &sub.tenant_id, ("webhook", id), 204, json!({}));
-        audit::append(tx, &entry).await?;
+        if audited {
+            let entry = actor.entry("deleteWebhookSubscription", &sub.tenant_id, ("webhook", id), 204, json!({}));
+            audit::append(tx, &entry).await?;
+        }
         let mut event =
             actor.event(EventType::WebhookDeleted, &sub.tenant_id, lifecycle(sub, Some(sub.status), None, &[]));
         event.correlation_id = Some(correlation);

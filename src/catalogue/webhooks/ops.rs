@@ -122,7 +122,8 @@ impl Catalogue {
         Ok((replay_id, queued))
     }
 
-    /// One row of a bulk action, in its own transaction. `Ok(None)` succeeded, `Ok(Some)`
+    /// One row of a bulk action, in its own transaction, with its event and no audit entry (the
+    /// invocation writes one). `Ok(None)` succeeded, `Ok(Some)`
     /// was skipped with that reason; `Err` failed with a row-level code and message.
     pub async fn bulk_webhook_row(
         &self,
@@ -160,7 +161,7 @@ impl Catalogue {
         };
         match target {
             None => self
-                .delete_locked(&mut tx, actor, sub, correlation.to_string())
+                .delete_locked(&mut tx, actor, sub, correlation.to_string(), false)
                 .await
                 .map_err(|e| (ErrorCode::InternalError.as_str(), e.message))?,
             Some(status) => {
@@ -171,14 +172,6 @@ impl Catalogue {
                     next.sub.consecutive_failures = 0;
                 }
                 store::save(&mut tx, &next).await.map_err(internal)?;
-                let entry = actor.entry(
-                    "bulkActionWebhooks",
-                    &sub.tenant_id,
-                    ("webhook", id),
-                    200,
-                    json!({ "action": action, "correlation_id": correlation }),
-                );
-                audit::append(&mut tx, &entry).await.map_err(internal)?;
                 let kind =
                     if status == WebhookStatus::Paused { EventType::WebhookPaused } else { EventType::WebhookResumed };
                 let mut event =
