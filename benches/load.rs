@@ -1293,8 +1293,8 @@ async fn run(args: Args) -> Result<()> {
             r.tenants,
             r.seed_s,
             r.redis_per_s,
-            r.pg_per_s,
             verdict(r.redis_per_s <= 50.0),
+            r.pg_per_s,
             verdict(r.pg_per_s <= 1.0)
         );
     }
