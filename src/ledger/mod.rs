@@ -180,20 +180,23 @@ impl Ledger {
         mut keys: Vec<String>,
         args: &[String],
     ) -> Result<T> {
+        self.with_signals(&mut keys);
+        Ok(self.redis.eval(script, &keys, args).await?)
+    }
+
+    /// Appends the work signals covering the tenant of `keys` (all of one tenant); returns it.
+    fn with_signals(&self, keys: &mut Vec<String>) -> String {
         let k = self.keys();
         let tenant = keys.first().and_then(|key| k.tenant_in(key)).unwrap_or_default().to_string();
         keys.push(k.dirty(&tenant));
         keys.push(k.due(&tenant));
-        Ok(self.redis.eval(script, &keys, args).await?)
+        tenant
     }
 
     /// As [`Ledger::eval`] for a runtime operation: grouped with the tenant's concurrent ones
     /// when group commit is on (`store::redis::group`).
     async fn eval_grouped(&self, script: &Script, mut keys: Vec<String>, args: Vec<String>) -> Result<String> {
-        let k = self.keys();
-        let tenant = keys.first().and_then(|key| k.tenant_in(key)).unwrap_or_default().to_string();
-        keys.push(k.dirty(&tenant));
-        keys.push(k.due(&tenant));
+        let tenant = self.with_signals(&mut keys);
         Ok(self.redis.eval_grouped(&tenant, script, keys, args).await?)
     }
 
