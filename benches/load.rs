@@ -23,8 +23,16 @@
 //!
 //! Run under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
+#[path = "load/flat.rs"]
+mod flat;
 #[path = "load/idle.rs"]
 mod idle;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/sweep.rs"]
+mod sweep;
+#[path = "load/yardstick.rs"]
+mod yardstick;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -154,6 +162,23 @@ struct Args {
     /// The engine's database (the idle step seeds tenants there and counts its transactions).
     #[arg(long)]
     database_url: Option<String>,
+    /// Clients of the flat-cost step (0 skips it): HTTP reserves on an empty ledger, then on
+    /// one holding --flat-budgets budgets over --flat-tenants tenants and --flat-active
+    /// reservations in the measured tenant.
+    #[arg(long, default_value_t = 50)]
+    flat_clients: usize,
+    #[arg(long, default_value_t = 1_000)]
+    flat_tenants: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    flat_budgets: usize,
+    #[arg(long, default_value_t = 100_000)]
+    flat_active: usize,
+    /// Reservations the expiry-sweep step expires at once (0 skips it).
+    #[arg(long, default_value_t = 50_000)]
+    sweep_reservations: usize,
+    /// Calls of the redis-benchmark yardstick step at 50 clients (0 skips it).
+    #[arg(long, default_value_t = 300_000)]
+    yardstick_requests: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -303,6 +328,8 @@ struct TenantSetup {
     key: String,
     clients: Vec<ClientSubject>,
     budget_scopes: Vec<String>,
+    /// Held on every scope before the step by reservations it did not make (the flat step's).
+    preheld: i64,
 }
 
 async fn expect_status(resp: reqwest::Response, what: &str) -> Result<Value> {
@@ -331,6 +358,11 @@ impl Bench {
     /// scope any client touches.
     async fn setup_tenant(&self, shape: Shape, phase: Phase, clients: usize) -> Result<TenantSetup> {
         let id = format!("lb-{}-{}-{}-c{clients}", self.run_id, shape.as_str(), phase.as_str());
+        self.setup_tenant_as(id, shape, clients).await
+    }
+
+    /// [`Bench::setup_tenant`] under the tenant id `id`.
+    async fn setup_tenant_as(&self, id: String, shape: Shape, clients: usize) -> Result<TenantSetup> {
         self.admin_post(
             "/v1/admin/tenants",
             json!({
@@ -379,7 +411,7 @@ impl Bench {
         while let Some(r) = tasks.join_next().await {
             r??;
         }
-        Ok(TenantSetup { id, key, clients: subjects, budget_scopes: scopes })
+        Ok(TenantSetup { id, key, clients: subjects, budget_scopes: scopes, preheld: 0 })
     }
 }
 
@@ -710,7 +742,8 @@ async fn ledger_check(
     per_client: &[(i64, i64)],
     unknown: u64,
 ) -> Result<LedgerCheck> {
-    let mut expected: BTreeMap<&str, (i64, i64)> = setup.budget_scopes.iter().map(|s| (s.as_str(), (0, 0))).collect();
+    let mut expected: BTreeMap<&str, (i64, i64)> =
+        setup.budget_scopes.iter().map(|s| (s.as_str(), (0, setup.preheld))).collect();
     for (cs, (charged, held)) in setup.clients.iter().zip(per_client) {
         for scope in &cs.scopes.affected {
             let e = expected.entry(scope.as_str()).or_default();
@@ -785,6 +818,11 @@ async fn ledger_check(
 impl Bench {
     async fn run_step(&self, shape: Shape, phase: Phase, clients: usize) -> Result<StepResult> {
         let setup = Arc::new(self.setup_tenant(shape, phase, clients).await?);
+        self.measure(setup, shape, phase, clients).await
+    }
+
+    /// Runs one step's clients against a tenant already set up and checks its ledger.
+    async fn measure(&self, setup: Arc<TenantSetup>, shape: Shape, phase: Phase, clients: usize) -> Result<StepResult> {
         let duration = Duration::from_secs_f64(self.args.duration_s);
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -1282,22 +1320,8 @@ async fn run(args: Args) -> Result<()> {
     }
     let hwm = engine_pid.and_then(|p| vm_mb(p, "VmHWM:"));
     print_summary(&bench.args, &results, idle_rss, hwm);
-    if let (Some(db), n) = (&bench.args.database_url, bench.args.idle_tenants)
-        && n > 0
-    {
-        let window = Duration::from_secs_f64(bench.args.idle_window_s.max(1.0));
-        let r = idle::run(&bench.args.redis_url, &bench.args.redis_prefix, db, n, window).await?;
-        println!();
-        println!(
-            "idle: {} tenants (seeded in {:.1} s): {:.1} Redis commands/s (target ≤ 50: {}), {:.2} Postgres transactions/s (target ≤ 1: {})",
-            r.tenants,
-            r.seed_s,
-            r.redis_per_s,
-            verdict(r.redis_per_s <= 50.0),
-            r.pg_per_s,
-            verdict(r.pg_per_s <= 1.0)
-        );
-    }
+    let extra = bench.extra_steps().await?;
+    report::print_targets(&bench.args, &results, &extra);
     if let Some(path) = &bench.args.json_out {
         std::fs::write(path, serde_json::to_string_pretty(&json_results(&results))?)
             .with_context(|| format!("writing {}", path.display()))?;

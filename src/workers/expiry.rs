@@ -9,10 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
 
-/// Time between sweeps: expiry lags a reservation's deadline by at most about this much.
+/// Time between sweeps when nothing is left due: expiry lags a reservation's deadline by at
+/// most about this much.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(1_000);
-/// Batches one tenant gets per tick, so one busy tenant cannot starve the others.
-const BATCHES_PER_TENANT: usize = 10;
+/// Time one tenant gets per pass, so one busy tenant cannot starve the others; a pass that
+/// expired some and left a backlog is followed at once by the next.
+const TENANT_SLICE: Duration = Duration::from_millis(100);
 
 pub async fn run(ledger: Ledger, shutdown: CancellationToken) {
     match ledger.backfill_signals().await {
@@ -20,33 +22,48 @@ pub async fn run(ledger: Ledger, shutdown: CancellationToken) {
         Ok(n) => tracing::info!(tenants = n, "built the work signals of existing tenants"),
         Err(err) => tracing::warn!(error = %err, "building the work signals failed; retrying at the next start"),
     }
-    super::every(SWEEP_INTERVAL, shutdown.clone(), || async {
-        if let Err(err) = sweep_once(&ledger, &shutdown).await {
+    loop {
+        let pass = sweep_once(&ledger, &shutdown).await.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "expiry sweep failed; retrying next tick");
+            Pass::default()
+        });
+        // Straight on while a backlog shrinks; a backlog that did not move (items the script
+        // skips) waits for the tick like an empty one.
+        let pause = if pass.backlog > 0 && pass.expired > 0 { Duration::ZERO } else { SWEEP_INTERVAL };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
         }
-    })
-    .await;
+    }
 }
 
-/// One pass over the tenants with something due; returns how many reservations it expired.
-pub async fn sweep_once(ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<u64> {
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pass {
+    pub expired: u64,
+    /// Reservations still due when the pass left their tenant.
+    pub backlog: u64,
+}
+
+/// One pass over the tenants with something due.
+pub async fn sweep_once(ledger: &Ledger, shutdown: &CancellationToken) -> anyhow::Result<Pass> {
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)?;
     let ids = ledger.due_tenants(now_ms).await?;
-    let mut expired = 0;
-    let mut backlog = 0;
+    let mut pass = Pass::default();
     for tenant in ids {
         if shutdown.is_cancelled() {
             break;
         }
-        for _ in 0..BATCHES_PER_TENANT {
+        let started = std::time::Instant::now();
+        loop {
             let (n, more) = ledger.sweep_tenant(&tenant, now_ms).await?;
-            expired += n;
-            if !more {
+            pass.expired += n;
+            if !more || started.elapsed() >= TENANT_SLICE {
                 break;
             }
         }
-        backlog += ledger.due_count(&tenant, now_ms).await?;
+        pass.backlog += ledger.due_count(&tenant, now_ms).await?;
     }
-    crate::telemetry::expiry_sweep(expired, backlog);
-    Ok(expired)
+    crate::telemetry::expiry_sweep(pass.expired, pass.backlog);
+    Ok(pass)
 }

@@ -280,7 +280,14 @@ impl TestApp {
 
     /// Another instance sharing this one's database and Redis prefix.
     pub async fn another_instance(&self) -> Instance {
-        Instance::start(self.env.config()).await.expect("second instance starts")
+        self.another_instance_with(|_| {}).await
+    }
+
+    /// Another instance sharing this one's database and Redis prefix, configured by `adjust`.
+    pub async fn another_instance_with(&self, adjust: impl FnOnce(&mut ServeConfig)) -> Instance {
+        let mut config = self.env.config();
+        adjust(&mut config);
+        Instance::start(config).await.expect("second instance starts")
     }
 
     pub fn admin_url(&self, path: &str) -> String {

@@ -28,6 +28,7 @@ mod http_limits;
 mod idle_cost;
 mod key_rotation;
 mod ledger_model;
+mod ledger_model_concurrent;
 mod lifecycle;
 mod metrics;
 mod nul_input;
