@@ -115,9 +115,11 @@ impl Bench {
     pub(super) async fn flat_step(&self) -> Result<FlatResult> {
         let clients = self.args.flat_clients;
         let (tenants, budgets, active) = (self.args.flat_tenants, self.args.flat_budgets, self.args.flat_active);
-        let empty = self.run_step(Shape::Shared, Phase::Reserve, clients).await?;
+        let id = format!("lb-{}-flat-empty-c{clients}", self.run_id);
+        let setup = Arc::new(self.setup_tenant_as(id, Shape::Shared, clients).await?);
+        let empty = self.measure(setup, Shape::Shared, Phase::Reserve, clients).await?;
         let started = Instant::now();
-        let id = format!("lb-{}-flat-c{clients}", self.run_id);
+        let id = format!("lb-{}-flat-loaded-c{clients}", self.run_id);
         let mut setup = self.setup_tenant_as(id, Shape::Shared, clients).await?;
         self.seed_budgets(tenants.saturating_sub(1), budgets.saturating_sub(setup.budget_scopes.len())).await?;
         setup.preheld = self.seed_reservations(&setup, active).await?;

@@ -45,8 +45,8 @@ impl Bench {
         let id = format!("lb-{}-sweep", self.run_id);
         let setup = self.setup_tenant_as(id, Shape::Shared, 1).await?;
         let mut conn = redis::Client::open(self.args.redis_url.as_str())?.get_multiplexed_async_connection().await?;
-        // Reserving at ~10k/s, n calls need n/10k s; leave twice that before the deadline.
-        let lead_ms = i64::try_from(n / 5).unwrap_or(i64::MAX).max(2_000);
+        // Reserving at ~10k/s, n calls need n/10k s; leave five times that before the deadline.
+        let lead_ms = i64::try_from(n / 2).unwrap_or(i64::MAX).max(5_000);
         let deadline = now_ms() + lead_ms;
         let started = Instant::now();
         let cs = Arc::new(setup.clients[0].clone());
