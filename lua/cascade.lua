@@ -10,6 +10,7 @@
 --
 -- Refuses (e=NOT_CLOSED) unless the tenant mirror already says CLOSED, so no cascade can
 -- run ahead of the flip. Returns JSON {released, closed}.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local now = now_ms()
 if redis.call('HGET', KEYS[1], 'status') ~= 'CLOSED' then return err('NOT_CLOSED', 'tenant is not closed') end
@@ -21,7 +22,7 @@ for i = 6, #KEYS - 2 do
   if r[1] == 'ACTIVE' then
     local unit, E = r[2], I(r[3])
     for scope in string.gmatch(r[4], '[^\n]+') do
-      local b = read_budget(KEYS[2], scope, unit)
+      local b = read_budget(KEYS[2], scope, unit, KEYS[5], now)
       if b then
         b.r = sub(b.r, E)
         redis.call('HSET', KEYS[2], b.prefix .. 'r', S(b.r), b.prefix .. 'u', ms(now))

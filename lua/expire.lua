@@ -11,6 +11,7 @@
 -- Returns the number of reservations expired by this call. Writes only for items that
 -- pass their checks; an item whose budget vanished is skipped, never half-applied.
 -- Appends: reservation.expired per reservation and budget.threshold_crossed (falling).
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local now = now_ms()
 local expired = 0
@@ -23,7 +24,7 @@ for i = 4, #KEYS - 2 do
     local unit, E = r[2], I(r[3])
     local held = {}
     for scope in string.gmatch(r[4], '[^\n]+') do held[#held + 1] = scope end
-    local budgets = read_budgets(KEYS[1], held, unit)
+    local budgets = read_budgets(KEYS[1], held, unit, KEYS[3], now)
     if #budgets == #held then
       for _, b in ipairs(budgets) do b.r = sub(b.r, E) end
       write_budgets(KEYS[1], budgets, now, false)

@@ -11,6 +11,7 @@
 -- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at + grace); or
 -- {status=RELEASED, released, unit, balances, now}. Every check runs before the first write.
 -- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local hash, rid = ARGV[1], ARGV[3]
 local now = now_ms()
@@ -26,7 +27,7 @@ if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 
 local unit, E = r[2], I(r[3])
 local held = {}
 for scope in string.gmatch(r[4], '[^\n]+') do held[#held + 1] = scope end
-local budgets = read_budgets(KEYS[2], held, unit)
+local budgets = read_budgets(KEYS[2], held, unit, KEYS[6], now)
 if #budgets ~= #held then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing') end
 local balances = {}
 for _, b in ipairs(budgets) do

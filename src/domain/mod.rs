@@ -12,6 +12,7 @@ pub mod correlation;
 pub mod error;
 pub mod event;
 pub mod permission;
+pub mod period;
 pub mod policy;
 pub mod scope;
 pub mod tenant;

@@ -265,6 +265,10 @@ const INT_FIELDS: &[&str] = &[
     "released_amount",
     "ttl_ms",
     "extensions_used",
+    "carried_amount",
+    "unused_amount",
+    "forfeited_amount",
+    "periods_crossed",
 ];
 const BOOL_FIELDS: &[&str] = &["is_over_limit", "spent_override_provided", "dry_run"];
 
