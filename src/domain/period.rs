@@ -85,7 +85,8 @@ fn ms_of(field: &'static str, t: OffsetDateTime) -> Result<i64, PeriodError> {
 /// `ms` plus one calendar month (UTC), `None` past the supported years.
 fn plus_month(ms: i64) -> Option<i64> {
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    let (y, m) = if t.month() == Month::December { (t.year() + 1, Month::January) } else { (t.year(), t.month().next()) };
+    let (y, m) =
+        if t.month() == Month::December { (t.year() + 1, Month::January) } else { (t.year(), t.month().next()) };
     let next = PrimitiveDateTime::new(Date::from_calendar_date(y, m, t.day()).ok()?, t.time()).assume_utc();
     i64::try_from(next.unix_timestamp_nanos() / 1_000_000).ok()
 }
@@ -118,7 +119,8 @@ pub fn validate(
     let end_ms = end.map(|e| ms_of("period_end", e)).transpose()?;
     let length = match designated {
         None => {
-            let end_ms = end_ms.ok_or_else(|| refuse("period_end", "is required with period_start (or give period)"))?;
+            let end_ms =
+                end_ms.ok_or_else(|| refuse("period_end", "is required with period_start (or give period)"))?;
             if end_ms <= start_ms {
                 return Err(refuse("period_end", "must be after period_start"));
             }

@@ -127,8 +127,7 @@ pub struct BudgetDoc {
 }
 
 /// The budget fields in the order `budget_doc` and the reads use.
-pub const DOC_FIELDS: [&str; 15] =
-    ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe", "pl"];
+pub const DOC_FIELDS: [&str; 15] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe", "pl"];
 
 impl BudgetDoc {
     /// From the 15 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.

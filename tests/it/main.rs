@@ -33,6 +33,7 @@ mod metrics;
 mod nul_input;
 mod openapi;
 mod openapi_drift;
+mod periods;
 mod pg_outage;
 mod policies;
 mod policy_rules;
