@@ -101,7 +101,7 @@ end
 -- the tenant is unguarded (defaults apply); an unknown status is a corrupt record.
 local function tenant_state(key)
   local v = redis.call('HMGET', key, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
-    'max_reservation_extensions', 'default_commit_overage_policy')
+    'max_reservation_extensions', 'default_commit_overage_policy', 'reservation_expiry_policy')
   local st = v[1]
   if st and st ~= 'ACTIVE' and st ~= 'SUSPENDED' and st ~= 'CLOSED' then return nil end
   return {
@@ -110,6 +110,8 @@ local function tenant_state(key)
     max_ttl = tonumber(v[3] or '3600000'),
     max_ext = tonumber(v[4] or '10'),
     policy = v[5] or 'ALLOW_IF_AVAILABLE',
+    -- AUTO_RELEASE | MANUAL_CLEANUP | GRACE_ONLY (release.lua and expire.lua apply it).
+    expiry = v[6] or 'AUTO_RELEASE',
   }
 end
 

@@ -20,6 +20,7 @@ mod config_export;
 mod crash;
 mod dead_letters;
 mod events;
+mod expiry_policies;
 mod fixture;
 mod group_commit;
 mod health;
