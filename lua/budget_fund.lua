@@ -1,8 +1,8 @@
 -- budget_fund.lua: CREDIT, DEBIT, RESET, RESET_SPENT or REPAY_DEBT one budget.
 --   CREDIT       allocated += a (debt is kept; operators repay it with REPAY_DEBT)
 --   DEBIT        allocated -= a; refused when remaining would go below 0
---   RESET        allocated = a
---   RESET_SPENT  allocated = a, spent = s (default 0)
+--   RESET        allocated = a (and one period's allocation, for the periods to come)
+--   RESET_SPENT  allocated = a, spent = s (default 0); one period's allocation = a too
 --   REPAY_DEBT   debt -= min(debt, a); the excess is credited to allocated
 -- Every operation then sets is_over_limit = debt > overdraft_limit.
 --
@@ -17,7 +17,9 @@
 -- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, FORBIDDEN (suspended, tenant key), BUDGET_NOT_FOUND, BUDGET_CLOSED,
 -- BUDGET_FROZEN, BUDGET_EXCEEDED (DEBIT), INVALID_REQUEST (int64 overflow); or
 -- {operation, previous: state, new: state, now}. Checks precede the writes.
--- Appends: the operation's budget.* event, budget.over_limit_entered/exited on a flip and
+-- The budget is first rolled into its current period (lib.lua roll), so the operation applies
+-- to the current period.
+-- Appends: budget.period_rolled per period crossed, the operation's budget.* event, budget.over_limit_entered/exited on a flip and
 -- budget.threshold_crossed for each threshold the new allocation moves utilization across.
 
 local hash, scope, unit, op, amt = ARGV[1], ARGV[2], ARGV[3], ARGV[4], I(ARGV[5])
@@ -32,7 +34,7 @@ if ARGV[11] == '1' then
     return err('FORBIDDEN', 'tenant is suspended: its API keys are read-only')
   end
 end
-local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit)
+local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit, KEYS[4], now)
 if not b then return failure end
 if b.st == 'FROZEN' then return err('BUDGET_FROZEN', 'budget is frozen: ' .. scope) end
 
@@ -64,6 +66,8 @@ b.a, b.s, b.d = a, s, d
 b.x = cmp(b.d, b.o) > 0
 redis.call('HSET', KEYS[2], b.prefix .. 'a', S(a), b.prefix .. 's', S(s), b.prefix .. 'd', S(d),
   b.prefix .. 'x', b.x and '1' or '0', b.prefix .. 'u', ms(now))
+-- CREDIT, DEBIT and REPAY_DEBT change this period only; a RESET sets every period's allocation.
+if op == 'RESET' or op == 'RESET_SPENT' then redis.call('HSET', KEYS[2], b.prefix .. 'pa', S(a)) end
 local after = state_of(b)
 local etypes = {CREDIT = 'budget.funded', DEBIT = 'budget.debited', RESET = 'budget.reset',
   RESET_SPENT = 'budget.reset_spent', REPAY_DEBT = 'budget.debt_repaid'}

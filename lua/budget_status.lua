@@ -6,10 +6,11 @@
 --
 -- Returns JSON: the budget document; or {e, m} in precedence order INTERNAL_ERROR,
 -- TENANT_CLOSED, BUDGET_NOT_FOUND, BUDGET_CLOSED, ALREADY (already in the target state).
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local scope, unit, target = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
-local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit)
+local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit, KEYS[3], now)
 if not b then return failure end
 if b.st == target then return err('ALREADY', 'budget is already ' .. target) end
 local before = state_of(b)

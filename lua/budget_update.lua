@@ -7,10 +7,11 @@
 --
 -- Returns JSON: the budget document; or {e, m} in precedence order INTERNAL_ERROR,
 -- TENANT_CLOSED, BUDGET_NOT_FOUND, BUDGET_CLOSED. Checks precede the writes.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local scope, unit = ARGV[1], ARGV[2]
 local now = now_ms()
-local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit)
+local b, failure = admin_budget(KEYS[1], KEYS[2], scope, unit, KEYS[3], now)
 if not b then return failure end
 local before = state_of(b)
 local before_x = b.x

@@ -1,4 +1,5 @@
--- cascade.lua: one step of a tenant close. Releases the given ACTIVE reservations (reason
+-- cascade.lua: one step of a tenant close. Releases the given ACTIVE reservations, and EXPIRED
+-- ones whose hold was kept (MANUAL_CLEANUP) (reason
 -- tenant_closed, no debt, each exactly once: the status check makes a re-run a no-op) and,
 -- when ARGV[2] is '1', closes every budget of the tenant.
 --
@@ -10,6 +11,7 @@
 --
 -- Refuses (e=NOT_CLOSED) unless the tenant mirror already says CLOSED, so no cascade can
 -- run ahead of the flip. Returns JSON {released, closed}.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local now = now_ms()
 if redis.call('HGET', KEYS[1], 'status') ~= 'CLOSED' then return err('NOT_CLOSED', 'tenant is not closed') end
@@ -17,11 +19,12 @@ local released, closed = 0, 0
 local drained = {}
 for i = 6, #KEYS - 2 do
   local rid = ARGV[i - 1]
-  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc')
-  if r[1] == 'ACTIVE' then
+  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'h')
+  -- An EXPIRED reservation whose hold was kept (MANUAL_CLEANUP) still holds: release it too.
+  if r[1] == 'ACTIVE' or (r[1] == 'EXPIRED' and r[5] == '1') then
     local unit, E = r[2], I(r[3])
     for scope in string.gmatch(r[4], '[^\n]+') do
-      local b = read_budget(KEYS[2], scope, unit)
+      local b = read_budget(KEYS[2], scope, unit, KEYS[5], now)
       if b then
         b.r = sub(b.r, E)
         redis.call('HSET', KEYS[2], b.prefix .. 'r', S(b.r), b.prefix .. 'u', ms(now))
@@ -29,7 +32,7 @@ for i = 6, #KEYS - 2 do
         drained[k] = add(drained[k] or ZERO, E)
       end
     end
-    redis.call('HSET', KEYS[i], 'st', 'RELEASED', 'f', ms(now), 'rr', 'tenant_closed')
+    redis.call('HSET', KEYS[i], 'st', 'RELEASED', 'f', ms(now), 'rr', 'tenant_closed', 'h', '0')
     redis.call('PEXPIRE', KEYS[i], ARGV[1])
     released = released + 1
   end

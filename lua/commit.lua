@@ -17,6 +17,7 @@
 -- Every check runs before the first write.
 -- Appends: budget.threshold_crossed, budget.over_limit_entered, budget.debt_incurred,
 -- budget.exhausted (per budget, as they happen) and reservation.commit_overage.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local hash, rq, tr, rid = ARGV[1], ARGV[6], ARGV[7], ARGV[5]
 local now = now_ms()
@@ -37,7 +38,7 @@ if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 
 local E, A, policy = I(r[3]), I(ARGV[3]), r[7]
 local held = {}
 for scope in string.gmatch(r[4], '[^\n]+') do held[#held + 1] = scope end
-local budgets = read_budgets(KEYS[2], held, unit)
+local budgets = read_budgets(KEYS[2], held, unit, KEYS[6], now)
 if #budgets ~= #held then return err('INTERNAL_ERROR', 'a budget held by the reservation is missing') end
 local charged, plans = plan_charge(budgets, E, A, policy, true)
 if not charged then return plans end

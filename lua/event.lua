@@ -14,6 +14,7 @@
 -- Debt and over-limit do not block events (they block new reservations only).
 -- Appends: budget.threshold_crossed, budget.over_limit_entered, budget.debt_incurred and
 -- budget.exhausted, per budget, as they happen.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local hash, unit, A = ARGV[1], ARGV[2], I(ARGV[3])
 local rq, tr = ARGV[6], ARGV[7]
@@ -29,7 +30,7 @@ if tenant.status == 'SUSPENDED' then return err('FORBIDDEN', 'tenant is suspende
 
 local scopes = {}
 for i = 10, #ARGV do scopes[#scopes + 1] = ARGV[i] end
-local budgets = read_budgets(KEYS[2], scopes, unit)
+local budgets = read_budgets(KEYS[2], scopes, unit, KEYS[4], now)
 if #budgets == 0 then
   local mismatch = unit_mismatch(KEYS[2], scopes, unit)
   if mismatch then return mismatch end

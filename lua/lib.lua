@@ -101,7 +101,7 @@ end
 -- the tenant is unguarded (defaults apply); an unknown status is a corrupt record.
 local function tenant_state(key)
   local v = redis.call('HMGET', key, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
-    'max_reservation_extensions', 'default_commit_overage_policy')
+    'max_reservation_extensions', 'default_commit_overage_policy', 'reservation_expiry_policy')
   local st = v[1]
   if st and st ~= 'ACTIVE' and st ~= 'SUSPENDED' and st ~= 'CLOSED' then return nil end
   return {
@@ -110,42 +110,9 @@ local function tenant_state(key)
     max_ttl = tonumber(v[3] or '3600000'),
     max_ext = tonumber(v[4] or '10'),
     policy = v[5] or 'ALLOW_IF_AVAILABLE',
+    -- AUTO_RELEASE | MANUAL_CLEANUP | GRACE_ONLY (release.lua and expire.lua apply it).
+    expiry = v[6] or 'AUTO_RELEASE',
   }
-end
-
--- One budget of the tenant's ledger hash: fields are "<scope>|<unit>|<f>".
-local BF = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p'}
-local function read_budget(ledger, scope, unit)
-  local p = scope .. '|' .. unit .. '|'
-  local v = redis.call('HMGET', ledger, p .. 'st', p .. 'a', p .. 's', p .. 'r', p .. 'd', p .. 'o', p .. 'x', p .. 'p')
-  if not v[1] then return nil end
-  local b = {scope = scope, prefix = p, st = v[1], a = I(v[2]), s = I(v[3]), r = I(v[4]), d = I(v[5]),
-    o = I(v[6]), x = v[7] == '1', p = v[8] or ''}
-  b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
-  b.a0, b.u0 = b.a, add(b.s, b.r)
-  return b
-end
-
--- Several budgets of one unit in one HMGET; returns those that exist, in scope order.
-local function read_budgets(ledger, scopes, unit)
-  local fields, n = {}, 0
-  for _, scope in ipairs(scopes) do
-    local p = scope .. '|' .. unit .. '|'
-    for _, f in ipairs(BF) do n = n + 1; fields[n] = p .. f end
-  end
-  local v = redis.call('HMGET', ledger, unpack(fields))
-  local out = {}
-  for i, scope in ipairs(scopes) do
-    local o = (i - 1) * 8
-    if v[o + 1] then
-      local b = {scope = scope, prefix = scope .. '|' .. unit .. '|', st = v[o + 1], a = I(v[o + 2]), s = I(v[o + 3]),
-        r = I(v[o + 4]), d = I(v[o + 5]), o = I(v[o + 6]), x = v[o + 7] == '1', p = v[o + 8] or ''}
-      b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
-      b.a0, b.u0 = b.a, add(b.s, b.r)
-      out[#out + 1] = b
-    end
-  end
-  return out
 end
 
 -- Writes the given fields of several budgets (and their update time) in one HSET.
@@ -202,6 +169,220 @@ local function emit(outbox, etype, now, scope, unit, rq, tr, data, corr)
   end
   redis.call('XADD', outbox, 'MAXLEN', '~', OUTBOX_LEN, '*', 't', etype, 'ts', ms(now), 's', scope or '',
     'u', unit or '', 'rq', rq or '', 'tr', tr or '', 'd', cjson.encode(data or {}))
+end
+
+local function state_of(b)
+  return {allocated = S(b.a), remaining = S(sub(sub(sub(b.a, b.s), b.r), b.d)), debt = S(b.d), spent = S(b.s),
+    reserved = S(b.r), status = b.st}
+end
+
+-- Budget periods. A budget with a period keeps its current period [psm, pem) in ms (UTC)
+-- beside the display strings ps/pe, its length pl (decimal ms, or P1D, P1W, P1M: calendar
+-- months in UTC) and pa, one period's allocation. Every budget read compares pem with the
+-- ledger clock (one field compare); a budget whose period has ended is rolled into the period
+-- containing now before anything looks at it, inside the same script, so the roll is atomic
+-- and happens exactly once whichever instance (or cluster node) runs it. No cron, no sweep.
+-- A roll applies rollover_policy (rp) once per period crossed: NONE forfeits the unused part,
+-- CARRY_FORWARD carries it, CAP_AT_ALLOCATED carries at most pa. Unused = max(0, allocated -
+-- spent - reserved). Reserved holds move into the new period as they are (their commit settles
+-- against the period it runs in); debt is kept (never forgiven by a roll); spent starts at 0.
+local DAY_MS = 86400000
+local PERIOD_MS = {P1D = DAY_MS, P1W = 7 * DAY_MS}
+-- Periods rolled one by one (one event each) by one script; more periods crossed in the same
+-- idle gap are rolled in closed form and reported by one more event (a limit on one call's work).
+local ROLL_STEPS_MAX = 100
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+end
+
+local function civil_from_days(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if mp >= 10 then m = mp - 9 end
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+-- t plus n calendar months (UTC). Period starts of P1M budgets fall on days 1..28, so no
+-- month is ever short of the day.
+local function add_months(t, n)
+  local days = math.floor(t / DAY_MS)
+  local y, m, d = civil_from_days(days)
+  local mi = y * 12 + m - 1 + n
+  local y2 = math.floor(mi / 12)
+  return days_from_civil(y2, mi - y2 * 12 + 1, d) * DAY_MS + (t - days * DAY_MS)
+end
+
+-- The same text Tollgate's Rust side writes at creation: UTC, milliseconds only when not 0.
+local function rfc3339(t)
+  local days = math.floor(t / DAY_MS)
+  local y, m, d = civil_from_days(days)
+  local rest = t - days * DAY_MS
+  local out = string.format('%04d-%02d-%02dT%02d:%02d:%02d', y, m, d, math.floor(rest / 3600000),
+    math.floor(rest / 60000) % 60, math.floor(rest / 1000) % 60)
+  if rest % 1000 > 0 then out = out .. string.format('.%03d', rest % 1000) end
+  return out .. 'Z'
+end
+
+-- The end of the k-th period after the one ending at pe.
+local function period_end_after(pe, pl, k)
+  if pl == 'P1M' then return add_months(pe, k) end
+  return pe + k * (PERIOD_MS[pl] or tonumber(pl))
+end
+
+-- How many periods have ended by now (pe <= now): the n >= 1 with end_after(n) > now.
+local function periods_ended(pe, pl, now)
+  if pl ~= 'P1M' then return math.floor((now - pe) / (PERIOD_MS[pl] or tonumber(pl))) + 1 end
+  local y1, m1 = civil_from_days(math.floor(pe / DAY_MS))
+  local y2, m2 = civil_from_days(math.floor(now / DAY_MS))
+  local k = math.max(1, (y2 - y1) * 12 + m2 - m1)
+  while add_months(pe, k) <= now do k = k + 1 end
+  while k > 1 and add_months(pe, k - 1) > now do k = k - 1 end
+  return k
+end
+
+local function clamp(a) if cmp(a, I64_MAX) > 0 then return I64_MAX end return a end
+
+-- What one period leaves unused and what the next carries of it, under the policy.
+local function carry_of(policy, b, pa)
+  local unused = max0(sub(sub(b.a, b.s), b.r))
+  if policy == 'CARRY_FORWARD' then return unused, unused end
+  if policy == 'CAP_AT_ALLOCATED' then return min(unused, pa), unused end
+  return ZERO, unused
+end
+
+-- x * m for an amount x >= 0 and a count m >= 0, saturating at the int64 maximum.
+local function mul_sat(x, m)
+  local acc, over = ZERO, false
+  while m > 0 do
+    if m % 2 == 1 then
+      if over then return I64_MAX end
+      acc = add(acc, x)
+      if cmp(acc, I64_MAX) > 0 then return I64_MAX end
+    end
+    m = math.floor(m / 2)
+    if m > 0 and not over then x = add(x, x); over = cmp(x, I64_MAX) > 0 end
+  end
+  return acc
+end
+
+-- allocated after m >= 1 more idle periods (spent 0, reserved r and debt unchanged), in
+-- closed form: each such period maps a to pa + carry(a - r), which moves a by pa - r until a
+-- bound (2 pa under CAP_AT_ALLOCATED, pa once nothing is left to carry) or stays.
+local function idle_allocated(policy, a, pa, r, m)
+  if policy ~= 'CARRY_FORWARD' and policy ~= 'CAP_AT_ALLOCATED' then return pa end
+  if not lt(pa, r) then
+    local grown = add(a, mul_sat(sub(pa, r), m))
+    if policy == 'CAP_AT_ALLOCATED' then grown = min(grown, add(pa, pa)) end
+    return clamp(grown)
+  end
+  local shrink = sub(r, pa)
+  if cmp(sub(a, mul_sat(shrink, m - 1)), r) > 0 then return sub(a, mul_sat(shrink, m)) end
+  return pa
+end
+
+-- One budget.period_rolled: the budget moved from period [ps, pe) to [ns, ne), crossing n ends.
+local function emit_roll(outbox, b, unit, now, policy, ps, pe, ns, ne, n, before, carried, unused)
+  local data = {rollover_policy = policy, previous_period_start = rfc3339(ps), previous_period_end = rfc3339(pe),
+    period_start = rfc3339(ns), period_end = rfc3339(ne),
+    periods_crossed = ms(n), carried_amount = S(carried), previous_state = before, new_state = state_of(b)}
+  if unused then
+    data.unused_amount = S(unused)
+    data.forfeited_amount = S(sub(unused, carried))
+  end
+  emit(outbox, 'budget.period_rolled', now, b.scope, unit, '', '', data)
+end
+
+-- Rolls budget b (read with its pem) into the period containing now, if its period ended.
+-- With an outbox key the roll is written and each period crossed reported by one
+-- budget.period_rolled event; with false (reads) only b changes. The roll is the one write a
+-- script may make before its checks: it is owed whatever the request's outcome and complete.
+local function roll(ledger, b, unit, now, outbox)
+  if b.pem == '' or b.st == 'CLOSED' or now < tonumber(b.pem) then return end
+  if outbox == nil then error('a budget read that may roll a period needs the outbox key') end
+  local p = b.prefix
+  local v = redis.call('HMGET', ledger, p .. 'pa', p .. 'pl', p .. 'psm', p .. 'rp')
+  local pl = v[2]
+  if not pl or pl == '' then return end
+  local pa, ps, pe, policy = I(v[1]), tonumber(v[3]), tonumber(b.pem), v[4] or 'NONE'
+  local n = periods_ended(pe, pl, now)
+  for _ = 1, math.min(n, ROLL_STEPS_MAX) do
+    local before = state_of(b)
+    local carried, unused = carry_of(policy, b, pa)
+    b.a, b.s = clamp(add(pa, carried)), ZERO
+    local ne = period_end_after(pe, pl, 1)
+    if outbox then emit_roll(outbox, b, unit, now, policy, ps, pe, pe, ne, 1, before, carried, unused) end
+    ps, pe = pe, ne
+  end
+  if n > ROLL_STEPS_MAX then
+    local m = n - ROLL_STEPS_MAX
+    local before = state_of(b)
+    b.a = idle_allocated(policy, b.a, pa, b.r, m)
+    local ns, ne = period_end_after(pe, pl, m - 1), period_end_after(pe, pl, m)
+    if outbox then emit_roll(outbox, b, unit, now, policy, ps, pe, ns, ne, m, before, max0(sub(b.a, pa)), nil) end
+    ps, pe = ns, ne
+  end
+  b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
+  b.a0, b.u0 = b.a, add(b.s, b.r)
+  b.pem, b.ps, b.pe = ms(pe), rfc3339(ps), rfc3339(pe)
+  if outbox then
+    redis.call('HSET', ledger, p .. 'a', S(b.a), p .. 's', S(b.s), p .. 'psm', ms(ps), p .. 'pem', b.pem,
+      p .. 'ps', b.ps, p .. 'pe', b.pe, p .. 'u', ms(now))
+  end
+end
+
+-- One budget of the tenant's ledger hash: fields are "<scope>|<unit>|<f>". Rolled into the
+-- current period first (see roll; `outbox` false for a read that writes nothing).
+local BF = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p', 'pem'}
+local function budget_of(scope, unit, v, o)
+  local b = {scope = scope, prefix = scope .. '|' .. unit .. '|', st = v[o + 1], a = I(v[o + 2]), s = I(v[o + 3]),
+    r = I(v[o + 4]), d = I(v[o + 5]), o = I(v[o + 6]), x = v[o + 7] == '1', p = v[o + 8] or '', pem = v[o + 9] or ''}
+  b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
+  b.a0, b.u0 = b.a, add(b.s, b.r)
+  return b
+end
+
+local function read_budget(ledger, scope, unit, outbox, now)
+  local p = scope .. '|' .. unit .. '|'
+  local fields = {}
+  for i, f in ipairs(BF) do fields[i] = p .. f end
+  local v = redis.call('HMGET', ledger, unpack(fields))
+  if not v[1] then return nil end
+  local b = budget_of(scope, unit, v, 0)
+  roll(ledger, b, unit, now, outbox)
+  return b
+end
+
+-- Several budgets of one unit in one HMGET; returns those that exist, in scope order.
+local function read_budgets(ledger, scopes, unit, outbox, now)
+  local fields, n = {}, 0
+  for _, scope in ipairs(scopes) do
+    local p = scope .. '|' .. unit .. '|'
+    for _, f in ipairs(BF) do n = n + 1; fields[n] = p .. f end
+  end
+  local v = redis.call('HMGET', ledger, unpack(fields))
+  local out = {}
+  for i, scope in ipairs(scopes) do
+    local o = (i - 1) * #BF
+    if v[o + 1] then
+      local b = budget_of(scope, unit, v, o)
+      roll(ledger, b, unit, now, outbox)
+      out[#out + 1] = b
+    end
+  end
+  return out
 end
 
 -- Utilization ((spent + reserved) / allocated) thresholds whose crossings are reported, in
@@ -324,7 +505,7 @@ local function check_plans(budgets, E, plans)
 end
 
 -- Every stored field of one budget, as the admin plane returns it.
-local DOC = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p', 'id', 'c', 'u', 'rp', 'ps', 'pe'}
+local DOC = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p', 'id', 'c', 'u', 'rp', 'ps', 'pe', 'pl'}
 local function budget_doc(ledger, scope, unit)
   local p = scope .. '|' .. unit .. '|'
   local f = {}
@@ -337,20 +518,16 @@ local function budget_doc(ledger, scope, unit)
 end
 
 -- Common guards of the admin budget scripts: the tenant must not be closed, the budget must
--- exist and must not be closed. Returns the budget or an error result.
-local function admin_budget(tenant_key, ledger, scope, unit)
+-- exist and must not be closed. Returns the budget (rolled into its current period, the roll
+-- written and reported to `outbox`) or an error result.
+local function admin_budget(tenant_key, ledger, scope, unit, outbox, now)
   local tenant = tenant_state(tenant_key)
   if not tenant then return nil, err('INTERNAL_ERROR', 'tenant record is corrupt') end
   if tenant.status == 'CLOSED' then return nil, err('TENANT_CLOSED', 'tenant is closed') end
-  local b = read_budget(ledger, scope, unit)
+  local b = read_budget(ledger, scope, unit, outbox, now)
   if not b then return nil, err('BUDGET_NOT_FOUND', 'no budget exists for ' .. scope .. ' in ' .. unit) end
   if b.st == 'CLOSED' then return nil, err('BUDGET_CLOSED', 'budget is closed: ' .. scope) end
   return b
-end
-
-local function state_of(b)
-  return {allocated = S(b.a), remaining = S(sub(sub(sub(b.a, b.s), b.r), b.d)), debt = S(b.d), spent = S(b.s),
-    reserved = S(b.r), status = b.st}
 end
 
 local function emit_over_limit_flip(outbox, before_x, b, unit, now, rq, tr)

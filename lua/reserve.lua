@@ -27,6 +27,7 @@
 -- makes one read of all budgets and one write of all budgets: it is the hot path.
 -- Appends: reservation.denied on a denial; on a live ALLOW, budget.threshold_crossed for each
 -- utilization threshold a budget crosses and budget.exhausted when one reaches 0 remaining.
+-- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local mode, hash, unit, E = ARGV[1], ARGV[2], ARGV[3], I(ARGV[4])
 local rq, tr = ARGV[10], ARGV[11]
@@ -68,7 +69,7 @@ if tenant.status == 'SUSPENDED' then
   return finish_deny('TENANT_SUSPENDED', {})
 end
 
-local budgets = read_budgets(KEYS[2], scopes, unit)
+local budgets = read_budgets(KEYS[2], scopes, unit, KEYS[7], now)
 
 if #budgets == 0 then
   local mismatch = unit_mismatch(KEYS[2], scopes, unit)

@@ -13,6 +13,7 @@ use crate::auth::{AdminAuth, AnyAuth, Caller, TenantCaller};
 use crate::catalogue::audit::Actor;
 use crate::catalogue::budgets::BudgetRef;
 use crate::domain::amount::{Unit, Units};
+use crate::domain::period::{self, PeriodLength};
 use crate::domain::scope::{filter_allows, parse_budget_scope};
 use crate::domain::{CommitOveragePolicy, Permission};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -56,6 +57,9 @@ pub struct BudgetBody {
     period_start: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     period_end: String,
+    /// Extension: the calendar period length the budget was created with (P1D, P1W or P1M).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period: Option<&'static str>,
     created_at: String,
     updated_at: String,
 }
@@ -82,6 +86,7 @@ impl From<BudgetDoc> for BudgetBody {
             rollover_policy: if d.rollover_policy.is_empty() { "NONE".into() } else { d.rollover_policy.clone() },
             period_start: d.period_start.clone(),
             period_end: d.period_end.clone(),
+            period: PeriodLength::designator(&d.period),
             created_at: rfc3339_ms(d.created_at_ms),
             updated_at: rfc3339_ms(d.updated_at_ms),
         }
@@ -166,6 +171,9 @@ pub struct CreateRequest {
     period_start: Option<OffsetDateTime>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     period_end: Option<OffsetDateTime>,
+    /// Extension: each period's length as a calendar period in UTC (P1D, P1W or P1M); without
+    /// it a period lasts as long as `[period_start, period_end)`.
+    period: Option<String>,
     metadata: Option<Map<String, Value>>,
 }
 
@@ -175,10 +183,6 @@ pub enum RolloverPolicy {
     None,
     CarryForward,
     CapAtAllocated,
-}
-
-fn fmt_time(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default()
 }
 
 #[utoipa::path(post, path = "/v1/admin/budgets", operation_id = "createBudget", tag = "Budgets",
@@ -202,11 +206,12 @@ pub async fn create(
         Some(a) => amount_in("overdraft_limit", a, req.unit)?,
         None => Units::ZERO,
     };
-    if let (Some(a), Some(b)) = (req.period_start, req.period_end)
-        && a > b
-    {
-        return Err(ApiError::invalid_field("period_start", "must not be after period_end"));
-    }
+    let rollover_policy = serde_json::to_value(req.rollover_policy.unwrap_or(RolloverPolicy::None))
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let period = period::validate(req.period_start, req.period_end, req.period.as_deref(), &rollover_policy)
+        .map_err(|e| ApiError::invalid_field(e.field, e.message))?;
     crate::runtime_api::wire::metadata_json("metadata", &req.metadata)?;
     let new = NewBudget {
         tenant: r.tenant,
@@ -215,12 +220,8 @@ pub async fn create(
         allocated,
         overdraft_limit,
         commit_overage_policy: req.commit_overage_policy,
-        rollover_policy: serde_json::to_value(req.rollover_policy.unwrap_or(RolloverPolicy::None))
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        period_start: fmt_time(req.period_start),
-        period_end: fmt_time(req.period_end),
+        rollover_policy,
+        period,
     };
     let doc = state.catalogue.create_budget(&r.actor, new).await?;
     Ok((StatusCode::CREATED, Json(doc.into())))

@@ -118,6 +118,7 @@ pub struct UpdateTenantRequest {
     default_reservation_ttl_ms: Option<i64>,
     max_reservation_ttl_ms: Option<i64>,
     max_reservation_extensions: Option<i64>,
+    reservation_expiry_policy: Option<ExpiryPolicy>,
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
 }
@@ -286,6 +287,7 @@ pub async fn update(
         default_reservation_ttl_ms: req.default_reservation_ttl_ms,
         max_reservation_ttl_ms: req.max_reservation_ttl_ms,
         max_reservation_extensions: req.max_reservation_extensions,
+        reservation_expiry_policy: req.reservation_expiry_policy,
         rate_limit: rate_limit(req.rate_limit_per_second, req.rate_limit_burst)?,
     };
     Ok(Json(state.catalogue.update_tenant(&Actor::admin(ctx), &id, patch).await?.into()))

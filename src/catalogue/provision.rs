@@ -212,8 +212,7 @@ impl Catalogue {
                 overdraft_limit: b.overdraft_limit,
                 commit_overage_policy: b.commit_overage_policy,
                 rollover_policy: String::new(),
-                period_start: String::new(),
-                period_end: String::new(),
+                period: None,
             };
             match self.ledger.create_budget(&new, &b.ledger_id, &actor.ctx).await {
                 Ok(doc) => docs.push(doc),

@@ -172,8 +172,7 @@ impl Catalogue {
                 overdraft_limit: template.overdraft_limit,
                 commit_overage_policy: template.commit_overage_policy,
                 rollover_policy: String::new(),
-                period_start: String::new(),
-                period_end: String::new(),
+                period: None,
             };
             match self.create_budget(actor, new).await {
                 Ok(doc) => created.push(doc),

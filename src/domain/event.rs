@@ -49,6 +49,7 @@ wire_enum!(
         BudgetOverLimitExited = "budget.over_limit_exited",
         BudgetDebtIncurred = "budget.debt_incurred",
         BudgetBurnRateAnomaly = "budget.burn_rate_anomaly",
+        BudgetPeriodRolled = "budget.period_rolled",
         ReservationDenied = "reservation.denied",
         ReservationDenialRateSpike = "reservation.denial_rate_spike",
         ReservationExpired = "reservation.expired",
@@ -177,12 +178,12 @@ mod tests {
 
     #[test]
     fn every_event_type_maps_to_the_category_of_its_prefix() {
-        assert_eq!(EventType::ALL.len(), 52);
+        assert_eq!(EventType::ALL.len(), 53);
         for t in EventType::ALL {
             let prefix = t.as_str().split('.').next().unwrap();
             assert_eq!(t.category().as_str(), prefix, "{t}");
         }
         let tenant_visible = EventType::ALL.iter().filter(|t| t.category().tenant_accessible()).count();
-        assert_eq!(tenant_visible, 29);
+        assert_eq!(tenant_visible, 30);
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod correlation;
 pub mod error;
 pub mod event;
+pub mod period;
 pub mod permission;
 pub mod policy;
 pub mod scope;

@@ -265,8 +265,12 @@ const INT_FIELDS: &[&str] = &[
     "released_amount",
     "ttl_ms",
     "extensions_used",
+    "carried_amount",
+    "unused_amount",
+    "forfeited_amount",
+    "periods_crossed",
 ];
-const BOOL_FIELDS: &[&str] = &["is_over_limit", "spent_override_provided", "dry_run"];
+const BOOL_FIELDS: &[&str] = &["is_over_limit", "spent_override_provided", "dry_run", "hold_kept"];
 
 /// Rewrites one data object to the spec's JSON types, in place.
 fn normalize(map: &mut Map<String, Json>) {

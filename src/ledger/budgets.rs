@@ -5,6 +5,7 @@ use serde_json::Value;
 use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::{Unit, Units};
 use crate::domain::error::{Error, Result};
+use crate::domain::period::{BudgetPeriod, boundary_text};
 
 use super::reads::BudgetDoc;
 use super::{Correlation, IDEM_RETENTION_MS, Ledger};
@@ -18,8 +19,8 @@ pub struct NewBudget {
     pub overdraft_limit: Units,
     pub commit_overage_policy: Option<CommitOveragePolicy>,
     pub rollover_policy: String,
-    pub period_start: String,
-    pub period_end: String,
+    /// The first period (validated by `domain::period::validate`); `None`: the budget has none.
+    pub period: Option<BudgetPeriod>,
 }
 
 /// The five funding operations.
@@ -83,6 +84,10 @@ impl Ledger {
         let k = self.keys();
         let t = b.tenant.as_str();
         let keys = vec![k.tenant(t), k.ledger(t), k.budget_index(t), k.outbox(t)];
+        let p = b.period.as_ref();
+        let text = |ms: Option<i64>| ms.map(boundary_text).unwrap_or_default();
+        let num = |ms: Option<i64>| ms.map(|v| v.to_string()).unwrap_or_default();
+        let (start, end) = (p.map(|p| p.start_ms), p.map(|p| p.end_ms));
         let args = vec![
             b.scope.clone(),
             b.unit.as_str().to_string(),
@@ -90,11 +95,14 @@ impl Ledger {
             b.overdraft_limit.to_string(),
             b.commit_overage_policy.map(|p| p.as_str().to_string()).unwrap_or_default(),
             b.rollover_policy.clone(),
-            b.period_start.clone(),
-            b.period_end.clone(),
+            text(start),
+            text(end),
             ledger_id.to_string(),
             corr.request_id.clone(),
             corr.trace_id.clone(),
+            num(start),
+            num(end),
+            p.map(|p| p.length.stored()).unwrap_or_default(),
         ];
         let reply = self.run("budget_create", &self.scripts.budget_create, keys, args).await?;
         BudgetDoc::from_json(t, &reply.body)

@@ -122,13 +122,15 @@ pub struct BudgetDoc {
     pub rollover_policy: String,
     pub period_start: String,
     pub period_end: String,
+    /// The period length as stored (`domain::period::PeriodLength::stored`); empty without one.
+    pub period: String,
 }
 
 /// The budget fields in the order `budget_doc` and the reads use.
-pub const DOC_FIELDS: [&str; 14] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe"];
+pub const DOC_FIELDS: [&str; 15] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe", "pl"];
 
 impl BudgetDoc {
-    /// From the 14 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
+    /// From the 15 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
     pub fn from_values(tenant: &str, scope: &str, unit: Unit, v: &[Option<String>]) -> Result<Option<Self>> {
         let get = |i: usize| v.get(i).cloned().flatten().unwrap_or_default();
         if v.first().cloned().flatten().is_none() {
@@ -156,6 +158,7 @@ impl BudgetDoc {
             rollover_policy: get(11),
             period_start: get(12),
             period_end: get(13),
+            period: get(14),
         }))
     }
 
@@ -167,10 +170,6 @@ impl BudgetDoc {
         let values: Vec<Option<String>> = DOC_FIELDS.iter().map(|f| s(f)).collect();
         Self::from_values(tenant, &scope, unit, &values)?.ok_or_else(|| Error::internal("budget doc status"))
     }
-}
-
-fn doc_fields(scope: &str, unit: Unit) -> Vec<String> {
-    DOC_FIELDS.iter().map(|f| format!("{scope}|{}|{f}", unit.as_str())).collect()
 }
 
 impl Ledger {
@@ -236,14 +235,20 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The given budgets that exist, in order, as the reads show them: rolled into their
+    /// current period (`lua/budget_read.lua`, the same roll every writing script makes).
     pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> Result<Vec<BudgetDoc>> {
         let mut out = Vec::with_capacity(members.len());
         for chunk in members.chunks(READ_BATCH) {
-            let field_lists: Vec<Vec<String>> = chunk.iter().map(|(scope, unit)| doc_fields(scope, *unit)).collect();
-            let rows = self.redis.budgets_values(tenant, &field_lists).await?;
-            for ((scope, unit), values) in chunk.iter().zip(rows) {
-                if let Some(doc) = BudgetDoc::from_values(tenant, scope, *unit, &values)? {
-                    out.push(doc);
+            let args: Vec<String> =
+                chunk.iter().flat_map(|(scope, unit)| [scope.clone(), unit.as_str().to_string()]).collect();
+            let raw: String = self.eval(&self.scripts.budget_read, vec![self.keys().ledger(tenant)], &args).await?;
+            let Ok(Value::Array(docs)) = serde_json::from_str::<Value>(&raw) else {
+                return Err(Error::internal("budget_read reply is not an array"));
+            };
+            for doc in docs {
+                if let Value::Object(body) = doc {
+                    out.push(BudgetDoc::from_json(tenant, &body)?);
                 }
             }
         }
@@ -251,8 +256,7 @@ impl Ledger {
     }
 
     pub async fn budget(&self, tenant: &str, scope: &str, unit: Unit) -> Result<Option<BudgetDoc>> {
-        let values = self.redis.budget_values(tenant, &doc_fields(scope, unit)).await?;
-        BudgetDoc::from_values(tenant, scope, unit, &values)
+        Ok(self.budgets(tenant, &[(scope.to_string(), unit)]).await?.pop())
     }
 }
 

@@ -18,7 +18,7 @@ impl Ledger {
         // With nothing due (a stale due time) the call only brings the due time up to date.
         let ids = self.redis.due_ids(tenant, now_ms, SWEEP_BATCH).await?;
         let full = ids.len() == SWEEP_BATCH;
-        let mut keys = vec![k.ledger(tenant), k.active(tenant), k.outbox(tenant)];
+        let mut keys = vec![k.ledger(tenant), k.active(tenant), k.outbox(tenant), k.tenant(tenant)];
         keys.extend(ids.iter().map(|id| k.reservation(tenant, id)));
         let mut args = vec![FINALIZED_RETENTION_MS.to_string()];
         args.extend(ids);

@@ -115,7 +115,7 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
         "UPDATE tenants SET name=$2, status=$3, tier=$4, default_commit_overage_policy=$5, \
          default_reservation_ttl_ms=$6, max_reservation_ttl_ms=$7, max_reservation_extensions=$8, \
          metadata=$9, updated_at=$10, suspended_at=$11, closed_at=$12, rate_limit_per_second=$13, \
-         rate_limit_burst=$14 WHERE tenant_id=$1",
+         rate_limit_burst=$14, reservation_expiry_policy=$15 WHERE tenant_id=$1",
     )
     .bind(t.tenant_id.as_str())
     .bind(&t.name)
@@ -131,6 +131,7 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
     .bind(t.closed_at)
     .bind(t.rate_limit.map(|r| r.per_second as i32))
     .bind(t.rate_limit.map(|r| r.burst as i32))
+    .bind(t.reservation_expiry_policy.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

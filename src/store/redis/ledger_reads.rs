@@ -141,14 +141,8 @@ impl RedisStore {
         self.query(&cmd).await
     }
 
-    /// The values of `fields` in the tenant's ledger hash, in order (`None` when absent).
-    pub async fn budget_values(&self, tenant: &str, fields: &[String]) -> StoreResult<Vec<Option<String>>> {
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.keys.ledger(tenant)).arg(fields);
-        self.query(&cmd).await
-    }
-
-    /// [`RedisStore::budget_values`] for several field lists in one round trip.
+    /// The values of each field list in the tenant's ledger hash, in order (`None` when
+    /// absent), in one round trip.
     pub async fn budgets_values(
         &self,
         tenant: &str,

@@ -235,7 +235,9 @@ impl RedisStore {
             .arg("max_reservation_ttl_ms")
             .arg(t.max_reservation_ttl_ms)
             .arg("max_reservation_extensions")
-            .arg(t.max_reservation_extensions);
+            .arg(t.max_reservation_extensions)
+            .arg("reservation_expiry_policy")
+            .arg(t.reservation_expiry_policy.as_str());
         let _: i64 = self.query(&cmd).await?;
         self.enrol(t.tenant_id.as_str(), t.status.as_str()).await
     }
