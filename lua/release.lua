@@ -10,7 +10,8 @@
 -- IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR, TENANT_CLOSED, RESERVATION_EXPIRED
 -- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at + grace); or
 -- {status=RELEASED, released, unit, balances, now}. Every check runs before the first write.
--- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under.
+-- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under, and
+-- usage.released (Tollgate's own entry, never an event: the reservation's scope path).
 
 local hash, rid = ARGV[1], ARGV[3]
 local now = now_ms()
@@ -18,7 +19,7 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g')
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp')
 local tenant, failure = settleable(KEYS[1], r[1])
 if not tenant then return failure end
 if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
@@ -38,4 +39,5 @@ for _, b in ipairs(budgets) do emit_thresholds(KEYS[6], b, unit, now, ARGV[4], A
 redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], rid)
+emit(KEYS[6], 'usage.released', now, r[7], unit, ARGV[4], ARGV[5], {reservation_id = rid, released = r[3]})
 return succeed(KEYS[3], hash, {status = 'RELEASED', unit = unit, released = r[3], balances = balances}, ARGV[6], now)
