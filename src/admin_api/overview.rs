@@ -70,9 +70,9 @@ fn budget_part(docs: &[BudgetDoc]) -> (Json_, Vec<Json_>, Vec<Json_>) {
     let counts = json!({ "total": docs.len(), "active": active, "frozen": frozen, "closed": closed,
         "over_limit": over, "with_debt": debt, "by_unit": by_unit });
     let mut over_limit: Vec<&BudgetDoc> = docs.iter().filter(|d| d.balance.is_over_limit).collect();
-    over_limit.sort_by(|a, b| b.balance.debt.cmp(&a.balance.debt));
+    over_limit.sort_by_key(|d| std::cmp::Reverse(d.balance.debt));
     let mut indebted: Vec<&BudgetDoc> = docs.iter().filter(|d| d.balance.debt > 0).collect();
-    indebted.sort_by(|a, b| b.balance.debt.cmp(&a.balance.debt));
+    indebted.sort_by_key(|d| std::cmp::Reverse(d.balance.debt));
     let over_limit = over_limit
         .into_iter()
         .take(TOP_MAX)
