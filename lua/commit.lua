@@ -6,6 +6,8 @@
 -- ARGV[1] request hash    ARGV[2] actual unit   ARGV[3] actual amount (decimal int64)
 -- ARGV[4] commit metadata json ('' = none)      ARGV[5] reservation id
 -- ARGV[6] request id      ARGV[7] trace id      ARGV[8] retention ms of a finalized reservation
+-- ARGV[9] usage json: the caller's key id and the commit's metrics, carried into the outbox
+--         as they are ('{"model":' first when the metrics name one)
 --
 -- Returns JSON (numbers as strings): a stored result plus {replay, now}; or {e, m, ...} in
 -- precedence order IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR (corrupt tenant),
@@ -16,7 +18,9 @@
 -- the reservation's scopes).
 -- Every check runs before the first write.
 -- Appends: budget.threshold_crossed, budget.over_limit_entered, budget.debt_incurred,
--- budget.exhausted (per budget, as they happen) and reservation.commit_overage.
+-- budget.exhausted (per budget, as they happen) and reservation.commit_overage; and
+-- usage.committed (Tollgate's own entry, never an event: the scope path, what each budget's
+-- spent moved by, the charge, the usage json and, without a model, the action's name).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local hash, rq, tr, rid = ARGV[1], ARGV[6], ARGV[7], ARGV[5]
@@ -25,7 +29,7 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'p', 'sp')
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'p', 'sp', 'd')
 local tenant, failure = settleable(KEYS[1], r[1])
 if not tenant then return failure end
 local unit = r[2]
@@ -46,8 +50,10 @@ local overflow = check_plans(budgets, E, plans)
 if overflow then return overflow end
 
 local balances = {}
+local moved = {}
 for i, b in ipairs(budgets) do
   local before_x = b.x
+  moved[b.scope] = S(plans[i].add_s)
   b.s = add(b.s, plans[i].add_s)
   b.d = add(b.d, plans[i].add_d)
   b.r = sub(b.r, E)
@@ -66,6 +72,12 @@ if lt(E, A) then
     {reservation_id = rid, estimated_amount = r[3], actual_amount = ARGV[3], overage = S(sub(A, E)),
      overage_policy = policy, debt_incurred = S(debt_added)})
 end
+local usage = {reservation_id = rid, charged = S(charged), spent = moved, x = ARGV[9]}
+if string.sub(ARGV[9], 1, 9) ~= '{"model":' then
+  local ok, doc = pcall(cjson.decode, r[9] or '')
+  if ok and type(doc) == 'table' and type(doc.action) == 'table' then usage.action = doc.action.name end
+end
+emit(KEYS[6], 'usage.committed', now, r[8], unit, rq, tr, usage)
 local released = ZERO
 if lt(charged, E) then released = sub(E, charged) end
 return succeed(KEYS[3], hash, {status = 'COMMITTED', unit = unit, charged = S(charged), released = S(released),

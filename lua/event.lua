@@ -5,7 +5,8 @@
 -- ARGV[1] request hash    ARGV[2] unit          ARGV[3] actual (decimal int64)
 -- ARGV[4] overage policy ('' = budget/tenant default)    ARGV[5] event id
 -- ARGV[6] request id      ARGV[7] trace id      ARGV[8] idempotency retention ms
--- ARGV[9] scope path      ARGV[10..] affected scopes in canonical order
+-- ARGV[9] scope path      ARGV[10] usage json (the caller's key id, the metrics, the model)
+-- ARGV[11..] affected scopes in canonical order
 --
 -- Returns JSON: a stored result plus {replay, now}; or {e, m, ...} in precedence order
 -- IDEMPOTENCY_MISMATCH, INTERNAL_ERROR, TENANT_CLOSED, FORBIDDEN (suspended), UNIT_MISMATCH,
@@ -13,7 +14,8 @@
 -- INVALID_REQUEST (overflow); or {status=APPLIED, event_id, charged, capped, debt_added, balances, now}.
 -- Debt and over-limit do not block events (they block new reservations only).
 -- Appends: budget.threshold_crossed, budget.over_limit_entered, budget.debt_incurred and
--- budget.exhausted, per budget, as they happen.
+-- budget.exhausted, per budget, as they happen; and usage.applied (Tollgate's own entry, never
+-- an event: what each budget's spent moved by, the charge and the usage json).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local hash, unit, A = ARGV[1], ARGV[2], I(ARGV[3])
@@ -29,7 +31,7 @@ if tenant.status == 'CLOSED' then return err('TENANT_CLOSED', 'tenant is closed'
 if tenant.status == 'SUSPENDED' then return err('FORBIDDEN', 'tenant is suspended: new events are refused') end
 
 local scopes = {}
-for i = 10, #ARGV do scopes[#scopes + 1] = ARGV[i] end
+for i = 11, #ARGV do scopes[#scopes + 1] = ARGV[i] end
 local budgets = read_budgets(KEYS[2], scopes, unit, KEYS[4], now)
 if #budgets == 0 then
   local mismatch = unit_mismatch(KEYS[2], scopes, unit)
@@ -53,8 +55,10 @@ if overflow then return overflow end
 
 local balances = {}
 local debt_added = ZERO
+local moved = {}
 for i, b in ipairs(budgets) do
   debt_added = add(debt_added, plans[i].add_d)
+  moved[b.scope] = S(plans[i].add_s)
   local before_x = b.x
   b.s = add(b.s, plans[i].add_s)
   b.d = add(b.d, plans[i].add_d)
@@ -63,5 +67,7 @@ for i, b in ipairs(budgets) do
   balances[#balances + 1] = balance(b)
 end
 write_budgets(KEYS[2], budgets, now, true)
+emit(KEYS[4], 'usage.applied', now, ARGV[9], unit, rq, tr,
+  {event_id = ARGV[5], charged = S(charged), spent = moved, x = ARGV[10]})
 return succeed(KEYS[3], hash, {status = 'APPLIED', event_id = ARGV[5], unit = unit, charged = S(charged),
   capped = lt(charged, A) and '1' or '0', debt_added = S(debt_added), balances = balances}, ARGV[8], now)

@@ -11,7 +11,8 @@
 -- (status, unless its hold was kept), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past
 -- expires_at + grace; under GRACE_ONLY past expires_at; never under MANUAL_CLEANUP); or
 -- {status=RELEASED, released, unit, balances, now}. Every check runs before the first write.
--- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under.
+-- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under, and
+-- usage.released (Tollgate's own entry, never an event: the reservation's scope path).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local hash, rid = ARGV[1], ARGV[3]
@@ -20,7 +21,7 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'h')
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'h', 'sp')
 -- An EXPIRED reservation whose hold was kept (MANUAL_CLEANUP) is released like an active one.
 local kept = r[1] == 'EXPIRED' and r[7] == '1'
 local tenant, failure = settleable(KEYS[1], kept and 'ACTIVE' or r[1])
@@ -47,4 +48,5 @@ for _, b in ipairs(budgets) do emit_thresholds(KEYS[6], b, unit, now, ARGV[4], A
 redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2], 'h', '0')
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], rid)
+emit(KEYS[6], 'usage.released', now, r[8], unit, ARGV[4], ARGV[5], {reservation_id = rid, released = r[3]})
 return succeed(KEYS[3], hash, {status = 'RELEASED', unit = unit, released = r[3], balances = balances}, ARGV[6], now)

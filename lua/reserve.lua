@@ -26,7 +26,8 @@
 -- for dry/decide, the idempotency record of the DENY, which is a success). The live path
 -- makes one read of all budgets and one write of all budgets: it is the hot path.
 -- Appends: reservation.denied on a denial; on a live ALLOW, budget.threshold_crossed for each
--- utilization threshold a budget crosses and budget.exhausted when one reaches 0 remaining.
+-- utilization threshold a budget crosses and budget.exhausted when one reaches 0 remaining; and
+-- on a live ALLOW, usage.reserved (Tollgate's own entry, never an event: the scope path).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local mode, hash, unit, E = ARGV[1], ARGV[2], ARGV[3], I(ARGV[4])
@@ -137,6 +138,7 @@ for _, b in ipairs(budgets) do
       {allocated = S(b.a), spent = S(b.s), reserved = S(b.r), remaining = '0'})
   end
 end
+emit(KEYS[7], 'usage.reserved', now, ARGV[13], unit, rq, tr, {reservation_id = ARGV[8], reserved = ARGV[4]})
 local retention = tonumber(ARGV[12])
 if retention < ttl + grace then retention = ttl + grace end
 -- Built by hand (every part is a decimal or an id of [a-z0-9_-]): cheaper than encoding a table.

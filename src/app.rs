@@ -113,6 +113,7 @@ fn spawn_workers(
         workers.push(tokio::spawn(crate::workers::key_expiry::run(state.catalogue.clone(), shutdown.clone())));
         let keep = config.retention();
         workers.push(tokio::spawn(crate::workers::retention::run(pg.clone(), keep, shutdown.clone())));
+        workers.push(tokio::spawn(crate::workers::burn_rate::run(pg.clone(), state.ledger.clone(), shutdown.clone())));
     }
     workers
 }

@@ -37,6 +37,15 @@ pub const RATE_LIMITED: &str = "cycles_rate_limited_total";
 pub const GATE_REQUESTS: &str = "gateway_priority_requests_total";
 pub const GATE_THROTTLED: &str = "gateway_priority_throttled_total";
 pub const GATE_IN_FLIGHT: &str = "gateway_priority_in_flight";
+pub const TOKENS: &str = "cycles_tokens_total";
+pub const ALERTS_OPEN: &str = "cycles_alerts_open";
+pub const EXHAUSTION_ETA: &str = "cycles_budget_exhaustion_eta_seconds";
+
+/// Distinct `model` label values one process exports; further models count as `other`, so a
+/// client naming a new model per request cannot grow the series without bound.
+const MODEL_LABELS_MAX: usize = 50;
+/// The exhaustion gauge's value while no budget is burning (a week: far beyond any alert).
+pub const EXHAUSTION_ETA_NONE_SECONDS: f64 = 604_800.0;
 
 /// Histogram buckets (seconds) for request and store latencies: 50 µs to 2.5 s.
 const LATENCY_BUCKETS: &[f64] =
@@ -96,6 +105,16 @@ fn describe() {
     describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");
     describe_counter!(GATE_THROTTLED, "Runtime requests the priority gate shed, by tenant and priority tier.");
     describe_gauge!(GATE_IN_FLIGHT, "Runtime requests in flight on this instance, by priority tier.");
+    describe_counter!(
+        TOKENS,
+        "Tokens reported by commits and usage events drained by this instance, by model (at most 50, then other) and direction (input or output)."
+    );
+    describe_gauge!(ALERTS_OPEN, "Open alerts, by severity, read by the burn-rate check once a minute.");
+    describe_gauge!(
+        EXHAUSTION_ETA,
+        Unit::Seconds,
+        "Shortest time to exhaustion of any budget at its last hour's burn, read once a minute (a week when none burns)."
+    );
 }
 
 /// Creates the label sets dashboards query, so panels show 0 rather than "no data".
@@ -118,6 +137,13 @@ fn precreate() {
     metrics::gauge!(WEBHOOK_LAG).set(0.0);
     metrics::counter!(EVENTS_STORED).increment(0);
     metrics::counter!(OUTBOX_REJECTED).increment(0);
+    for direction in ["input", "output"] {
+        metrics::counter!(TOKENS, "model" => "other", "direction" => direction).increment(0);
+    }
+    for severity in ["info", "warning", "critical"] {
+        metrics::gauge!(ALERTS_OPEN, "severity" => severity).set(0.0);
+    }
+    metrics::gauge!(EXHAUSTION_ETA).set(EXHAUSTION_ETA_NONE_SECONDS);
     metrics::counter!(EXPIRED).increment(0);
     metrics::gauge!(EXPIRY_BACKLOG).set(0.0);
     metrics::gauge!(OUTBOX_BACKLOG).set(0.0);
@@ -194,6 +220,29 @@ pub fn expiry_sweep(expired: u64, backlog: u64) {
 pub fn outbox(backlog: u64, lag: Duration) {
     metrics::gauge!(OUTBOX_BACKLOG).set(backlog as f64);
     metrics::gauge!(OUTBOX_LAG).set(lag.as_secs_f64());
+}
+
+/// Tokens of one drained commit or usage event.
+pub fn tokens(model: &str, input: i64, output: i64) {
+    static MODELS: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let known = MODELS.get_or_init(Default::default);
+    let label = match known.lock() {
+        Ok(mut set) if set.contains(model) || set.len() < MODEL_LABELS_MAX => {
+            set.insert(model.to_string());
+            model.to_string()
+        }
+        _ => "other".to_string(),
+    };
+    metrics::counter!(TOKENS, "model" => label.clone(), "direction" => "input").increment(input.unsigned_abs());
+    metrics::counter!(TOKENS, "model" => label, "direction" => "output").increment(output.unsigned_abs());
+}
+
+/// The open alerts by severity (info, warning, critical) and the shortest exhaustion ETA.
+pub fn spend_gauges(open: [(&'static str, i64); 3], eta_seconds: f64) {
+    for (severity, n) in open {
+        metrics::gauge!(ALERTS_OPEN, "severity" => severity).set(n as f64);
+    }
+    metrics::gauge!(EXHAUSTION_ETA).set(eta_seconds);
 }
 
 pub fn events_stored(n: usize) {

@@ -18,7 +18,7 @@ use crate::http::page::{self, ListParams, Position, search_param};
 use crate::ledger::reads::BudgetDoc;
 use crate::state::AppState;
 
-#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub(super) tenant_id: Option<String>,

@@ -3,10 +3,12 @@
 //! values, call `catalogue`, map the reply.
 
 pub mod access;
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 mod audit_export;
 pub mod auth;
+pub mod balances;
 pub mod budget_fund;
 pub mod budget_list;
 pub mod budgets;
@@ -16,6 +18,7 @@ pub mod dead_letters;
 pub mod events;
 pub mod health;
 pub mod openapi;
+pub mod overview;
 pub mod policies;
 pub mod principals;
 pub mod provision;
@@ -23,6 +26,8 @@ mod refusals;
 pub mod roles;
 pub mod tenants;
 pub mod tiers;
+pub mod token_usage;
+pub mod usage;
 pub mod webhooks;
 
 use axum::Router;
@@ -93,10 +98,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{subscription_id}/test", post(webhooks::test_for_tenant))
         .route("/v1/webhooks/{subscription_id}/deliveries", get(webhooks::deliveries_for_tenant))
         .merge(access_routes())
+        .merge(spend_routes())
         // Inner to the metrics layer, so refusals are counted like any other response.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
         .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("admin", r, n)));
     crate::http::finish(routes).with_state(state)
+}
+
+/// What spend an operator can see: token usage, usage rollups, the overview, alerts, and the
+/// admin plane's balance query.
+fn spend_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/token-usage", get(token_usage::list))
+        .route("/v1/admin/token-usage/summary", get(token_usage::summary))
+        .route("/v1/admin/tenants/{tenant_id}/usage", get(usage::tenant))
+        .route("/v1/admin/tenants/{tenant_id}/usage/daily", get(usage::daily))
+        .route("/v1/admin/budgets/usage", get(usage::budget))
+        .route("/v1/admin/overview", get(overview::overview))
+        .route("/v1/admin/alerts", get(alerts::list))
+        .route("/v1/admin/alerts/{alert_id}/resolve", post(alerts::resolve))
+        .route("/v1/balances", get(balances::balances))
 }
 
 /// The access-control routes: principals, their roles and tokens, roles and permissions.

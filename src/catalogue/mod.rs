@@ -15,6 +15,7 @@ mod reads;
 pub mod tenants;
 pub mod tiers;
 pub mod tokens;
+mod usage;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -8,12 +8,14 @@
 //! - [`record`] stores each event once (by id) and, in the same transaction, queues one
 //!   delivery per matching ACTIVE subscription; `dispatch` sends the queued deliveries.
 
+pub mod alerts;
 pub mod dead_letters;
 pub mod dispatch;
 pub mod guard;
 mod notices;
 pub mod outbox;
 mod pacing;
+pub mod usage;
 
 pub use pacing::wake as wake_dispatch;
 pub mod seal;
@@ -29,14 +31,19 @@ use crate::store::pg::{PgTx, events, webhooks};
 /// Stores `batch` in `tx` and queues its deliveries; events stored before (a redelivered
 /// outbox entry) are skipped with their deliveries. Returns how many were new.
 pub async fn record(tx: &mut PgTx, batch: &[Event]) -> StoreResult<usize> {
+    Ok(record_new(tx, batch).await?.len())
+}
+
+/// As [`record`], returning the events this call stored for the first time.
+pub async fn record_new<'a>(tx: &mut PgTx, batch: &'a [Event]) -> StoreResult<Vec<&'a Event>> {
     let mut subscribers: HashMap<String, Vec<Subscription>> = HashMap::new();
-    let mut stored = 0;
+    let mut stored = Vec::new();
     let mut queued = false;
     for event in batch {
         if !events::insert(tx, event).await? {
             continue;
         }
-        stored += 1;
+        stored.push(event);
         if !subscribers.contains_key(&event.tenant_id) {
             let subs = webhooks::active_for(tx, &event.tenant_id).await?;
             subscribers.insert(event.tenant_id.clone(), subs);
@@ -55,7 +62,7 @@ pub async fn record(tx: &mut PgTx, batch: &[Event]) -> StoreResult<usize> {
             queued = true;
         }
     }
-    crate::telemetry::events_stored(stored);
+    crate::telemetry::events_stored(stored.len());
     if queued {
         pacing::wake();
     }

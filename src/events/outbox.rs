@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letters;
+use super::usage::{self, UsageEntry};
 use crate::domain::event::{Event, EventActor, EventType, SOURCE_ADMIN, SOURCE_SERVER, SOURCE_SWEEPER};
 use crate::ledger::Ledger;
 use crate::store::pg::{self, PgStore};
@@ -173,30 +174,35 @@ impl Drain {
         Ok(())
     }
 
-    /// Stores `entries`, then acknowledges and deletes them. The events go in one transaction;
-    /// if that fails for a reason other than an outage, they go one at a time, and an entry
-    /// that is not an event or whose data Postgres refuses on its own (`Refused`) is set
-    /// aside as a dead letter, so one bad entry never holds back the tenant's later ones. On
-    /// an outage (`Unavailable`) nothing is acknowledged and the entries are read again.
+    /// Stores `entries`, then acknowledges and deletes them. The events and the usage entries
+    /// (`super::usage`) go in one transaction with the usage rollups and alerts they make; if
+    /// that fails for a reason other than an outage, they go one at a time, and an entry that
+    /// does not decode or whose data Postgres refuses on its own (`Refused`) is set aside as a
+    /// dead letter, so one bad entry never holds back the tenant's later ones. On an outage
+    /// (`Unavailable`) nothing is acknowledged and the entries are read again.
     async fn store(&mut self, tenant: &str, key: &str, entries: &[StreamEntry]) -> StreamResult<usize> {
         let (mut sources, mut batch) = (Vec::with_capacity(entries.len()), Vec::with_capacity(entries.len()));
+        let mut usage = Vec::new();
         for entry in entries {
-            match to_event(tenant, entry) {
-                Ok(event) => {
+            let decoded = if usage::is_usage(entry) {
+                usage::parse(tenant, entry).map(|u| usage.push((entry, u)))
+            } else {
+                to_event(tenant, entry).map(|event| {
                     sources.push(entry);
                     batch.push(event);
-                }
-                Err(why) => {
-                    crate::telemetry::outbox_rejected();
-                    dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNDECODABLE, &why).await?;
-                }
+                })
+            };
+            if let Err(why) = decoded {
+                crate::telemetry::outbox_rejected();
+                dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNDECODABLE, &why).await?;
             }
         }
-        let stored = match self.record(&batch).await {
+        let usages: Vec<UsageEntry> = usage.iter().map(|(_, u)| u.clone()).collect();
+        let stored = match self.record(&batch, &usages).await {
             Ok(stored) => stored,
             Err(StoreError::Internal(why) | StoreError::Refused(why)) => {
                 tracing::warn!(tenant, entries = batch.len(), error = %why, "outbox batch refused; storing it entry by entry");
-                self.record_each(tenant, &sources, &batch).await?
+                self.record_each(tenant, &sources, &batch).await? + self.record_each_usage(tenant, &usage).await?
             }
             Err(err) => return Err(err.into()),
         };
@@ -213,7 +219,7 @@ impl Drain {
     async fn record_each(&self, tenant: &str, sources: &[&StreamEntry], batch: &[Event]) -> StoreResult<usize> {
         let mut stored = 0;
         for (entry, event) in sources.iter().zip(batch) {
-            match self.record(std::slice::from_ref(event)).await {
+            match self.record(std::slice::from_ref(event), &[]).await {
                 Ok(n) => stored += n,
                 Err(StoreError::Refused(why)) => {
                     dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNSTORABLE, &why).await?;
@@ -224,12 +230,30 @@ impl Drain {
         Ok(stored)
     }
 
-    /// Stores `batch` in one committed transaction.
-    async fn record(&self, batch: &[Event]) -> StoreResult<usize> {
+    /// As `record_each`, for the usage entries (applied once each: a redelivery is a no-op).
+    async fn record_each_usage(&self, tenant: &str, usage: &[(&StreamEntry, UsageEntry)]) -> StoreResult<usize> {
+        for (entry, u) in usage {
+            match self.record(&[], std::slice::from_ref(u)).await {
+                Ok(_) => {}
+                Err(StoreError::Refused(why)) => {
+                    dead_letters::set_aside(&self.pg, tenant, entry, dead_letters::UNSTORABLE, &why).await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(0)
+    }
+
+    /// Stores `batch` and applies `usage` in one committed transaction, with the rollups and
+    /// alerts they make; returns how many events were new.
+    async fn record(&self, batch: &[Event], usage: &[UsageEntry]) -> StoreResult<usize> {
         let mut tx = self.pg.begin().await?;
-        let stored = super::record(&mut tx, batch).await?;
+        let stored = super::record_new(&mut tx, batch).await?;
+        usage::apply(&mut tx, usage, &stored).await?;
+        super::alerts::apply(&mut tx, &stored).await?;
+        let n = stored.len();
         pg::commit(tx).await?;
-        Ok(stored)
+        Ok(n)
     }
 }
 

@@ -168,6 +168,7 @@ impl Ledger {
         actual_unit: Unit,
         actual: Units,
         metadata_json: &str,
+        usage_json: &str,
         corr: &Correlation,
     ) -> Result<CommitOutcome> {
         let k = self.keys();
@@ -188,6 +189,7 @@ impl Ledger {
             corr.request_id.clone(),
             corr.trace_id.clone(),
             FINALIZED_RETENTION_MS.to_string(),
+            usage_json.to_string(),
         ];
         let reply = self.run("commit", &self.scripts.commit, keys, args).await?;
         let unit = unit_of(&reply)?;
@@ -276,6 +278,7 @@ impl Ledger {
         actual: Units,
         policy: Option<CommitOveragePolicy>,
         scopes: &Scopes,
+        usage_json: &str,
         corr: &Correlation,
     ) -> Result<EventOutcome> {
         let k = self.keys();
@@ -291,6 +294,7 @@ impl Ledger {
             corr.trace_id.clone(),
             EVENT_IDEM_RETENTION_MS.to_string(),
             scopes.path().to_string(),
+            usage_json.to_string(),
         ];
         args.extend(scopes.affected.iter().cloned());
         let reply = self.run("event", &self.scripts.event, keys, args).await?;

@@ -79,6 +79,7 @@ pub async fn create(
             req.actual.amount,
             req.overage_policy,
             &scopes,
+            &Metrics::usage_json(req.metrics.as_ref(), &caller.key.key_id, Some(req.action.name.as_str()))?,
             &ctx,
         )
         .await?;

@@ -55,6 +55,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The usage the ledger carries into the outbox with a commit or an event (the drain turns
+    /// it into a token usage record): the caller's key id and these metrics, `model` first when
+    /// known (the script looks for that prefix before it falls back to the action's name).
+    pub fn usage_json(metrics: Option<&Metrics>, key_id: &str, model: Option<&str>) -> ApiResult<String> {
+        let model = metrics.and_then(|m| m.model_version.as_deref()).or(model).filter(|m| !m.is_empty());
+        let key = serde_json::to_string(key_id).map_err(ApiError::internal)?;
+        let m = serde_json::to_string(&metrics).map_err(ApiError::internal)?;
+        Ok(match model {
+            Some(model) => {
+                let model = serde_json::to_string(model).map_err(ApiError::internal)?;
+                format!("{{\"model\":{model},\"k\":{key},\"m\":{m}}}")
+            }
+            None => format!("{{\"k\":{key},\"m\":{m}}}"),
+        })
+    }
+
     pub fn check(&self, field: &str) -> ApiResult<()> {
         if self.model_version.as_ref().is_some_and(|m| m.chars().count() > MODEL_VERSION_LEN_MAX) {
             return Err(ApiError::invalid_field(
@@ -118,6 +134,7 @@ pub async fn commit(
             req.actual.unit,
             req.actual.amount,
             &metadata_json("metadata", &req.metadata)?,
+            &Metrics::usage_json(req.metrics.as_ref(), &caller.key.key_id, None)?,
             &ctx,
         )
         .await?;

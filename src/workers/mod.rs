@@ -1,6 +1,7 @@
 //! Background loops owned by the application; each stops when the shutdown token fires.
 
 pub mod auth_listener;
+pub mod burn_rate;
 pub mod expiry;
 pub mod import_recovery;
 pub mod key_expiry;

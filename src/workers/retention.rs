@@ -1,6 +1,7 @@
 //! Retention of the event tables: every hour, deliveries finished more than the delivery
 //! retention ago, then events older than the event retention that no delivery refers to, and
-//! week-old bulk-action records. Safe on every instance at once (plain deletes).
+//! week-old bulk-action records and applied usage entries (the drain's redelivery guard). Safe
+//! on every instance at once (plain deletes).
 
 use std::time::Duration;
 
@@ -46,5 +47,6 @@ async fn prune(pg: &PgStore, keep: Retention, shutdown: &CancellationToken) -> c
         }
     }
     retention::prune_bulk_actions(pg.pool()).await?;
+    retention::prune_usage_entries(pg.pool()).await?;
     Ok((deliveries, events))
 }

@@ -1,6 +1,7 @@
 //! Postgres: the pool, embedded migrations, and one module per catalogue table.
 //! Never on the runtime hot path: the runtime reads keys through `auth::cache`.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod bulk;
@@ -9,6 +10,7 @@ pub mod dead_letters;
 mod deliveries;
 pub mod events;
 pub mod listen;
+pub mod overview;
 pub mod page;
 pub mod policies;
 pub mod principals;
@@ -17,6 +19,7 @@ pub mod retention;
 pub mod secrets;
 pub mod tenants;
 pub mod tiers;
+pub mod usage;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -34,6 +34,14 @@ pub async fn prune_events(pool: &sqlx::PgPool, days: u32) -> StoreResult<u64> {
 }
 
 /// Bulk-action records: replayable for 15 minutes, kept a week for inspection.
+/// Applied usage entries older than a week: an outbox entry is redelivered within minutes of
+/// its first delivery, if ever, so the redelivery guard needs no longer memory.
+pub async fn prune_usage_entries(pool: &sqlx::PgPool) -> StoreResult<u64> {
+    let done =
+        sqlx::query("DELETE FROM usage_entries WHERE recorded_at < now() - interval '7 days'").execute(pool).await?;
+    Ok(done.rows_affected())
+}
+
 pub async fn prune_bulk_actions(pool: &sqlx::PgPool) -> StoreResult<u64> {
     let done =
         sqlx::query("DELETE FROM bulk_actions WHERE created_at < now() - interval '7 days'").execute(pool).await?;

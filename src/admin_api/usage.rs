@@ -1,0 +1,338 @@
+//! Usage rollups (extensions): `GET /v1/admin/tenants/{tenant_id}/usage` (the current period
+//! per unit: the ledger's balances and the rollups' counts), `.../usage/daily?days=N` (one row
+//! per UTC day and unit) and `GET /v1/admin/budgets/usage?scope=&unit=` (a budget's period
+//! spend, burn rates and projected exhaustion). The counts come from the rollups the outbox
+//! drain keeps; nothing here scans events.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, OffsetDateTime};
+
+use super::budgets::unit_param;
+use super::token_usage::clamp;
+use crate::auth::AdminAuth;
+use crate::domain::amount::Unit;
+use crate::domain::scope::{parse_budget_scope, scope_tenant};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::extract::{PathParam, QueryParams};
+use crate::ledger::reads::BudgetDoc;
+use crate::state::AppState;
+use crate::store::pg::usage::Rollup;
+
+/// `days` accepts 1..=366 (a leap year's worth of daily rows per unit).
+pub const DAYS_MAX: i64 = 366;
+const DAYS_DEFAULT: i64 = 30;
+
+/// The rollups' counters as served.
+#[derive(Serialize, Default, utoipa::ToSchema)]
+#[schema(as = UsageCounts)]
+pub struct Counts {
+    /// What the budgets' spent moved by (commits and usage events, overage included), at this scope.
+    committed: i64,
+    /// What the operations under this scope charged.
+    charged: i64,
+    reserves: i64,
+    commits: i64,
+    events: i64,
+    releases: i64,
+    expiries: i64,
+    denials: i64,
+    tokens_input: i64,
+    tokens_output: i64,
+    tokens: i64,
+}
+
+impl From<&Rollup> for Counts {
+    fn from(r: &Rollup) -> Self {
+        Self {
+            committed: clamp(r.committed),
+            charged: clamp(r.charged),
+            reserves: r.reserves,
+            commits: r.commits,
+            events: r.events,
+            releases: r.releases,
+            expiries: r.expiries,
+            denials: r.denials,
+            tokens_input: clamp(r.tokens_input),
+            tokens_output: clamp(r.tokens_output),
+            tokens: clamp(r.tokens_input + r.tokens_output),
+        }
+    }
+}
+
+/// One unit of a tenant's usage in the current period.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TenantUnitUsage)]
+pub struct UnitUsage {
+    unit: String,
+    /// Summed over the tenant's outermost budgets in this unit (none nested in another).
+    allocated: i64,
+    spent: i64,
+    reserved: i64,
+    debt: i64,
+    remaining: i64,
+    /// `(spent + reserved) / allocated × 100`, 0 when nothing is allocated.
+    percent_used: f64,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TenantUsageResponse)]
+pub struct TenantUsage {
+    tenant_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    period_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_end: OffsetDateTime,
+    total_reserves: i64,
+    total_tokens: i64,
+    units: Vec<UnitUsage>,
+}
+
+/// The current period: the UTC calendar month holding `now`, as days and as instants.
+fn month_of(now: OffsetDateTime) -> (Date, Date, OffsetDateTime, OffsetDateTime) {
+    let first = now.date().replace_day(1).unwrap_or(now.date());
+    let next = first.checked_add(Duration::days(32)).and_then(|d| d.replace_day(1).ok()).unwrap_or(first);
+    let last = next.previous_day().unwrap_or(first);
+    (first, last, first.midnight().assume_utc(), next.midnight().assume_utc() - Duration::seconds(1))
+}
+
+/// Per unit: the tenant's outermost budgets (no budgeted ancestor in the unit), summed.
+fn outermost(docs: &[BudgetDoc]) -> BTreeMap<&'static str, [i128; 4]> {
+    let mut out: BTreeMap<&'static str, [i128; 4]> = BTreeMap::new();
+    for d in docs {
+        let b = &d.balance;
+        let nested = docs.iter().any(|o| {
+            o.balance.unit == b.unit
+                && b.scope.len() > o.balance.scope.len()
+                && b.scope.starts_with(&format!("{}/", o.balance.scope))
+        });
+        if !nested {
+            let sums = out.entry(b.unit.as_str()).or_default();
+            for (i, v) in [b.allocated, b.spent, b.reserved, b.debt].into_iter().enumerate() {
+                sums[i] += i128::from(v);
+            }
+        }
+    }
+    out
+}
+
+#[utoipa::path(get, path = "/v1/admin/tenants/{tenant_id}/usage", operation_id = "getTenantUsage", tag = "Usage",
+    params(("tenant_id" = String, Path, description = "The tenant's id")),
+    responses((status = 200, description = "The tenant's usage in the current period (extension)", body = TenantUsage), crate::http::openapi::E400_401_403_404_500_503)
+)]
+pub async fn tenant(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<TenantUsage>> {
+    state.catalogue.get_tenant(&id).await?;
+    let now = crate::domain::clock::now();
+    let (first, last, period_start, period_end) = month_of(now);
+    let members = state.ledger.budget_members(&id).await?;
+    let docs = state.ledger.budgets(&id, &members).await?;
+    let balances = outermost(&docs);
+    let rollups: BTreeMap<String, Rollup> =
+        state.catalogue.usage_by_unit(&id, &format!("tenant:{id}"), first, last).await?.into_iter().collect();
+    let mut units: Vec<&str> = balances.keys().copied().chain(rollups.keys().map(String::as_str)).collect();
+    units.sort_unstable();
+    units.dedup();
+    let none = Rollup::default();
+    let units: Vec<UnitUsage> = units
+        .into_iter()
+        .map(|unit| {
+            let [a, s, r, d] = balances.get(unit).copied().unwrap_or_default();
+            let percent_used = if a > 0 { (s + r) as f64 / a as f64 * 100.0 } else { 0.0 };
+            let counts = Counts::from(rollups.get(unit).unwrap_or(&none));
+            let remaining = clamp(a - s - r - d);
+            UnitUsage {
+                unit: unit.to_string(),
+                allocated: clamp(a),
+                spent: clamp(s),
+                reserved: clamp(r),
+                debt: clamp(d),
+                remaining,
+                percent_used,
+                counts,
+            }
+        })
+        .collect();
+    Ok(Json(TenantUsage {
+        tenant_id: id,
+        period_start,
+        period_end,
+        total_reserves: units.iter().map(|u| u.counts.reserves).sum(),
+        total_tokens: units.iter().fold(0i64, |t, u| t.saturating_add(u.counts.tokens)),
+        units,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DailyQuery {
+    /// Days back from today, today included: 1..=366 (default 30).
+    #[param(value_type = Option<u32>)]
+    days: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DailyUsageRow)]
+pub struct DailyRow {
+    /// The UTC day, `YYYY-MM-DD`.
+    date: String,
+    unit: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DailyUsageResponse)]
+pub struct Daily {
+    tenant_id: String,
+    days: i64,
+    /// Newest day first; every day of the window for each unit the tenant used in it.
+    daily: Vec<DailyRow>,
+}
+
+pub fn days_param(raw: Option<&str>) -> ApiResult<i64> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(DAYS_DEFAULT),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (1..=DAYS_MAX).contains(d))
+            .ok_or_else(|| ApiError::invalid_field("days", format!("must be an integer from 1 to {DAYS_MAX}"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/tenants/{tenant_id}/usage/daily", operation_id = "getTenantDailyUsage", tag = "Usage",
+    params(("tenant_id" = String, Path, description = "The tenant's id"), DailyQuery),
+    responses((status = 200, description = "The tenant's usage per UTC day and unit (extension)", body = Daily), crate::http::openapi::E400_401_403_404_500_503)
+)]
+pub async fn daily(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam<String>,
+    QueryParams(q): QueryParams<DailyQuery>,
+) -> ApiResult<Json<Daily>> {
+    let days = days_param(q.days.as_deref())?;
+    state.catalogue.get_tenant(&id).await?;
+    let today = crate::domain::clock::now().date();
+    let first = today - Duration::days(days - 1);
+    let rows = state.catalogue.usage_daily(&id, &format!("tenant:{id}"), first, today).await?;
+    let mut by: BTreeMap<(Date, String), Rollup> = BTreeMap::new();
+    let mut units: Vec<String> = Vec::new();
+    for (day, unit, r) in rows {
+        if !units.contains(&unit) {
+            units.push(unit.clone());
+        }
+        by.insert((day, unit), r);
+    }
+    units.sort();
+    let none = Rollup::default();
+    let mut daily = Vec::with_capacity(units.len() * days as usize);
+    let mut day = today;
+    while day >= first {
+        for unit in &units {
+            let counts = Counts::from(by.get(&(day, unit.clone())).unwrap_or(&none));
+            daily.push(DailyRow { date: day.to_string(), unit: unit.clone(), counts });
+        }
+        match day.previous_day() {
+            Some(d) => day = d,
+            None => break,
+        }
+    }
+    Ok(Json(Daily { tenant_id: id, days, daily }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BudgetQuery {
+    scope: Option<String>,
+    unit: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BudgetUsageResponse)]
+pub struct BudgetUsage {
+    tenant_id: String,
+    scope: String,
+    unit: Unit,
+    allocated: i64,
+    spent: i64,
+    reserved: i64,
+    debt: i64,
+    remaining: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    period_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_end: OffsetDateTime,
+    /// What the budget's spent moved by in the period (the rollups' `committed`).
+    period_spend: i64,
+    /// Spend per hour over the last hour (the current UTC hour and the one before it).
+    burn_rate_last_hour: f64,
+    /// Spend per hour over the last day (the last 24 UTC hours and the current one).
+    burn_rate_last_day: f64,
+    /// When the budget runs out at the last hour's burn (absent when nothing burns or nothing remains).
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    projected_exhaustion_at: Option<OffsetDateTime>,
+}
+
+/// Spend per hour of what moved since the start of the hour `hours` before the current one.
+async fn burn(state: &AppState, budget: (&str, &str, &str), now: OffsetDateTime, hours: i64) -> ApiResult<f64> {
+    let since = crate::store::pg::usage::Hour::of(now).0 - Duration::hours(hours);
+    let moved = state.catalogue.committed_since(budget, since).await?;
+    let span_h = ((now - since).as_seconds_f64() / 3600.0).max(1.0 / 60.0);
+    Ok(moved as f64 / span_h)
+}
+
+#[utoipa::path(get, path = "/v1/admin/budgets/usage", operation_id = "getBudgetUsage", tag = "Usage",
+    params(BudgetQuery),
+    responses((status = 200, description = "A budget's period spend, burn rates and projected exhaustion (extension)", body = BudgetUsage), crate::http::openapi::E400_401_403_404_500_503)
+)]
+pub async fn budget(
+    State(state): State<AppState>,
+    _: AdminAuth,
+    QueryParams(q): QueryParams<BudgetQuery>,
+) -> ApiResult<Json<BudgetUsage>> {
+    let raw =
+        q.scope.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_field("scope", "is required"))?;
+    let scope = parse_budget_scope(raw).map_err(|e| ApiError::invalid_field("scope", e))?;
+    let unit = unit_param(q.unit.as_deref())?;
+    let tenant = scope_tenant(&scope).to_string();
+    let doc =
+        state.ledger.budget(&tenant, &scope, unit).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::BudgetNotFound, format!("no budget exists for {scope} in {unit}"))
+        })?;
+    let now = crate::domain::clock::now();
+    let (first, last, period_start, period_end) = month_of(now);
+    let budget = (tenant.as_str(), scope.as_str(), unit.as_str());
+    let period = state.catalogue.usage_by_unit(&tenant, &scope, first, last).await?;
+    let period_spend = period.iter().find(|(u, _)| u == unit.as_str()).map_or(0, |(_, r)| clamp(r.committed));
+    let burn_rate_last_hour = burn(&state, budget, now, 1).await?;
+    let burn_rate_last_day = burn(&state, budget, now, 24).await?;
+    let b = &doc.balance;
+    let remaining = b.remaining();
+    let projected_exhaustion_at = (burn_rate_last_hour > 0.0 && remaining > 0)
+        .then(|| now + Duration::seconds_f64((remaining as f64 / burn_rate_last_hour * 3600.0).min(1e11)));
+    Ok(Json(BudgetUsage {
+        tenant_id: tenant.clone(),
+        scope: scope.clone(),
+        unit,
+        allocated: b.allocated,
+        spent: b.spent,
+        reserved: b.reserved,
+        debt: b.debt,
+        remaining,
+        period_start,
+        period_end,
+        period_spend,
+        burn_rate_last_hour,
+        burn_rate_last_day,
+        projected_exhaustion_at,
+    }))
+}
