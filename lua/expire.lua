@@ -11,12 +11,13 @@
 -- Returns the number of reservations expired by this call. Writes only for items that
 -- pass their checks; an item whose budget vanished is skipped, never half-applied.
 -- Appends: reservation.expired per reservation and budget.threshold_crossed (falling).
+-- Gives back the per-run quota counts each expired reservation took (lib.lua give_back_quotas).
 
 local now = now_ms()
 local expired = 0
 for i = 4, #KEYS - 2 do
   local rid = ARGV[i - 2]
-  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp', 'c', 'n', 'ttl')
+  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp', 'c', 'n', 'ttl', 'qk')
   if not r[1] or r[1] ~= 'ACTIVE' then
     redis.call('ZREM', KEYS[2], rid)
   elseif now > tonumber(r[5]) + tonumber(r[6]) then
@@ -29,6 +30,7 @@ for i = 4, #KEYS - 2 do
       write_budgets(KEYS[1], budgets, now, false)
       for _, b in ipairs(budgets) do emit_thresholds(KEYS[3], b, unit, now, '', '') end
       redis.call('HSET', KEYS[i], 'st', 'EXPIRED')
+      give_back_quotas(r[11])
       redis.call('PEXPIRE', KEYS[i], ARGV[1])
       redis.call('ZREM', KEYS[2], rid)
       emit(KEYS[3], 'reservation.expired', now, r[7], unit, '', '',

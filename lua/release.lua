@@ -11,6 +11,8 @@
 -- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at + grace); or
 -- {status=RELEASED, released, unit, balances, now}. Every check runs before the first write.
 -- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under.
+-- Gives back the per-run quota counts the reservation took (lib.lua give_back_quotas: keys
+-- named in the reservation, in its slot).
 
 local hash, rid = ARGV[1], ARGV[3]
 local now = now_ms()
@@ -18,7 +20,7 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g')
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'qk')
 local tenant, failure = settleable(KEYS[1], r[1])
 if not tenant then return failure end
 if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
@@ -36,6 +38,7 @@ end
 write_budgets(KEYS[2], budgets, now, false)
 for _, b in ipairs(budgets) do emit_thresholds(KEYS[6], b, unit, now, ARGV[4], ARGV[5]) end
 redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2])
+give_back_quotas(r[7])
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], rid)
 return succeed(KEYS[3], hash, {status = 'RELEASED', unit = unit, released = r[3], balances = balances}, ARGV[6], now)

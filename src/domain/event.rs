@@ -55,6 +55,8 @@ wire_enum!(
         ReservationExpiryRateSpike = "reservation.expiry_rate_spike",
         ReservationCommitOverage = "reservation.commit_overage",
         ReservationReleasedViaTenantCascade = "reservation.released_via_tenant_cascade",
+        ReservationObservedDenied = "reservation.observed_denied",
+        ReservationObservedAllowed = "reservation.observed_allowed",
         TenantCreated = "tenant.created",
         TenantUpdated = "tenant.updated",
         TenantSuspended = "tenant.suspended",

@@ -7,7 +7,9 @@ pub mod budgets;
 pub mod cascade;
 pub mod import;
 pub mod ops;
+pub mod policies;
 pub mod reads;
+pub mod reserve;
 pub mod scan;
 pub mod signals;
 pub mod sweep;
@@ -35,6 +37,8 @@ pub const EVENT_IDEM_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 pub struct Ledger {
     redis: RedisStore,
     scripts: Arc<Scripts>,
+    /// This instance's copy of each tenant's policies (`policies`), shared by every clone.
+    policies: Arc<policies::PolicyCache>,
 }
 
 /// Correlation ids carried into the outbox events a script appends.
@@ -165,7 +169,7 @@ pub fn decode(raw: &str) -> Result<Reply> {
 
 impl Ledger {
     pub fn new(redis: RedisStore, scripts: Arc<Scripts>) -> Self {
-        Self { redis, scripts }
+        Self { redis, scripts, policies: Arc::default() }
     }
 
     pub fn keys(&self) -> &crate::store::redis::Keys {

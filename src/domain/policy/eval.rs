@@ -86,6 +86,8 @@ pub struct QuotaUse {
     pub max_calls: i64,
     /// The scope the counter is kept at.
     pub scope: String,
+    /// A `per_run` rule's counter TTL (`per_run_counter_ttl_ms`), when it sets one.
+    pub run_counter_ttl_ms: Option<i64>,
 }
 
 /// What the policies make of one request.
@@ -213,6 +215,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
         window_key: window_key(q.window, &req.run_id, now),
         max_calls: q.max_calls,
         scope: scope_for(q.window),
+        run_counter_ttl_ms: q.per_run_counter_ttl_ms,
     });
     let keys = &req.policy_keys;
     let per_kind = top
@@ -231,6 +234,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
             window_key: window_key(q.window, &req.run_id, now),
             max_calls: q.max_calls,
             scope: scope_for(q.window),
+            run_counter_ttl_ms: q.per_run_counter_ttl_ms,
         });
     risk.chain(per_kind).collect()
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod listen;
 pub mod page;
 pub mod policies;
+pub mod policy_publication;
 pub mod principals;
 pub mod provisions;
 pub mod retention;

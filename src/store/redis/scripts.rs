@@ -94,6 +94,7 @@ scripts! {
     signals => "signals.lua",
     budget_import => "budget_import.lua",
     budget_restore => "budget_restore.lua",
+    policy_publish => "policy_publish.lua",
 }
 
 impl Default for Scripts {
