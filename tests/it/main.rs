@@ -35,6 +35,8 @@ mod openapi;
 mod openapi_drift;
 mod pg_outage;
 mod policies;
+mod policy_enforcement;
+mod policy_enforcement_quotas;
 mod policy_rules;
 mod policy_versions;
 mod provision;
