@@ -16,10 +16,15 @@
 -- ARGV[14] the policy generation the engine evaluated   ARGV[15] policy max_extensions ('')
 -- ARGV[16] policy access denial reason ('' = none)      ARGV[17] its DenyDetail (JSON)
 -- ARGV[18] caps (JSON, '' = none)       ARGV[19] '1' in observe mode (dry semantics + events)
--- ARGV[20] n, quota counters; then per counter i, at 21+4(i-1): max_calls, counter TTL ms,
+-- ARGV[20] reservation rate counter prefix ('' = no limit; the script appends ':<minute>')
+-- ARGV[21] its max_reservations_per_minute   ARGV[22] commit rate counter prefix ('' = none),
+-- ARGV[23] its max_commits_per_minute (both stored with the reservation for commit.lua)
+-- ARGV[24] n, quota counters; then per counter i, at 25+4(i-1): max_calls, counter TTL ms,
 --          '1' when a release or expiry gives the count back (per_run), violation JSON
 --          (action_kind, window, window_key, scope, policy_id, risk_class)
--- ARGV[21+4n..] affected scopes in canonical order
+-- ARGV[25+4n..] affected scopes in canonical order
+-- The rate counters are named by a prefix from the keys module (tenant tag included), not in
+-- KEYS, because their minute is read from the ledger clock here; they share the slot.
 --
 -- Returns JSON (numbers as strings), one of:
 --   a stored result plus {replay, now}                         (same key, same request)
@@ -27,7 +32,8 @@
 --                          was written; the engine reloads them and calls again
 --   {e, m, ...}  error, in precedence order: IDEMPOTENCY_MISMATCH, INTERNAL_ERROR (corrupt
 --                tenant), TENANT_CLOSED / FORBIDDEN (suspended; live only), stale,
---                ACTION_KIND_DENIED / ACTION_KIND_NOT_ALLOWED, ACTION_QUOTA_EXCEEDED (each
+--                ACTION_KIND_DENIED / ACTION_KIND_NOT_ALLOWED, LIMIT_EXCEEDED (live; with
+--                retry_after_ms), ACTION_QUOTA_EXCEEDED (each
 --                with details.deny_detail), UNIT_MISMATCH, NOT_FOUND (live), BUDGET_FROZEN,
 --                BUDGET_CLOSED, OVERDRAFT_LIMIT_EXCEEDED, DEBT_OUTSTANDING, BUDGET_EXCEEDED (live)
 --   {decision=DENY, reason_code, deny_detail, balances, now}    (dry / decide)
@@ -50,9 +56,9 @@ local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
 local observe = ARGV[19] == '1'
-local nq = tonumber(ARGV[20])
+local nq = tonumber(ARGV[24])
 local scopes = {}
-for i = 21 + 4 * nq, #ARGV do scopes[#scopes + 1] = ARGV[i] end
+for i = 25 + 4 * nq, #ARGV do scopes[#scopes + 1] = ARGV[i] end
 
 local tenant = tenant_state(KEYS[1])
 if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
@@ -103,9 +109,18 @@ if ARGV[14] ~= tenant.gen then return '{"stale":"' .. tenant.gen .. '"}' end
 if ARGV[16] ~= '' then
   return deny(ARGV[16], 'action kind refused by policy', {deny_detail = cjson.decode(ARGV[17])})
 end
+-- A policy's reservation rate limit (live reservations only), per minute of the ledger clock.
+local rate_key
+if mode == 'live' and ARGV[20] ~= '' then
+  rate_key = ARGV[20] .. ':' .. ms(math.floor(now / 60000))
+  if tonumber(redis.call('GET', rate_key) or '0') >= tonumber(ARGV[21]) then
+    return err('LIMIT_EXCEEDED', 'more than ' .. ARGV[21] .. ' reservations per minute at this scope',
+      {retry_after_ms = ms(60000 - now % 60000)})
+  end
+end
 local quotas = {}
 for i = 1, nq do
-  local a = 20 + 4 * (i - 1)
+  local a = 24 + 4 * (i - 1)
   quotas[i] = {key = KEYS[7 + i], limit = tonumber(ARGV[a + 1]), ttl = ARGV[a + 2], per_run = ARGV[a + 3] == '1',
     v = ARGV[a + 4], used = tonumber(redis.call('GET', KEYS[7 + i]) or '0')}
 end
@@ -185,6 +200,7 @@ for i, b in ipairs(budgets) do
 end
 write_budgets(KEYS[2], budgets, now, false)
 -- Quotas count the reservation; per-run counts are recorded so release or expiry give them back.
+if rate_key and redis.call('INCR', rate_key) == 1 then redis.call('PEXPIRE', rate_key, 120000) end
 local taken = {}
 for _, q in ipairs(quotas) do
   local n = redis.call('INCR', q.key)
@@ -197,7 +213,7 @@ for _, q in ipairs(quotas) do
 end
 redis.call('HSET', KEYS[4], 'st', 'ACTIVE', 'u', unit, 'e', ARGV[4], 'sc', table.concat(held, '\n'), 'sp', ARGV[13],
   'd', ARGV[9], 'c', ms(now), 'x', ms(expires), 'g', ARGV[6], 'p', policy, 'ttl', ms(ttl), 'mx', ARGV[15],
-  'qk', table.concat(taken, '\n'))
+  'qk', table.concat(taken, '\n'), 'ck', ARGV[22], 'cl', ARGV[23])
 redis.call('ZADD', KEYS[5], expires + grace, ARGV[8])
 mark_due(KEYS[5], expires + grace)
 redis.call('ZADD', KEYS[6], now, ARGV[8])

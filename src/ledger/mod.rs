@@ -134,8 +134,17 @@ fn script_code(code: &str) -> Option<ErrorCode> {
 }
 
 /// Detail fields that carry amounts travel as strings; clients get integers.
-const AMOUNT_DETAILS: &[&str] =
-    &["remaining", "requested", "debt", "overdraft_limit", "deficit", "reserved", "actual", "max_extensions"];
+const AMOUNT_DETAILS: &[&str] = &[
+    "remaining",
+    "requested",
+    "debt",
+    "overdraft_limit",
+    "deficit",
+    "reserved",
+    "actual",
+    "max_extensions",
+    "retry_after_ms",
+];
 
 /// Decodes a script's JSON reply; an `e` field becomes the matching [`Error`] with the
 /// remaining fields as `details`.

@@ -213,8 +213,14 @@ impl Ledger {
             deny_detail,
             caps,
             if input.observe { "1" } else { "" }.to_string(),
-            out.quotas.len().to_string(),
         ];
+        for (op, rate) in [("reserve", &out.reservations_per_minute), ("commit", &out.commits_per_minute)] {
+            match rate {
+                Some(r) => args.extend([k.rate(t, op, &r.scope), r.per_minute.to_string()]),
+                None => args.extend([String::new(), String::new()]),
+            }
+        }
+        args.push(out.quotas.len().to_string());
         for q in &out.quotas {
             let what = match q.risk_class {
                 Some(r) => format!("__risk__:{}", r.as_str()),

@@ -175,3 +175,37 @@ async fn observe_mode_evaluates_everything_holds_no_budget_and_reports_what_it_s
     .await;
     assert!(seen, "observed events recorded: {:?}", event_types(&fx).await);
 }
+
+on_redis_and_cluster! {
+    async fn rate_limits_refuse_the_reserve_and_the_commit_past_the_per_minute_limit_with_429(fx: Fx) {
+        fx.budget("", 1000).await;
+        let limits = json!({"max_reservations_per_minute": 3, "max_commits_per_minute": 2});
+        policy(&fx, json!({"name": "rates", "scope_pattern": fx.scope("/*"), "rate_limits": limits})).await;
+        // Each attempt counts at a scope of its own; a minute boundary inside one attempt (its
+        // counters start again) sends the check to the next attempt.
+        let expected = vec![200, 200, 200, 429, 200, 200, 429];
+        let mut seen = Vec::new();
+        for attempt in 0..3 {
+            let levels = json!({"workspace": format!("w{attempt}")});
+            let mut ids = Vec::new();
+            seen.clear();
+            for i in 0..4 {
+                let r = fx.reserve(&format!("r{attempt}-{i}"), levels.clone(), 1).await;
+                if r.status == 429 {
+                    assert_eq!(r.body["error"], "LIMIT_EXCEEDED", "{}", r.text);
+                    assert!(!r.header("retry-after").is_empty(), "Retry-After is set");
+                }
+                seen.push(r.status.as_u16());
+                ids.extend(r.body["reservation_id"].as_str().map(String::from));
+            }
+            for id in ids.iter().take(3) {
+                let c = fx.commit(id, "c", 1).await;
+                seen.push(c.status.as_u16());
+            }
+            if seen == expected {
+                break;
+            }
+        }
+        assert_eq!(seen, expected);
+    }
+}

@@ -169,6 +169,13 @@ impl Keys {
         format!("{}:q:{scope}:{what}:{window}:{bucket}", self.tenant_tag(tenant))
     }
 
+    /// The prefix of a policy rate-limit counter of `op` (`reserve`, `commit`) at `scope`; the
+    /// scripts append `:<minute>` (minutes since the epoch on the ledger clock), so the key
+    /// stays in the tenant's slot and each minute counts apart.
+    pub fn rate(&self, tenant: &str, op: &str, scope: &str) -> String {
+        format!("{}:rl:{op}:{scope}", self.tenant_tag(tenant))
+    }
+
     /// Idempotency record of a tenant-wide operation (`reserve`, `decide`, `event`, `fund`).
     pub fn idem(&self, tenant: &str, op: &str, key: &str) -> String {
         format!("{}:idem:{op}:{key}", self.tenant_tag(tenant))
@@ -204,6 +211,7 @@ mod tests {
             keys.idem("acme", "reserve", "{t:other}"),
             keys.idem_on("acme", "commit", "rsv_acme_1", "k"),
             keys.policies("acme"),
+            keys.rate("acme", "reserve", "tenant:acme"),
             keys.quota("acme", "tenant:acme/agent:{x}", "__risk__:high_risk", "per_run", "run-1"),
         ] {
             assert_eq!(hash_tag(&key), "t:acme", "{key}");
