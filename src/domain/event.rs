@@ -179,12 +179,12 @@ mod tests {
 
     #[test]
     fn every_event_type_maps_to_the_category_of_its_prefix() {
-        assert_eq!(EventType::ALL.len(), 52);
+        assert_eq!(EventType::ALL.len(), 54);
         for t in EventType::ALL {
             let prefix = t.as_str().split('.').next().unwrap();
             assert_eq!(t.category().as_str(), prefix, "{t}");
         }
         let tenant_visible = EventType::ALL.iter().filter(|t| t.category().tenant_accessible()).count();
-        assert_eq!(tenant_visible, 29);
+        assert_eq!(tenant_visible, 31);
     }
 }
