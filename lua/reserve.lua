@@ -36,7 +36,7 @@
 --                retry_after_ms), ACTION_QUOTA_EXCEEDED (each
 --                with details.deny_detail), UNIT_MISMATCH, NOT_FOUND (live), BUDGET_FROZEN,
 --                BUDGET_CLOSED, OVERDRAFT_LIMIT_EXCEEDED, DEBT_OUTSTANDING, BUDGET_EXCEEDED (live)
---   {decision=DENY, reason_code, deny_detail, balances, now}    (dry / decide)
+--   {decision=DENY, reason_code, deny_detail (policy denials), balances, now}   (dry / decide)
 --   {decision=ALLOW, caps, balances, now}                       (dry / decide)
 --   {decision=ALLOW, reservation_id, expires_at_ms, reserved, caps, now}   (live)
 -- `caps` is the caps JSON as a string, absent without caps.
@@ -76,22 +76,22 @@ local function denied_event(reason, detail)
      deny_detail = detail})
 end
 
+-- `detail` (a policy denial's DenyDetail) is stored only when given: a v0.1.25 denial keeps the
+-- v0.1.25 answer, which strict v0.1.25 clients require.
 local function finish_deny(reason, balances, detail)
-  detail = detail or {reason_code = reason}
   denied_event(reason, detail)
   return succeed(KEYS[3], hash, {decision = 'DENY', reason_code = reason, deny_detail = detail, balances = balances},
     ARGV[12], now)
 end
 
 -- A live denial is an error; a dry-run or decide denial is a 200 DENY. A policy denial's
--- DenyDetail travels in extra.deny_detail; the others get one naming the reason and scope.
+-- DenyDetail travels in extra.deny_detail.
 local function deny(code, msg, extra, budgets)
   local detail = extra and extra.deny_detail
   if mode == 'live' then
     denied_event(code, detail)
     return err(code, msg, extra)
   end
-  if not detail then detail = {reason_code = code, blocked_by_scope = extra and extra.scope} end
   local balances = {}
   for i, b in ipairs(budgets or {}) do balances[i] = balance(b) end
   return finish_deny(code, balances, detail)

@@ -214,6 +214,22 @@ impl Ledger {
             caps,
             if input.observe { "1" } else { "" }.to_string(),
         ];
+        self.counter_args(t, out, &mut keys, &mut args);
+        args.extend(input.scopes.affected.iter().cloned());
+        let name = match input.mode {
+            Mode::Live => "reserve",
+            Mode::DryRun => "reserve_dry_run",
+            Mode::Decide => "decide",
+        };
+        self.run(name, &self.scripts.reserve, keys, args).await
+    }
+}
+
+impl Ledger {
+    /// The rate-limit prefixes and the quota counters of the script's contract (ARGV[20..]
+    /// and the counter KEYS).
+    fn counter_args(&self, t: &str, out: &Outcome, keys: &mut Vec<String>, args: &mut Vec<String>) {
+        let k = self.keys();
         for (op, rate) in [("reserve", &out.reservations_per_minute), ("commit", &out.commits_per_minute)] {
             match rate {
                 Some(r) => args.extend([k.rate(t, op, &r.scope), r.per_minute.to_string()]),
@@ -233,13 +249,6 @@ impl Ledger {
             args.push(if q.window == QuotaWindow::Run { "1" } else { "" }.to_string());
             args.push(violation(q));
         }
-        args.extend(input.scopes.affected.iter().cloned());
-        let name = match input.mode {
-            Mode::Live => "reserve",
-            Mode::DryRun => "reserve_dry_run",
-            Mode::Decide => "decide",
-        };
-        self.run(name, &self.scripts.reserve, keys, args).await
     }
 }
 

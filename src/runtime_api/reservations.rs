@@ -147,13 +147,12 @@ fn decision_str(o: &ReserveOutcome) -> &'static str {
     }
 }
 
-/// The reason, the caps and the `DenyDetail` (always present on a DENY) of an outcome.
+/// The reason, the caps and the `DenyDetail` of an outcome. The detail comes with the v0.1.26
+/// denials (access lists, quotas); a v0.1.25 denial answers exactly as v0.1.25 did, because the
+/// `runcycles` clients refuse fields their version does not know.
 fn verdict(o: &ReserveOutcome) -> (Option<String>, Option<CapsBody>, Option<Value>) {
     match &o.decision {
-        Decision::Deny(r) => {
-            let detail = o.deny_detail.clone().unwrap_or_else(|| serde_json::json!({ "reason_code": r }));
-            (Some(r.clone()), None, Some(detail))
-        }
+        Decision::Deny(r) => (Some(r.clone()), None, o.deny_detail.clone()),
         Decision::Allow => (None, o.caps.clone().map(CapsBody::from), None),
     }
 }
