@@ -47,8 +47,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use tollgate::internals::{
-    Action, Correlation, ErrorCode, Keys, LEVELS, Ledger, Mode, RedisStore, ReserveInput, Scopes, Scripts, Subject,
-    Unit, Units, new_reservation_id, request_hash,
+    Action, ActionFacts, Correlation, ErrorCode, Keys, LEVELS, Ledger, Mode, RedisStore, ReserveInput, Scopes, Scripts,
+    Subject, Unit, Units, new_reservation_id, request_hash,
 };
 
 /// Allocation of every benchmark budget: large enough that nothing is ever denied.
@@ -605,7 +605,7 @@ struct CeilingPlan {
 /// `Ledger::reserve` (one EVALSHA).
 async fn ceiling_iteration(plan: &CeilingPlan, cs: &ClientSubject, idem: &str, out: &mut ClientOut, measured: bool) {
     let started = Instant::now();
-    let action = Action { kind: "llm.completion".into(), name: "gpt-4o".into(), tags: None };
+    let action = Action { kind: "llm.completion".into(), name: "gpt-4o".into(), tags: None, policy_keys: None };
     let wire_request = json!({
         "idempotency_key": idem,
         "subject": cs.subject,
@@ -616,6 +616,8 @@ async fn ceiling_iteration(plan: &CeilingPlan, cs: &ClientSubject, idem: &str, o
     let input = ReserveInput {
         tenant: plan.tenant.clone(),
         mode: Mode::Live,
+        observe: false,
+        action: ActionFacts { kind: action.kind.clone(), ..ActionFacts::default() },
         unit: Unit::UsdMicrocents,
         estimate: Units::new(plan.estimate).unwrap_or(Units::ZERO),
         ttl_ms: Some(TTL_MS),

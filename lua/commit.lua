@@ -12,7 +12,9 @@
 -- Returns JSON (numbers as strings): a stored result plus {replay, now}; or {e, m, ...} in
 -- precedence order IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR (corrupt tenant),
 -- TENANT_CLOSED, RESERVATION_EXPIRED (status), RESERVATION_FINALIZED, UNIT_MISMATCH,
--- RESERVATION_EXPIRED (past expires_at + grace), BUDGET_EXCEEDED (REJECT),
+-- RESERVATION_EXPIRED (past expires_at + grace), LIMIT_EXCEEDED (the policy's commit rate
+-- limit stored with the reservation; counter named by its stored prefix plus the minute, in
+-- the tenant's slot), BUDGET_EXCEEDED (REJECT),
 -- OVERDRAFT_LIMIT_EXCEEDED, INVALID_REQUEST (int64 overflow); or
 -- {status=COMMITTED, charged, released, debt_added, unit, balances, now} (debt_added: summed over
 -- the reservation's scopes).
@@ -29,7 +31,7 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'p', 'sp', 'd')
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'p', 'sp', 'd', 'ck', 'cl')
 local tenant, failure = settleable(KEYS[1], r[1])
 if not tenant then return failure end
 local unit = r[2]
@@ -38,6 +40,15 @@ if ARGV[2] ~= unit then
     {requested_unit = ARGV[2], expected_units = {unit}})
 end
 if now > tonumber(r[5]) + tonumber(r[6]) then return err('RESERVATION_EXPIRED', 'reservation expired') end
+-- A policy's commit rate limit, fixed when the reservation was made ('ck' prefix, 'cl' limit).
+local rate_key
+if r[10] and r[10] ~= '' then
+  rate_key = r[10] .. ':' .. ms(math.floor(now / 60000))
+  if tonumber(redis.call('GET', rate_key) or '0') >= tonumber(r[11]) then
+    return err('LIMIT_EXCEEDED', 'more than ' .. r[11] .. ' commits per minute at this scope',
+      {retry_after_ms = ms(60000 - now % 60000)})
+  end
+end
 
 local E, A, policy = I(r[3]), I(ARGV[3]), r[7]
 local held = {}
@@ -48,6 +59,7 @@ local charged, plans = plan_charge(budgets, E, A, policy, true)
 if not charged then return plans end
 local overflow = check_plans(budgets, E, plans)
 if overflow then return overflow end
+if rate_key and redis.call('INCR', rate_key) == 1 then redis.call('PEXPIRE', rate_key, 120000) end
 
 local balances = {}
 local moved = {}

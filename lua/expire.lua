@@ -14,6 +14,8 @@
 -- pass their checks; an item whose budget vanished is skipped, never half-applied.
 -- Appends: reservation.expired per reservation (hold_kept '1' under MANUAL_CLEANUP) and
 -- budget.threshold_crossed (falling).
+-- Gives back the per-run quota counts each expired reservation took, when its hold goes
+-- (lib.lua give_back_quotas; a kept hold gives them back at its release).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local now = now_ms()
@@ -22,7 +24,7 @@ local tenant = tenant_state(KEYS[4]) or {expiry = 'AUTO_RELEASE'}
 local keep = tenant.expiry == 'MANUAL_CLEANUP'
 for i = 5, #KEYS - 2 do
   local rid = ARGV[i - 3]
-  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp', 'c', 'n', 'ttl')
+  local r = redis.call('HMGET', KEYS[i], 'st', 'u', 'e', 'sc', 'x', 'g', 'sp', 'c', 'n', 'ttl', 'qk')
   if not r[1] or r[1] ~= 'ACTIVE' then
     redis.call('ZREM', KEYS[2], rid)
   elseif now > tonumber(r[5]) + tonumber(r[6]) then
@@ -39,6 +41,7 @@ for i = 5, #KEYS - 2 do
         write_budgets(KEYS[1], budgets, now, false)
         for _, b in ipairs(budgets) do emit_thresholds(KEYS[3], b, unit, now, '', '') end
         redis.call('HSET', KEYS[i], 'st', 'EXPIRED')
+        give_back_quotas(r[11])
         redis.call('PEXPIRE', KEYS[i], ARGV[1])
         redis.call('ZREM', KEYS[2], rid)
       end

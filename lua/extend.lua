@@ -9,7 +9,8 @@
 -- IDEMPOTENCY_MISMATCH, NOT_FOUND, INTERNAL_ERROR, TENANT_CLOSED, RESERVATION_EXPIRED
 -- (status), RESERVATION_FINALIZED, RESERVATION_EXPIRED (past expires_at; grace does not
 -- apply), MAX_EXTENSIONS_EXCEEDED; or {status=ACTIVE, expires_at_ms, now}.
--- Each grant is capped at the tenant's max_reservation_ttl_ms. Checks precede the writes.
+-- Each grant is capped at the tenant's max_reservation_ttl_ms; the number of grants at the
+-- reservation's policy max_extensions ('mx'), else the tenant's. Checks precede the writes.
 
 local hash, rid = ARGV[1], ARGV[3]
 local now = now_ms()
@@ -22,14 +23,17 @@ if replay then
   return cjson.encode(r)
 end
 
-local r = redis.call('HMGET', KEYS[3], 'st', 'x', 'g', 'n')
+local r = redis.call('HMGET', KEYS[3], 'st', 'x', 'g', 'n', 'mx')
 local tenant, failure = settleable(KEYS[1], r[1])
 if not tenant then return failure end
 local expires, grace, used = tonumber(r[2]), tonumber(r[3]), tonumber(r[4] or '0')
 if now > expires then return err('RESERVATION_EXPIRED', 'reservation expired') end
-if used >= tenant.max_ext then
+-- A policy's max_extensions, stored with the reservation when it was made, replaces the tenant's.
+local max_ext = tenant.max_ext
+if r[5] and r[5] ~= '' then max_ext = tonumber(r[5]) end
+if used >= max_ext then
   return err('MAX_EXTENSIONS_EXCEEDED', 'reservation was extended ' .. ms(used) .. ' times, the maximum',
-    {max_extensions = ms(tenant.max_ext)})
+    {max_extensions = ms(max_ext)})
 end
 local by = tonumber(ARGV[2])
 if by > tenant.max_ttl then by = tenant.max_ttl end

@@ -101,7 +101,7 @@ end
 -- the tenant is unguarded (defaults apply); an unknown status is a corrupt record.
 local function tenant_state(key)
   local v = redis.call('HMGET', key, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
-    'max_reservation_extensions', 'default_commit_overage_policy', 'reservation_expiry_policy')
+    'max_reservation_extensions', 'default_commit_overage_policy', 'reservation_expiry_policy', 'policy_gen')
   local st = v[1]
   if st and st ~= 'ACTIVE' and st ~= 'SUSPENDED' and st ~= 'CLOSED' then return nil end
   return {
@@ -112,6 +112,8 @@ local function tenant_state(key)
     policy = v[5] or 'ALLOW_IF_AVAILABLE',
     -- AUTO_RELEASE | MANUAL_CLEANUP | GRACE_ONLY (release.lua and expire.lua apply it).
     expiry = v[6] or 'AUTO_RELEASE',
+    -- The generation of the tenant's published policy set ('0': never had a policy).
+    gen = v[7] or '0',
   }
 end
 
@@ -550,6 +552,17 @@ local function settleable(tenant_key, status)
   if status == 'EXPIRED' then return nil, err('RESERVATION_EXPIRED', 'reservation expired') end
   if status ~= 'ACTIVE' then return nil, err('RESERVATION_FINALIZED', 'reservation is already ' .. status) end
   return tenant
+end
+
+-- Gives back one count to each per-run quota counter a reservation took (its field 'qk': the
+-- counter keys, newline-separated, built by the keys module with the tenant's hash tag, so
+-- they live in the slot of the reservation). A counter that expired meanwhile stays absent.
+-- Release and expiry call it once, with the status change, so a count returns exactly once.
+local function give_back_quotas(list)
+  if not list or list == '' then return end
+  for key in string.gmatch(list, '[^\n]+') do
+    if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+  end
 end
 
 -- With no budget in `unit` at any of `scopes`: UNIT_MISMATCH when some scope is budgeted in

@@ -14,6 +14,8 @@
 -- Appends: budget.threshold_crossed (falling) for each threshold a budget drops back under, and
 -- usage.released (Tollgate's own entry, never an event: the reservation's scope path).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
+-- Gives back the per-run quota counts the reservation took (lib.lua give_back_quotas: keys
+-- named in the reservation, in its slot).
 
 local hash, rid = ARGV[1], ARGV[3]
 local now = now_ms()
@@ -21,7 +23,7 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'h', 'sp')
+local r = redis.call('HMGET', KEYS[4], 'st', 'u', 'e', 'sc', 'x', 'g', 'h', 'sp', 'qk')
 -- An EXPIRED reservation whose hold was kept (MANUAL_CLEANUP) is released like an active one.
 local kept = r[1] == 'EXPIRED' and r[7] == '1'
 local tenant, failure = settleable(KEYS[1], kept and 'ACTIVE' or r[1])
@@ -46,6 +48,7 @@ end
 write_budgets(KEYS[2], budgets, now, false)
 for _, b in ipairs(budgets) do emit_thresholds(KEYS[6], b, unit, now, ARGV[4], ARGV[5]) end
 redis.call('HSET', KEYS[4], 'st', 'RELEASED', 'f', ms(now), 'rr', ARGV[2], 'h', '0')
+give_back_quotas(r[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('ZREM', KEYS[5], rid)
 emit(KEYS[6], 'usage.released', now, r[8], unit, ARGV[4], ARGV[5], {reservation_id = rid, released = r[3]})

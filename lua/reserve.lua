@@ -1,33 +1,53 @@
 -- reserve.lua: evaluate a reservation request and, when live and allowed, hold the estimate
--- on every budgeted scope at once. Serves POST /v1/reservations (live and dry_run) and
--- POST /v1/decide.
+-- on every budgeted scope at once and count it against its quotas. Serves POST
+-- /v1/reservations (live, dry_run and observe mode) and POST /v1/decide.
 --
 -- KEYS[1] tenant mirror   KEYS[2] ledger hash    KEYS[3] idempotency record
 -- KEYS[4] reservation     KEYS[5] active-by-deadline zset   KEYS[6] all-by-creation zset
--- KEYS[7] outbox stream      KEYS[8], KEYS[9] work signals (dirty set, due index; lib.lua)
+-- KEYS[7] outbox stream   KEYS[8..7+n] quota counters (n = ARGV[20])
+-- KEYS[8+n], KEYS[9+n] work signals (dirty set, due index; lib.lua)
 -- ARGV[1] mode: live | dry | decide     ARGV[2] request hash      ARGV[3] unit
 -- ARGV[4] estimate (decimal int64)      ARGV[5] ttl_ms ('' = tenant default)
 -- ARGV[6] grace_ms                      ARGV[7] overage policy ('' = budget/tenant default)
 -- ARGV[8] reservation id                ARGV[9] reservation document (JSON: subject, action,
 --         metadata, idempotency_key; stored as it is)
 -- ARGV[10] request id    ARGV[11] trace id     ARGV[12] idempotency retention ms
--- ARGV[13] scope path    ARGV[14..] affected scopes in canonical order
+-- ARGV[13] scope path
+-- ARGV[14] the policy generation the engine evaluated   ARGV[15] policy max_extensions ('')
+-- ARGV[16] policy access denial reason ('' = none)      ARGV[17] its DenyDetail (JSON)
+-- ARGV[18] caps (JSON, '' = none)       ARGV[19] '1' in observe mode (dry semantics + events)
+-- ARGV[20] reservation rate counter prefix ('' = no limit; the script appends ':<minute>')
+-- ARGV[21] its max_reservations_per_minute   ARGV[22] commit rate counter prefix ('' = none),
+-- ARGV[23] its max_commits_per_minute (both stored with the reservation for commit.lua)
+-- ARGV[24] n, quota counters; then per counter i, at 25+4(i-1): max_calls, counter TTL ms,
+--          '1' when a release or expiry gives the count back (per_run), violation JSON
+--          (action_kind, window, window_key, scope, policy_id, risk_class)
+-- ARGV[25+4n..] affected scopes in canonical order
+-- The rate counters are named by a prefix from the keys module (tenant tag included), not in
+-- KEYS, because their minute is read from the ledger clock here; they share the slot.
 --
 -- Returns JSON (numbers as strings), one of:
 --   a stored result plus {replay, now}                         (same key, same request)
+--   {stale = generation}   the tenant's policies changed since the engine's copy: nothing
+--                          was written; the engine reloads them and calls again
 --   {e, m, ...}  error, in precedence order: IDEMPOTENCY_MISMATCH, INTERNAL_ERROR (corrupt
---                tenant), TENANT_CLOSED / FORBIDDEN (suspended; live only), UNIT_MISMATCH,
---                NOT_FOUND (live), BUDGET_FROZEN, BUDGET_CLOSED, OVERDRAFT_LIMIT_EXCEEDED,
---                DEBT_OUTSTANDING, BUDGET_EXCEEDED (live)
---   {decision=DENY, reason_code, balances, now}                 (dry / decide)
---   {decision=ALLOW, balances, now}                             (dry / decide)
---   {decision=ALLOW, reservation_id, expires_at_ms, reserved, now}   (live)
+--                tenant), TENANT_CLOSED / FORBIDDEN (suspended; live only), stale,
+--                ACTION_KIND_DENIED / ACTION_KIND_NOT_ALLOWED, LIMIT_EXCEEDED (live; with
+--                retry_after_ms), ACTION_QUOTA_EXCEEDED (each
+--                with details.deny_detail), UNIT_MISMATCH, NOT_FOUND (live), BUDGET_FROZEN,
+--                BUDGET_CLOSED, OVERDRAFT_LIMIT_EXCEEDED, DEBT_OUTSTANDING, BUDGET_EXCEEDED (live)
+--   {decision=DENY, reason_code, deny_detail (policy denials), balances, now}   (dry / decide)
+--   {decision=ALLOW, caps, balances, now}                       (dry / decide)
+--   {decision=ALLOW, reservation_id, expires_at_ms, reserved, caps, now}   (live)
+-- `caps` is the caps JSON as a string, absent without caps.
 -- Every check runs before the first write; a denial writes only its outbox event (and,
 -- for dry/decide, the idempotency record of the DENY, which is a success). The live path
 -- makes one read of all budgets and one write of all budgets: it is the hot path.
--- Appends: reservation.denied on a denial; on a live ALLOW, budget.threshold_crossed for each
--- utilization threshold a budget crosses and budget.exhausted when one reaches 0 remaining; and
--- on a live ALLOW, usage.reserved (Tollgate's own entry, never an event: the scope path).
+-- Appends: reservation.denied on a denial (reservation.observed_denied in observe mode,
+-- and reservation.observed_allowed on an observed ALLOW); on a live ALLOW,
+-- budget.threshold_crossed for each utilization threshold a budget crosses,
+-- budget.exhausted when one reaches 0 remaining, and usage.reserved (Tollgate's own
+-- entry, never an event: the scope path).
 -- Every budget read is first rolled into its current period (lib.lua roll: budget.period_rolled).
 
 local mode, hash, unit, E = ARGV[1], ARGV[2], ARGV[3], I(ARGV[4])
@@ -37,37 +57,85 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
+local observe = ARGV[19] == '1'
+local nq = tonumber(ARGV[24])
 local scopes = {}
-for i = 14, #ARGV do scopes[#scopes + 1] = ARGV[i] end
+for i = 25 + 4 * nq, #ARGV do scopes[#scopes + 1] = ARGV[i] end
 
 local tenant = tenant_state(KEYS[1])
 if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
 
-local function denied_event(reason)
+local function denied_event(reason, detail)
+  detail = detail or {reason_code = reason}
+  if observe then
+    emit(KEYS[7], 'reservation.observed_denied', now, ARGV[13], unit, rq, tr,
+      {reason_code = reason, deny_detail = detail, estimated_amount = ARGV[4], request = ARGV[9],
+       observe_mode = 'OBSERVE', would_have_blocked_at = detail.blocked_by_scope or ARGV[13]})
+    return
+  end
   emit(KEYS[7], 'reservation.denied', now, ARGV[13], unit, rq, tr,
-    {reason_code = reason, requested_amount = ARGV[4], request = ARGV[9], dry_run = mode ~= 'live' and '1' or '0'})
+    {reason_code = reason, requested_amount = ARGV[4], request = ARGV[9], dry_run = mode ~= 'live' and '1' or '0',
+     deny_detail = detail})
 end
 
-local function finish_deny(reason, balances)
-  denied_event(reason)
-  return succeed(KEYS[3], hash, {decision = 'DENY', reason_code = reason, balances = balances}, ARGV[12], now)
+-- `detail` (a policy denial's DenyDetail) is stored only when given: a v0.1.25 denial keeps the
+-- v0.1.25 answer, which strict v0.1.25 clients require.
+local function finish_deny(reason, balances, detail)
+  denied_event(reason, detail)
+  return succeed(KEYS[3], hash, {decision = 'DENY', reason_code = reason, deny_detail = detail, balances = balances},
+    ARGV[12], now)
 end
 
--- A live denial is an error; a dry-run or decide denial is a 200 DENY.
+-- A live denial is an error; a dry-run or decide denial is a 200 DENY. A policy denial's
+-- DenyDetail travels in extra.deny_detail.
 local function deny(code, msg, extra, budgets)
+  local detail = extra and extra.deny_detail
   if mode == 'live' then
-    denied_event(code)
+    denied_event(code, detail)
     return err(code, msg, extra)
   end
   local balances = {}
   for i, b in ipairs(budgets or {}) do balances[i] = balance(b) end
-  return finish_deny(code, balances)
+  return finish_deny(code, balances, detail)
 end
 
 if tenant.status == 'CLOSED' then return deny('TENANT_CLOSED', 'tenant is closed') end
 if tenant.status == 'SUSPENDED' then
   if mode == 'live' then return err('FORBIDDEN', 'tenant is suspended: new reservations are refused') end
   return finish_deny('TENANT_SUSPENDED', {})
+end
+
+-- Policies (v0.1.26 steps 1 to 3). The engine evaluated its copy of the tenant's policies;
+-- a newer generation in force means that copy is stale: nothing is written, it reloads.
+if ARGV[14] ~= tenant.gen then return '{"stale":"' .. tenant.gen .. '"}' end
+if ARGV[16] ~= '' then
+  return deny(ARGV[16], 'action kind refused by policy', {deny_detail = cjson.decode(ARGV[17])})
+end
+-- A policy's reservation rate limit (live reservations only), per minute of the ledger clock.
+local rate_key
+if mode == 'live' and ARGV[20] ~= '' then
+  rate_key = ARGV[20] .. ':' .. ms(math.floor(now / 60000))
+  if tonumber(redis.call('GET', rate_key) or '0') >= tonumber(ARGV[21]) then
+    return err('LIMIT_EXCEEDED', 'more than ' .. ARGV[21] .. ' reservations per minute at this scope',
+      {retry_after_ms = ms(60000 - now % 60000)})
+  end
+end
+local quotas = {}
+for i = 1, nq do
+  local a = 24 + 4 * (i - 1)
+  quotas[i] = {key = KEYS[7 + i], limit = tonumber(ARGV[a + 1]), ttl = ARGV[a + 2], per_run = ARGV[a + 3] == '1',
+    v = ARGV[a + 4], used = tonumber(redis.call('GET', KEYS[7 + i]) or '0')}
+end
+for _, q in ipairs(quotas) do
+  if q.used >= q.limit then
+    local v = cjson.decode(q.v)
+    v.used, v.limit = q.used, q.limit
+    local what = v.risk_class or v.action_kind
+    return deny('ACTION_QUOTA_EXCEEDED', 'action quota exceeded: ' .. what .. ' ' .. v.window .. ' at ' .. v.scope,
+      {deny_detail = {reason_code = 'ACTION_QUOTA_EXCEEDED', quota_violation = v, blocked_by_policy = v.policy_id,
+        blocked_by_scope = v.scope, suggested_fix = 'Raise the ' .. what .. ' ' .. v.window .. ' quota above '
+          .. ms(q.limit) .. " in policy '" .. v.policy_id .. "', or wait for the next window"}})
+  end
 end
 
 local budgets = read_budgets(KEYS[2], scopes, unit, KEYS[7], now)
@@ -101,10 +169,17 @@ for _, b in ipairs(budgets) do
   end
 end
 
+local caps = ARGV[18] ~= '' and ARGV[18] or nil
+
 if mode ~= 'live' then
   local balances = {}
   for i, b in ipairs(budgets) do balances[i] = balance(b) end
-  return succeed(KEYS[3], hash, {decision = 'ALLOW', balances = balances}, ARGV[12], now)
+  if observe then
+    emit(KEYS[7], 'reservation.observed_allowed', now, ARGV[13], unit, rq, tr,
+      {decision = caps and 'ALLOW_WITH_CAPS' or 'ALLOW', caps_applied = caps and cjson.decode(caps) or nil,
+       estimated_amount = ARGV[4], request = ARGV[9], observe_mode = 'OBSERVE'})
+  end
+  return succeed(KEYS[3], hash, {decision = 'ALLOW', caps = caps, balances = balances}, ARGV[12], now)
 end
 
 -- Live: effective TTL (request, else tenant default; capped by the tenant maximum) and
@@ -126,8 +201,21 @@ for i, b in ipairs(budgets) do
   held[i] = b.scope
 end
 write_budgets(KEYS[2], budgets, now, false)
+-- Quotas count the reservation; per-run counts are recorded so release or expiry give them back.
+if rate_key and redis.call('INCR', rate_key) == 1 then redis.call('PEXPIRE', rate_key, 120000) end
+local taken = {}
+for _, q in ipairs(quotas) do
+  local n = redis.call('INCR', q.key)
+  if q.per_run then
+    redis.call('PEXPIRE', q.key, q.ttl)
+    taken[#taken + 1] = q.key
+  elseif n == 1 then
+    redis.call('PEXPIRE', q.key, q.ttl)
+  end
+end
 redis.call('HSET', KEYS[4], 'st', 'ACTIVE', 'u', unit, 'e', ARGV[4], 'sc', table.concat(held, '\n'), 'sp', ARGV[13],
-  'd', ARGV[9], 'c', ms(now), 'x', ms(expires), 'g', ARGV[6], 'p', policy, 'ttl', ms(ttl))
+  'd', ARGV[9], 'c', ms(now), 'x', ms(expires), 'g', ARGV[6], 'p', policy, 'ttl', ms(ttl), 'mx', ARGV[15],
+  'qk', table.concat(taken, '\n'), 'ck', ARGV[22], 'cl', ARGV[23])
 redis.call('ZADD', KEYS[5], expires + grace, ARGV[8])
 mark_due(KEYS[5], expires + grace)
 redis.call('ZADD', KEYS[6], now, ARGV[8])
@@ -143,6 +231,8 @@ local retention = tonumber(ARGV[12])
 if retention < ttl + grace then retention = ttl + grace end
 -- Built by hand (every part is a decimal or an id of [a-z0-9_-]): cheaper than encoding a table.
 local result = '{"decision":"ALLOW","reservation_id":"' .. ARGV[8] .. '","expires_at_ms":"' .. ms(expires)
-  .. '","reserved":"' .. ARGV[4] .. '","now":"' .. ms(now) .. '"}'
+  .. '","reserved":"' .. ARGV[4] .. '","now":"' .. ms(now) .. '"'
+if caps then result = result .. ',"caps":' .. cjson.encode(caps) end
+result = result .. '}'
 redis.call('SET', KEYS[3], hash .. '\n' .. result, 'PX', retention)
 return result

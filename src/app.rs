@@ -93,6 +93,7 @@ fn spawn_workers(
         tokio::spawn(crate::workers::auth_listener::run(pg.clone(), state.auth.clone(), shutdown.clone())),
         tokio::spawn(upkeep(state.admission.clone(), shutdown.clone())),
         tokio::spawn(crate::workers::provision_recovery::run(state.catalogue.clone(), shutdown.clone())),
+        tokio::spawn(crate::workers::policy_publication::run(state.catalogue.clone(), shutdown.clone())),
         tokio::spawn(crate::workers::key_usage::run(
             pg.clone(),
             state.auth.clone(),

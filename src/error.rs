@@ -35,6 +35,11 @@ impl From<Error> for ApiError {
         if e.code.is_transient() {
             out.headers.push((header::RETRY_AFTER, HeaderValue::from(UNAVAILABLE_RETRY_AFTER_S)));
         }
+        // A policy rate limit the ledger enforced says when its minute ends.
+        let retry_after_ms = out.details.as_ref().and_then(|d| d.get("retry_after_ms")).and_then(|v| v.as_u64());
+        if let (ErrorCode::LimitExceeded, Some(ms)) = (out.code, retry_after_ms) {
+            out.headers.push((header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1))));
+        }
         out
     }
 }

@@ -52,7 +52,7 @@ pub mod internals {
     pub use crate::domain::{Correlation, ErrorCode, Permission, TenantId, TenantStatus, Tier};
     pub use crate::events::dispatch::install_crypto_provider;
     pub use crate::ledger::import::BudgetWrite;
-    pub use crate::ledger::ops::{Mode, ReserveInput};
+    pub use crate::ledger::ops::{ActionFacts, Mode, ReserveInput};
     pub use crate::ledger::{Ledger, decode, new_reservation_id};
     pub use crate::runtime_api::reservations::ReserveRequest;
     pub use crate::runtime_api::wire::{Action, Subject, request_hash};

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use tollgate::internals::{Action, Correlation, Mode, ReserveInput, Unit, Units, new_reservation_id, request_hash};
+use tollgate::internals::{
+    Action, ActionFacts, Correlation, Mode, ReserveInput, Unit, Units, new_reservation_id, request_hash,
+};
 
 use super::{Bench, Shape};
 
@@ -61,12 +63,14 @@ impl Bench {
                         bail!("reserving took too long: a reservation would have had {ttl} ms to live");
                     }
                     let idem = format!("sweep-{i}");
-                    let action = Action { kind: "llm.completion".into(), name: "gpt-4o".into(), tags: None };
+                    let action = Action { kind: "llm.completion".into(), name: "gpt-4o".into(), tags: None, policy_keys: None };
                     let wire = serde_json::json!({"idempotency_key": idem, "subject": cs.subject, "action": action,
                         "estimate": {"unit": super::UNIT, "amount": estimate}, "ttl_ms": ttl, "grace_period_ms": 0});
                     let input = ReserveInput {
                         tenant: tenant.clone(),
                         mode: Mode::Live,
+                        observe: false,
+                        action: ActionFacts { kind: action.kind.clone(), ..ActionFacts::default() },
                         unit: Unit::UsdMicrocents,
                         estimate: Units::new(estimate).unwrap_or(Units::ZERO),
                         ttl_ms: Some(ttl),

@@ -67,6 +67,12 @@ error_codes! {
     DebtOutstanding => "DEBT_OUTSTANDING", 409;
     MaxExtensionsExceeded => "MAX_EXTENSIONS_EXCEEDED", 409;
     TenantClosed => "TENANT_CLOSED", 409;
+    /// v0.1.26: a quota of the matching policy is used up (details carry `deny_detail`).
+    ActionQuotaExceeded => "ACTION_QUOTA_EXCEEDED", 409;
+    /// v0.1.26: the matching policy's `allowed_action_kinds` lacks the kind.
+    ActionKindNotAllowed => "ACTION_KIND_NOT_ALLOWED", 409;
+    /// v0.1.26: the matching policy's `denied_action_kinds` holds the kind.
+    ActionKindDenied => "ACTION_KIND_DENIED", 409;
     DuplicateResource => "DUPLICATE_RESOURCE", 409;
     CountMismatch => "COUNT_MISMATCH", 409;
     ReplayInProgress => "REPLAY_IN_PROGRESS", 409;

@@ -56,6 +56,8 @@ wire_enum!(
         ReservationExpiryRateSpike = "reservation.expiry_rate_spike",
         ReservationCommitOverage = "reservation.commit_overage",
         ReservationReleasedViaTenantCascade = "reservation.released_via_tenant_cascade",
+        ReservationObservedDenied = "reservation.observed_denied",
+        ReservationObservedAllowed = "reservation.observed_allowed",
         TenantCreated = "tenant.created",
         TenantUpdated = "tenant.updated",
         TenantSuspended = "tenant.suspended",
@@ -178,12 +180,12 @@ mod tests {
 
     #[test]
     fn every_event_type_maps_to_the_category_of_its_prefix() {
-        assert_eq!(EventType::ALL.len(), 53);
+        assert_eq!(EventType::ALL.len(), 55);
         for t in EventType::ALL {
             let prefix = t.as_str().split('.').next().unwrap();
             assert_eq!(t.category().as_str(), prefix, "{t}");
         }
         let tenant_visible = EventType::ALL.iter().filter(|t| t.category().tenant_accessible()).count();
-        assert_eq!(tenant_visible, 30);
+        assert_eq!(tenant_visible, 32);
     }
 }

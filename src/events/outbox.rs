@@ -341,7 +341,7 @@ fn shape_by_type(
                 }
             }
         }
-        EventType::ReservationDenied => {
+        EventType::ReservationDenied | EventType::ReservationObservedDenied | EventType::ReservationObservedAllowed => {
             // The reservation request's subject and action, as the client sent them.
             if let Some(Json::String(req)) = data.remove("request")
                 && let Ok(Json::Object(req)) = serde_json::from_str::<Json>(&req)

@@ -7,7 +7,9 @@ pub mod budgets;
 pub mod cascade;
 pub mod import;
 pub mod ops;
+pub mod policies;
 pub mod reads;
+pub mod reserve;
 pub mod scan;
 pub mod signals;
 pub mod sweep;
@@ -35,6 +37,8 @@ pub const EVENT_IDEM_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 pub struct Ledger {
     redis: RedisStore,
     scripts: Arc<Scripts>,
+    /// This instance's copy of each tenant's policies (`policies`), shared by every clone.
+    policies: Arc<policies::PolicyCache>,
 }
 
 /// Correlation ids carried into the outbox events a script appends.
@@ -130,8 +134,17 @@ fn script_code(code: &str) -> Option<ErrorCode> {
 }
 
 /// Detail fields that carry amounts travel as strings; clients get integers.
-const AMOUNT_DETAILS: &[&str] =
-    &["remaining", "requested", "debt", "overdraft_limit", "deficit", "reserved", "actual", "max_extensions"];
+const AMOUNT_DETAILS: &[&str] = &[
+    "remaining",
+    "requested",
+    "debt",
+    "overdraft_limit",
+    "deficit",
+    "reserved",
+    "actual",
+    "max_extensions",
+    "retry_after_ms",
+];
 
 /// Decodes a script's JSON reply; an `e` field becomes the matching [`Error`] with the
 /// remaining fields as `details`.
@@ -165,7 +178,7 @@ pub fn decode(raw: &str) -> Result<Reply> {
 
 impl Ledger {
     pub fn new(redis: RedisStore, scripts: Arc<Scripts>) -> Self {
-        Self { redis, scripts }
+        Self { redis, scripts, policies: Arc::default() }
     }
 
     pub fn keys(&self) -> &crate::store::redis::Keys {

@@ -1,63 +1,14 @@
-//! The runtime mutations: reserve (live, dry run, decide), commit, release, extend, and
-//! usage events. One script call each.
+//! The runtime mutations commit, release, extend, and usage events (reserve, live, dry run
+//! and decide, is `reserve`). One script call each.
 
 use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::{Unit, Units};
 use crate::domain::error::{Error, Result};
 use crate::domain::scope::Scopes;
 
-use super::{Balance, Correlation, EVENT_IDEM_RETENTION_MS, FINALIZED_RETENTION_MS, IDEM_RETENTION_MS, Ledger};
+use super::{Balance, Correlation, EVENT_IDEM_RETENTION_MS, FINALIZED_RETENTION_MS, Ledger};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Live,
-    DryRun,
-    Decide,
-}
-
-impl Mode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Live => "live",
-            Mode::DryRun => "dry",
-            Mode::Decide => "decide",
-        }
-    }
-}
-
-/// A validated reservation (or decision) request.
-#[derive(Debug, Clone)]
-pub struct ReserveInput {
-    pub tenant: String,
-    pub mode: Mode,
-    pub unit: Unit,
-    pub estimate: Units,
-    pub ttl_ms: Option<i64>,
-    pub grace_ms: i64,
-    pub overage_policy: Option<CommitOveragePolicy>,
-    pub idempotency_key: String,
-    pub request_hash: String,
-    /// The reservation's descriptive document (subject, action, metadata, idempotency key)
-    /// as JSON, stored with it as it is.
-    pub document: String,
-    pub scopes: Scopes,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct ReserveOutcome {
-    pub replay: bool,
-    pub now_ms: i64,
-    pub decision: Decision,
-    pub reservation_id: Option<String>,
-    pub expires_at_ms: Option<i64>,
-    pub balances: Vec<Balance>,
-}
+pub use super::reserve::{ActionFacts, Decision, Mode, ReserveInput, ReserveOutcome};
 
 #[derive(Debug, Clone)]
 pub struct CommitOutcome {
@@ -100,64 +51,6 @@ fn policy_arg(p: Option<CommitOveragePolicy>) -> String {
 }
 
 impl Ledger {
-    pub async fn reserve(
-        &self,
-        input: &ReserveInput,
-        reservation_id: &str,
-        corr: &Correlation,
-    ) -> Result<ReserveOutcome> {
-        let k = self.keys();
-        let t = input.tenant.as_str();
-        let op = if input.mode == Mode::Decide { "decide" } else { "reserve" };
-        let keys = vec![
-            k.tenant(t),
-            k.ledger(t),
-            k.idem(t, op, &input.idempotency_key),
-            k.reservation(t, reservation_id),
-            k.active(t),
-            k.created(t),
-            k.outbox(t),
-        ];
-        let mut args = vec![
-            input.mode.as_str().to_string(),
-            input.request_hash.clone(),
-            input.unit.as_str().to_string(),
-            input.estimate.to_string(),
-            input.ttl_ms.map(|v| v.to_string()).unwrap_or_default(),
-            input.grace_ms.to_string(),
-            policy_arg(input.overage_policy),
-            reservation_id.to_string(),
-            input.document.clone(),
-            corr.request_id.clone(),
-            corr.trace_id.clone(),
-            IDEM_RETENTION_MS.to_string(),
-            input.scopes.path().to_string(),
-        ];
-        args.extend(input.scopes.affected.iter().cloned());
-        let name = match input.mode {
-            Mode::Live => "reserve",
-            Mode::DryRun => "reserve_dry_run",
-            Mode::Decide => "decide",
-        };
-        let reply = self.run(name, &self.scripts.reserve, keys, args).await?;
-        let decision = match reply.str("decision")? {
-            "DENY" => Decision::Deny(reply.str("reason_code")?.to_string()),
-            _ => Decision::Allow,
-        };
-        let expires_at_ms = reply.opt_str("expires_at_ms").and_then(|s| s.parse().ok());
-        if !reply.replay && input.mode == Mode::Live && decision == Decision::Allow {
-            crate::telemetry::ledger_amount("reserve", input.unit.as_str(), input.estimate.get());
-        }
-        Ok(ReserveOutcome {
-            replay: reply.replay,
-            now_ms: reply.now_ms,
-            decision,
-            reservation_id: reply.opt_str("reservation_id").map(String::from),
-            expires_at_ms,
-            balances: reply.balances(input.unit)?,
-        })
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,

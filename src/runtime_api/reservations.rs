@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use super::common::{check_idempotency_header, require, tenant_header};
 use super::wire::{
-    Action, Amount, BalanceBody, Subject, amount, balances, check_idempotency_key, metadata_json, request_hash,
+    Action, Amount, BalanceBody, CapsBody, Subject, amount, balances, check_idempotency_key, metadata_json,
+    request_hash,
 };
 use crate::auth::TenantAuth;
 use crate::domain::{CommitOveragePolicy, Permission};
@@ -41,8 +42,22 @@ pub struct ReserveRequest {
     overage_policy: Option<CommitOveragePolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dry_run: Option<bool>,
+    /// v0.1.26: OBSERVE evaluates everything, holds nothing and reports the decision as a
+    /// `reservation.observed_*` event; ENFORCE and DISABLED are the default behaviour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observe_mode: Option<ObserveMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Map<String, Value>>,
+}
+
+/// The spec's `ObserveModeEnum` (v0.1.26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ObserveModeEnum)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ObserveMode {
+    Disabled,
+    Observe,
+    Enforce,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -73,6 +88,12 @@ pub struct ReserveBody {
     affected_scopes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caps: Option<CapsBody>,
+    /// v0.1.26 `DenyDetail`, on a DENY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    deny_detail: Option<Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     balances: Vec<BalanceBody>,
 }
@@ -83,6 +104,12 @@ pub struct DecideBody {
     decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caps: Option<CapsBody>,
+    /// v0.1.26 `DenyDetail`, on a DENY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    deny_detail: Option<Value>,
     affected_scopes: Vec<String>,
 }
 
@@ -112,10 +139,21 @@ fn check_range(field: &str, v: Option<i64>, min: i64, max: i64) -> ApiResult<()>
     }
 }
 
-fn decision_str(d: &Decision) -> &'static str {
-    match d {
-        Decision::Allow => "ALLOW",
-        Decision::Deny(_) => "DENY",
+fn decision_str(o: &ReserveOutcome) -> &'static str {
+    match (&o.decision, &o.caps) {
+        (Decision::Allow, None) => "ALLOW",
+        (Decision::Allow, Some(_)) => "ALLOW_WITH_CAPS",
+        (Decision::Deny(_), _) => "DENY",
+    }
+}
+
+/// The reason, the caps and the `DenyDetail` of an outcome. The detail comes with the v0.1.26
+/// denials (access lists, quotas); a v0.1.25 denial answers exactly as v0.1.25 did, because the
+/// `runcycles` clients refuse fields their version does not know.
+fn verdict(o: &ReserveOutcome) -> (Option<String>, Option<CapsBody>, Option<Value>) {
+    match &o.decision {
+        Decision::Deny(r) => (Some(r.clone()), None, o.deny_detail.clone()),
+        Decision::Allow => (None, o.caps.clone().map(CapsBody::from), None),
     }
 }
 
@@ -139,10 +177,14 @@ pub async fn create(
     check_range("grace_period_ms", req.grace_period_ms, 0, GRACE_MS_MAX)?;
     let tenant = caller.key.tenant_id.as_str();
     let scopes = req.subject.scopes_for(tenant)?;
-    let mode = if req.dry_run.unwrap_or(false) { Mode::DryRun } else { Mode::Live };
+    // Observe mode is a dry run that reports itself (v0.1.26 OBSERVE MODE EVALUATION RULES).
+    let observe = req.observe_mode == Some(ObserveMode::Observe);
+    let mode = if req.dry_run.unwrap_or(false) || observe { Mode::DryRun } else { Mode::Live };
     let input = ReserveInput {
         tenant: tenant.to_string(),
         mode,
+        observe,
+        action: req.action.facts(&req.subject),
         unit: req.estimate.unit,
         estimate: req.estimate.amount,
         ttl_ms: req.ttl_ms,
@@ -156,18 +198,18 @@ pub async fn create(
     let rid = new_reservation_id(tenant);
     let outcome = state.ledger.reserve(&input, &rid, &ctx).await?;
     let remaining_ttl_ms = remaining_ttl(&state, tenant, &outcome).await?;
+    let (reason_code, caps, deny_detail) = verdict(&outcome);
     let body = ReserveBody {
-        decision: decision_str(&outcome.decision),
+        decision: decision_str(&outcome),
         reserved: outcome.reservation_id.as_ref().map(|_| amount(req.estimate.unit, req.estimate.amount.get())),
         reservation_id: outcome.reservation_id,
         expires_at_ms: outcome.expires_at_ms,
         remaining_ttl_ms,
         scope_path: scopes.path().to_string(),
         affected_scopes: scopes.affected,
-        reason_code: match outcome.decision {
-            Decision::Deny(r) => Some(r),
-            Decision::Allow => None,
-        },
+        reason_code,
+        caps,
+        deny_detail,
         balances: balances(&outcome.balances),
     };
     Ok((tenant_header(tenant), Json(body)))
@@ -212,6 +254,8 @@ pub async fn decide(
     let input = ReserveInput {
         tenant: tenant.to_string(),
         mode: Mode::Decide,
+        observe: false,
+        action: req.action.facts(&req.subject),
         unit: req.estimate.unit,
         estimate: req.estimate.amount,
         ttl_ms: None,
@@ -223,12 +267,12 @@ pub async fn decide(
         scopes: scopes.clone(),
     };
     let outcome = state.ledger.reserve(&input, "", &ctx).await?;
+    let (reason_code, caps, deny_detail) = verdict(&outcome);
     let body = DecideBody {
-        decision: decision_str(&outcome.decision),
-        reason_code: match outcome.decision {
-            Decision::Deny(r) => Some(r),
-            Decision::Allow => None,
-        },
+        decision: decision_str(&outcome),
+        reason_code,
+        caps,
+        deny_detail,
         affected_scopes: scopes.affected,
     };
     Ok((tenant_header(tenant), Json(body)))

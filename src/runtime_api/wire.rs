@@ -121,6 +121,74 @@ pub struct Action {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// v0.1.26 `ActionPolicyKeys`: the dimensions quota allowlists filter on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_keys: Option<PolicyKeysBody>,
+}
+
+/// The spec's `ActionPolicyKeys` (cycles-action-kinds v0.1.26).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ActionPolicyKeys)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyKeysBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom: Option<BTreeMap<String, String>>,
+}
+
+/// The spec's `maxLength`s of `ActionPolicyKeys` and its `custom` entries.
+const POLICY_KEY_LIMITS: [(&str, usize); 4] =
+    [("host", 253), ("recipient_domain", 253), ("resource_type", 128), ("path_prefix", 512)];
+pub const POLICY_KEYS_CUSTOM_MAX: usize = 8;
+const POLICY_KEY_CUSTOM_LEN_MAX: usize = 256;
+
+impl PolicyKeysBody {
+    fn check(&self) -> ApiResult<()> {
+        let values = [&self.host, &self.recipient_domain, &self.resource_type, &self.path_prefix];
+        for ((name, max), v) in POLICY_KEY_LIMITS.iter().zip(values) {
+            if v.as_ref().is_some_and(|v| v.chars().count() > *max) {
+                let field = format!("action.policy_keys.{name}");
+                return Err(ApiError::invalid_field(&field, format!("must be at most {max} characters")));
+            }
+        }
+        if let Some(custom) = &self.custom
+            && (custom.len() > POLICY_KEYS_CUSTOM_MAX
+                || custom.iter().any(|(k, v)| {
+                    k.chars().count() > POLICY_KEY_CUSTOM_LEN_MAX || v.chars().count() > POLICY_KEY_CUSTOM_LEN_MAX
+                }))
+        {
+            return Err(ApiError::invalid_field(
+                "action.policy_keys.custom",
+                format!(
+                    "must have at most {POLICY_KEYS_CUSTOM_MAX} entries of at most {POLICY_KEY_CUSTOM_LEN_MAX} characters"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Action {
+    /// What the policy evaluator needs of the action, with the subject's `run_id` dimension.
+    pub fn facts(&self, subject: &Subject) -> crate::ledger::reserve::ActionFacts {
+        let keys = self.policy_keys.clone().unwrap_or_default();
+        crate::ledger::reserve::ActionFacts {
+            kind: self.kind.clone(),
+            policy_keys: crate::domain::policy::eval::PolicyKeys {
+                host: keys.host,
+                recipient_domain: keys.recipient_domain,
+                resource_type: keys.resource_type,
+            },
+            run_id: subject.dimensions.as_ref().and_then(|d| d.get("run_id")).cloned(),
+        }
+    }
 }
 
 impl Action {
@@ -150,6 +218,9 @@ impl Action {
                     format!("items must be at most {ACTION_TAG_LEN_MAX} characters"),
                 ));
             }
+        }
+        if let Some(keys) = &self.policy_keys {
+            keys.check()?;
         }
         Ok(())
     }
@@ -205,6 +276,34 @@ impl From<&Balance> for BalanceBody {
 
 pub fn balances(list: &[Balance]) -> Vec<BalanceBody> {
     list.iter().map(BalanceBody::from).collect()
+}
+
+/// The protocol's `Caps` (ALLOW_WITH_CAPS).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Caps)]
+pub struct CapsBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps_remaining: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_allowlist: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_denylist: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_ms: Option<i64>,
+}
+
+impl From<crate::domain::policy::Caps> for CapsBody {
+    fn from(c: crate::domain::policy::Caps) -> Self {
+        Self {
+            max_tokens: c.max_tokens,
+            max_steps_remaining: c.max_steps_remaining,
+            tool_allowlist: c.tool_allowlist,
+            tool_denylist: c.tool_denylist,
+            cooldown_ms: c.cooldown_ms,
+        }
+    }
 }
 
 /// SHA-256 (hex) of the canonical JSON of a request: the idempotency fingerprint.

@@ -6,6 +6,7 @@ pub mod expiry;
 pub mod import_recovery;
 pub mod key_expiry;
 pub mod key_usage;
+pub mod policy_publication;
 pub mod provision_recovery;
 pub mod retention;
 

@@ -40,6 +40,8 @@ mod overview;
 mod periods;
 mod pg_outage;
 mod policies;
+mod policy_enforcement;
+mod policy_enforcement_quotas;
 mod policy_rules;
 mod policy_versions;
 mod provision;

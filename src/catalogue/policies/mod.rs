@@ -2,9 +2,11 @@
 //! rollback (`versions`), and the dry run (`dry_run`). Every change locks the owning tenant's
 //! row (so a tenant's policy changes are serialised and a CLOSED tenant is refused, 409), stores
 //! the resulting rules as a new version (the last 10 kept), bumps the tenant's policy
-//! generation, and writes one audit entry and its `policy.*` event, all in one transaction.
+//! generation, and writes one audit entry and its `policy.*` event, all in one transaction;
+//! then publishes the tenant's set to Redis before answering (`publication`).
 
 mod dry_run;
+mod publication;
 mod versions;
 
 use serde_json::json;
@@ -111,6 +113,7 @@ impl Catalogue {
         check_name_free(&mut tx, &policy).await?;
         record(&mut tx, actor, &policy, ("create", None), &[]).await?;
         pg::commit(tx).await?;
+        self.publish_policies(tenant).await?;
         Ok(policy)
     }
 
@@ -157,6 +160,7 @@ impl Catalogue {
         next.updated_at = now();
         record(&mut tx, actor, &next, ("update", None), &changed).await?;
         pg::commit(tx).await?;
+        self.publish_policies(&next.tenant_id).await?;
         Ok(next)
     }
 

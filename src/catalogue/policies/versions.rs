@@ -46,6 +46,7 @@ impl Catalogue {
         }
         record(&mut tx, actor, &next, ("rollback", Some(wanted)), &changed).await?;
         pg::commit(tx).await?;
+        self.publish_policies(&owner).await?;
         Ok(next)
     }
 }

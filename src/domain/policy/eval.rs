@@ -86,6 +86,17 @@ pub struct QuotaUse {
     pub max_calls: i64,
     /// The scope the counter is kept at.
     pub scope: String,
+    /// A `per_run` rule's counter TTL (`per_run_counter_ttl_ms`), when it sets one.
+    pub run_counter_ttl_ms: Option<i64>,
+}
+
+/// A per-minute rate limit of `rate_limits` that applies, and where it counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateUse {
+    pub policy_id: String,
+    /// The most specific scope the setting policy governs.
+    pub scope: String,
+    pub per_minute: i64,
 }
 
 /// What the policies make of one request.
@@ -103,6 +114,10 @@ pub struct Outcome {
     pub ttl_capped: bool,
     pub max_extensions: Option<i64>,
     pub commit_overage_policy: Option<CommitOveragePolicy>,
+    /// `rate_limits.max_reservations_per_minute`, from the highest-priority match setting it.
+    pub reservations_per_minute: Option<RateUse>,
+    /// `rate_limits.max_commits_per_minute`, likewise.
+    pub commits_per_minute: Option<RateUse>,
 }
 
 /// The policies of `policies` in force at `now` that match `scopes`, in evaluation order.
@@ -139,6 +154,8 @@ pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Resu
         ttl_capped: false,
         max_extensions: None,
         commit_overage_policy: matched.iter().find_map(|p| p.rules.commit_overage_policy),
+        reservations_per_minute: rate_use(&matched, &req.scopes, |r| r.max_reservations_per_minute),
+        commits_per_minute: rate_use(&matched, &req.scopes, |r| r.max_commits_per_minute),
     };
     let Some(top) = matched.first() else {
         return Ok(out);
@@ -157,6 +174,15 @@ pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Resu
         out.caps = Some(caps);
     }
     Ok(out)
+}
+
+/// The rate limit `field` of the highest-priority match that sets it, counted at the deepest
+/// scope that policy governs.
+fn rate_use(matched: &[&Policy], scopes: &[String], field: fn(&super::RateLimits) -> Option<i64>) -> Option<RateUse> {
+    let (p, per_minute) = matched.iter().find_map(|p| p.rules.rate_limits.as_ref().and_then(field).map(|n| (*p, n)))?;
+    let pattern = ScopePattern::parse(&p.rules.scope_pattern).ok()?;
+    let scope = scopes.iter().rev().find(|s| pattern.matches_path(s))?.clone();
+    Some(RateUse { policy_id: p.policy_id.clone(), scope, per_minute })
 }
 
 /// Step 1 for the highest-priority match.
@@ -213,6 +239,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
         window_key: window_key(q.window, &req.run_id, now),
         max_calls: q.max_calls,
         scope: scope_for(q.window),
+        run_counter_ttl_ms: q.per_run_counter_ttl_ms,
     });
     let keys = &req.policy_keys;
     let per_kind = top
@@ -231,6 +258,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
             window_key: window_key(q.window, &req.run_id, now),
             max_calls: q.max_calls,
             scope: scope_for(q.window),
+            run_counter_ttl_ms: q.per_run_counter_ttl_ms,
         });
     risk.chain(per_kind).collect()
 }

@@ -224,3 +224,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn each_rate_limit_comes_from_the_highest_priority_match_setting_it_at_its_deepest_scope() {
+    use crate::domain::policy::RateLimits;
+    let mut broad = policy("broad", "tenant:acme", 1);
+    broad.rules.rate_limits =
+        Some(RateLimits { max_reservations_per_minute: Some(100), max_commits_per_minute: Some(50) });
+    let mut agent = policy("agent", "agent:*", 5);
+    agent.rules.rate_limits = Some(RateLimits { max_reservations_per_minute: Some(10), max_commits_per_minute: None });
+    let out = evaluate(&[broad, agent], &request("llm.completion"), NOW).unwrap();
+    let r = out.reservations_per_minute.unwrap();
+    assert_eq!((r.policy_id.as_str(), r.scope.as_str(), r.per_minute), ("agent", "tenant:acme/agent:support-bot", 10));
+    let c = out.commits_per_minute.unwrap();
+    assert_eq!((c.policy_id.as_str(), c.scope.as_str(), c.per_minute), ("broad", "tenant:acme", 50));
+}

@@ -13,6 +13,7 @@ pub mod listen;
 pub mod overview;
 pub mod page;
 pub mod policies;
+pub mod policy_publication;
 pub mod principals;
 pub mod provisions;
 pub mod retention;

@@ -173,6 +173,13 @@ pub async fn of_tenant(pool: &sqlx::PgPool, tenant: &str, max: i64) -> StoreResu
     Ok(rows.into_iter().map(Policy::from).collect())
 }
 
+/// As [`of_tenant`], inside a transaction.
+pub async fn of_tenant_tx(tx: &mut PgTx, tenant: &str, max: i64) -> StoreResult<Vec<Policy>> {
+    let sql = format!("SELECT {COLUMNS} FROM policies WHERE tenant_id = $1 ORDER BY created_at, policy_id LIMIT $2");
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(max).fetch_all(&mut **tx).await?;
+    Ok(rows.into_iter().map(Policy::from).collect())
+}
+
 pub async fn list(pool: &sqlx::PgPool, filter: &Filter, page: &PageSpec) -> StoreResult<Page<Policy>> {
     let mut qb: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("SELECT {COLUMNS}, {} FROM policies WHERE tenant_id = ", page.cursor_columns()));

@@ -156,6 +156,26 @@ impl Keys {
         format!("{}:outbox", self.tenant_tag(tenant))
     }
 
+    /// STRING `<generation>\n<JSON>`: the tenant's compiled policy set as the catalogue last
+    /// published it; the generation also sits in the tenant mirror (`policy_gen`), where every
+    /// reserve compares it with the engine's copy.
+    pub fn policies(&self, tenant: &str) -> String {
+        format!("{}:policies", self.tenant_tag(tenant))
+    }
+
+    /// STRING counter of one quota window instance (v0.1.26 action quotas): `what` is the
+    /// action kind, or `__risk__:<risk class>`; `bucket` the run id or the UTC calendar bucket.
+    pub fn quota(&self, tenant: &str, scope: &str, what: &str, window: &str, bucket: &str) -> String {
+        format!("{}:q:{scope}:{what}:{window}:{bucket}", self.tenant_tag(tenant))
+    }
+
+    /// The prefix of a policy rate-limit counter of `op` (`reserve`, `commit`) at `scope`; the
+    /// scripts append `:<minute>` (minutes since the epoch on the ledger clock), so the key
+    /// stays in the tenant's slot and each minute counts apart.
+    pub fn rate(&self, tenant: &str, op: &str, scope: &str) -> String {
+        format!("{}:rl:{op}:{scope}", self.tenant_tag(tenant))
+    }
+
     /// Idempotency record of a tenant-wide operation (`reserve`, `decide`, `event`, `fund`).
     pub fn idem(&self, tenant: &str, op: &str, key: &str) -> String {
         format!("{}:idem:{op}:{key}", self.tenant_tag(tenant))
@@ -190,6 +210,9 @@ mod tests {
             keys.outbox("acme"),
             keys.idem("acme", "reserve", "{t:other}"),
             keys.idem_on("acme", "commit", "rsv_acme_1", "k"),
+            keys.policies("acme"),
+            keys.rate("acme", "reserve", "tenant:acme"),
+            keys.quota("acme", "tenant:acme/agent:{x}", "__risk__:high_risk", "per_run", "run-1"),
         ] {
             assert_eq!(hash_tag(&key), "t:acme", "{key}");
         }

@@ -6,6 +6,7 @@
 pub mod group;
 pub mod keys;
 pub mod ledger_reads;
+pub mod policy_sets;
 pub mod scripts;
 pub mod streams;
 

@@ -95,6 +95,7 @@ scripts! {
     budget_import => "budget_import.lua",
     budget_restore => "budget_restore.lua",
     budget_read => "budget_read.lua",
+    policy_publish => "policy_publish.lua",
 }
 
 impl Default for Scripts {
