@@ -4,6 +4,7 @@
 mod access;
 mod access_logs;
 mod access_scope;
+mod action_kinds;
 mod admin_guide;
 mod admission;
 mod api_keys;
