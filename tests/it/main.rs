@@ -36,6 +36,7 @@ mod openapi;
 mod openapi_drift;
 mod pg_outage;
 mod policies;
+mod policies_walkthrough;
 mod policy_replay;
 mod policy_rules;
 mod policy_versions;

@@ -141,10 +141,8 @@ impl Catalogue {
         let (mut after, mut read) = (None::<CreatedAt>, 0usize);
         loop {
             let want = SCAN_ENTRIES_MAX.min(REPLAY_READ_MAX - read);
-            let scanned =
-                self.ledger
-                    .scan_by_creation(tenant, after.as_ref(), true, (Some(from_ms), Some(to_ms)), want, |_| true);
-            let scanned = scanned.await?;
+            let window = (Some(from_ms), Some(to_ms));
+            let scanned = self.ledger.scan_by_creation(tenant, after.as_ref(), true, window, want, |_| true).await?;
             read += scanned.rows.len();
             for r in &scanned.rows {
                 tally.add(r, current, with);
