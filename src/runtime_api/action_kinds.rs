@@ -121,11 +121,20 @@ fn cache_headers(mut response: Response) -> Response {
     response
 }
 
+/// The filters are typed (an enum, a boolean), so an empty value is no value of the type: 400.
 fn flag(name: &str, raw: Option<&str>) -> ApiResult<bool> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+    match raw {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(_) => Err(ApiError::invalid_field(name, "must be true or false")),
+    }
+}
+
+fn risk_class_param(raw: Option<&str>) -> ApiResult<Option<RiskClass>> {
+    let allowed = risk_classes();
+    match raw {
+        Some("") => Err(ApiError::invalid_field("risk_class", format!("must be one of {}", allowed.join(", ")))),
+        raw => page::enum_param("risk_class", raw, RiskClass::parse, &allowed),
     }
 }
 
@@ -144,7 +153,7 @@ pub async fn list(
     headers: HeaderMap,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Response> {
-    let risk_class = page::enum_param("risk_class", q.risk_class.as_deref(), RiskClass::parse, &risk_classes())?;
+    let risk_class = risk_class_param(q.risk_class.as_deref())?;
     let with_deprecated = flag("deprecated", q.deprecated.as_deref())?;
     let limit = page::limit(q.limit.as_deref(), page::ADMIN)?;
     let paging = Paging::new(Sort::ascending("registry"), limit, q.cursor.as_deref(), &(risk_class, with_deprecated))?;

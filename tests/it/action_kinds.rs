@@ -72,6 +72,8 @@ async fn bad_filters_and_foreign_cursors_are_400_naming_the_parameter() {
     let app = TestApp::spawn().await;
     for (query, field) in [
         ("risk_class=dangerous", "risk_class"),
+        ("risk_class=", "risk_class"),
+        ("deprecated=", "deprecated"),
         ("deprecated=maybe", "deprecated"),
         ("limit=0", "limit"),
         ("limit=101", "limit"),
