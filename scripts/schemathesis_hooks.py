@@ -74,6 +74,9 @@ import schemathesis
 
 TENANT = os.environ.get("ST_TENANT", "st-tenant")
 ADMIN_PLANE = os.environ.get("ST_PLANE") == "admin"
+# ST_PLANE=policies: the admin plane's policy and quota-counter operations, described by the
+# served document (its extensions included); ST_PLANE=action-kinds: the public registry.
+POLICY_PLANE = os.environ.get("ST_PLANE") == "policies"
 LEVELS = ("tenant", "workspace", "app", "workflow", "agent", "toolset")
 OUT_OF_PATTERN = re.compile(r"[^a-zA-Z0-9_.-]")
 LEVEL_VALUE_LEN_MAX = 128
@@ -308,10 +311,21 @@ def after_call(context, case, response):
 
 @schemathesis.hook
 def map_case(context, case):
+    if POLICY_PLANE and os.environ.get("ST_ADMIN_KEY"):
+        # Every case carries the admin key, negative ones too: generated or corrupted keys
+        # would reach the failed-authentication limit (20 a minute per address), after which
+        # every request is 429 and nothing else is tested; the access tests cover auth.
+        # A generated `Authorization` (the document also names BearerAuth) would be tried first.
+        headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        case.headers = {**headers, "X-Admin-API-Key": os.environ["ST_ADMIN_KEY"]}
     if not _is_positive(case):
         return case
     if ADMIN_PLANE:
         return _map_admin_case(case)
+    if POLICY_PLANE:
+        return _map_policy_case(case)
+    if case.operation.path == "/v1/action-kinds" and isinstance(case.query, dict):
+        case.query.pop("cursor", None)
 
     body = case.body
     if isinstance(body, dict):
@@ -340,6 +354,23 @@ def map_case(context, case):
         case.query.pop("cursor", None)
         if case.operation.path == "/v1/reservations":
             _order_windows(case.query)
+    return case
+
+
+def _map_policy_case(case):
+    """The policy plane: the admin key may name any tenant, and an unknown one is a 404 that
+    never reaches the catalogue, so every `tenant_id` (query or body) is the seeded tenant;
+    Postgres text cannot hold U+0000, so NUL characters are stripped; cursors are dropped."""
+    if isinstance(case.query, dict):
+        if "tenant_id" in case.query or case.operation.method.upper() == "GET":
+            case.query["tenant_id"] = TENANT
+        case.query.pop("cursor", None)
+        case.query = _strip_nul(case.query)
+    if isinstance(case.body, dict):
+        if "tenant_id" in case.body or case.operation.path in ("/v1/admin/policies", "/v1/admin/policies/dry-run"):
+            if case.operation.method.upper() == "POST":
+                case.body["tenant_id"] = TENANT
+        case.body = _strip_nul(case.body)
     return case
 
 

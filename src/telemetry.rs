@@ -101,7 +101,10 @@ fn describe() {
         "Admin-plane 401/403 refusals left out of the audit log by the per-source limit."
     );
     describe_counter!(AUTH_CACHE_LOOKUPS, "API-key cache lookups on the request path, by result (hit or miss).");
-    describe_counter!(RATE_LIMITED, "Runtime requests refused by a rate limit, by limiter (api_key or tenant).");
+    describe_counter!(
+        RATE_LIMITED,
+        "Runtime requests refused by a rate limit, by limiter (api_key, tenant, or public: the per-address limit of the public registry routes)."
+    );
     describe_counter!(GATE_REQUESTS, "Runtime requests that reached the priority gate, by tenant and priority tier.");
     describe_counter!(GATE_THROTTLED, "Runtime requests the priority gate shed, by tenant and priority tier.");
     describe_gauge!(GATE_IN_FLIGHT, "Runtime requests in flight on this instance, by priority tier.");
@@ -122,7 +125,7 @@ fn precreate() {
     for result in ["hit", "miss"] {
         metrics::counter!(AUTH_CACHE_LOOKUPS, "result" => result).increment(0);
     }
-    for limiter in ["api_key", "tenant"] {
+    for limiter in ["api_key", "tenant", "public"] {
         metrics::counter!(RATE_LIMITED, "limiter" => limiter).increment(0);
     }
     for tier in ["premium", "standard", "bulk"] {

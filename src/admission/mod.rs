@@ -4,6 +4,7 @@
 //! response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
 
 pub mod gate;
+pub mod public;
 pub mod rate;
 
 use std::collections::HashMap;
@@ -118,6 +119,8 @@ pub fn parse_rate_limits(raw: &str) -> Result<Option<HashMap<Tier, RateLimit>>, 
 pub struct Admission {
     pub gate: Arc<Gate>,
     pub limits: RateLimits,
+    /// The per-address limit of the public routes (they carry no key to limit by).
+    pub public: public::PublicLimit,
     auth: Arc<Authenticator>,
 }
 
@@ -126,6 +129,7 @@ impl Admission {
         Self {
             gate: Gate::new(config.max_concurrent, config.class_shares_pct),
             limits: RateLimits::new(config.rate_limits.is_some()),
+            public: public::PublicLimit::new(config.rate_limits.is_some()),
             auth,
         }
     }

@@ -2,6 +2,7 @@
 //! validate the wire values, call the ledger once, map the reply. Every response carries the
 //! correlation headers; unknown routes answer the spec's JSON 404.
 
+pub mod action_kinds;
 pub mod balances;
 pub mod common;
 pub mod events;
@@ -29,8 +30,13 @@ pub fn router(state: AppState, serve_metrics: bool) -> Router {
         .route("/v1/events", post(events::create))
         .route_layer(axum::middleware::from_fn_with_state(state.admission.clone(), crate::admission::middleware))
         .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("runtime", r, n)));
-    // Public, like the admin plane's health routes: outside the admission layer.
-    let routes = routes.route("/openapi.json", get(openapi::serve));
+    // Public, like the admin plane's health routes: outside the admission layer. The registry
+    // routes carry no key; they are limited per source address instead (`admission::public`).
+    let registry = Router::new()
+        .route("/v1/action-kinds", get(action_kinds::list))
+        .route("/v1/action-kinds/{kind}", get(action_kinds::get))
+        .route_layer(axum::middleware::from_fn(|r, n| crate::telemetry::track_http("runtime", r, n)));
+    let routes = routes.merge(registry).route("/openapi.json", get(openapi::serve));
     let routes = if serve_metrics { routes.route("/metrics", get(crate::telemetry::render)) } else { routes };
     crate::http::finish(routes).with_state(state)
 }

@@ -31,6 +31,8 @@ use crate::http::openapi as shared;
         super::settle::extend,
         super::balances::list,
         super::events::create,
+        super::action_kinds::list,
+        super::action_kinds::get,
     ),
     components(schemas(shared::ErrorResponse)),
     modifiers(&Security),

@@ -4,6 +4,7 @@
 mod access;
 mod access_logs;
 mod access_scope;
+mod action_kinds;
 mod admin_guide;
 mod admission;
 mod alerts;
@@ -40,8 +41,10 @@ mod overview;
 mod periods;
 mod pg_outage;
 mod policies;
+mod policies_walkthrough;
 mod policy_enforcement;
 mod policy_enforcement_quotas;
+mod policy_replay;
 mod policy_rules;
 mod policy_versions;
 mod provision;

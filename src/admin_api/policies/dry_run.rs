@@ -1,6 +1,7 @@
 //! `POST /v1/admin/policies/dry-run` (a Tollgate extension, after DVARA's): a candidate policy
 //! and sample requests in; for each sample the decision with the candidate in place, the one
-//! without it, and the matching policies. Nothing is written.
+//! without it, and the matching policies; with `replay: {days}`, what the candidate would have
+//! done to the tenant's reservations of those days. Nothing is written.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{PolicyBody, route};
 use crate::auth::AnyAuth;
-use crate::catalogue::policies::{Candidate, DryRun};
+use crate::catalogue::policies::{Candidate, DryRun, REPLAY_READ_MAX, Replay};
 use crate::domain::Permission;
 use crate::domain::policy::eval::{Decision, Outcome, PolicyKeys, Request};
 use crate::domain::policy::{NewRules, RiskClass, RulesPatch, check, kinds};
@@ -56,7 +57,17 @@ pub struct DryRunRequest {
     /// A stored policy, with `patch` applied.
     policy_id: Option<String>,
     patch: Option<RulesPatch>,
+    /// Optional when `replay` is given.
+    #[serde(default)]
     samples: Vec<Sample>,
+    replay: Option<ReplayRequest>,
+}
+
+/// `replay`: decide the tenant's reservations of the last `days` days (1 to 30) too.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    days: i64,
 }
 
 fn too_long(v: &Option<String>, max: usize) -> bool {
@@ -163,6 +174,26 @@ pub struct DryRunBody {
     /// Per sample, in order: the candidate's decision and caps, the current one, and whether they differ.
     #[schema(value_type = Vec<Object>)]
     results: Vec<Value>,
+    /// With `replay`: `{days, from, to, reservations, denied, capped, changed, skipped, top_scopes:
+    /// [{scope, denied, capped}], read_limit, read_limit_reached}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    replay: Option<Value>,
+}
+
+fn rfc3339(ms: i64) -> Value {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok();
+    json!(at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()))
+}
+
+fn replay_json(r: &Replay) -> Value {
+    let top: Vec<Value> =
+        r.top_scopes.iter().map(|s| json!({"scope": s.scope, "denied": s.denied, "capped": s.capped})).collect();
+    json!({
+        "days": r.days, "from": rfc3339(r.from_ms), "to": rfc3339(r.to_ms), "reservations": r.reservations,
+        "denied": r.denied, "capped": r.capped, "changed": r.changed, "skipped": r.skipped, "top_scopes": top,
+        "read_limit": REPLAY_READ_MAX, "read_limit_reached": r.read_limit_reached,
+    })
 }
 
 fn body_of(run: DryRun, samples: &[Sample]) -> DryRunBody {
@@ -193,7 +224,8 @@ fn body_of(run: DryRun, samples: &[Sample]) -> DryRunBody {
         })
         .collect();
     let summary = json!({ "allow": counts[0], "allow_with_caps": counts[1], "deny": counts[2], "changed": counts[3] });
-    DryRunBody { candidate: run.candidate.into(), policy_generation: run.policy_generation, summary, results }
+    let replay = run.replay.as_ref().map(replay_json);
+    DryRunBody { candidate: run.candidate.into(), policy_generation: run.policy_generation, summary, results, replay }
 }
 
 #[utoipa::path(post, path = "/v1/admin/policies/dry-run", operation_id = "dryRunPolicy", tag = "Policies",
@@ -220,6 +252,7 @@ pub async fn dry_run(
     };
     let requests =
         req.samples.iter().enumerate().map(|(i, s)| request_of(i, s, &tenant)).collect::<ApiResult<Vec<_>>>()?;
-    let run = state.catalogue.dry_run_policy(&tenant, candidate, &requests).await?;
+    let days = req.replay.map(|r| r.days);
+    let run = state.catalogue.dry_run_policy(&tenant, candidate, &requests, days).await?;
     Ok(Json(body_of(run, &req.samples)))
 }

@@ -114,7 +114,11 @@ pub struct DryRunDoc {
     policy_id: Option<String>,
     #[schema(value_type = Option<UpdateDoc>)]
     patch: Option<Value>,
-    /// `{scope, action_kind, risk_class?, policy_keys?, run_id?, ttl_ms?, estimate?}` per sample.
-    #[schema(value_type = Vec<Object>)]
-    samples: Vec<Value>,
+    /// `{scope, action_kind, risk_class?, policy_keys?, run_id?, ttl_ms?, estimate?}` per sample
+    /// (1 to 1 000; may be left out when `replay` is given).
+    #[schema(value_type = Option<Vec<Object>>)]
+    samples: Option<Vec<Value>>,
+    /// `{days}` (1 to 30): also replay the tenant's reservations of the last `days` days.
+    #[schema(value_type = Option<Object>)]
+    replay: Option<Value>,
 }

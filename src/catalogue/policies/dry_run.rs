@@ -1,10 +1,12 @@
 //! The policy dry run (a Tollgate extension, after DVARA's `POST /v1/admin/policies/dry-run`):
 //! a candidate policy (a new one, or a stored one with a patch applied) is validated like a
 //! real change, then sample requests are decided twice: against the tenant's policies as they
-//! are, and with the candidate in place. Nothing is written.
+//! are, and with the candidate in place; optionally the tenant's recent reservations are
+//! replayed the same way (`replay`). Nothing is written.
 
 use time::OffsetDateTime;
 
+use super::replay::{REPLAY_DAYS_MAX, Replay};
 use super::{Catalogue, not_found};
 use crate::domain::clock::now;
 use crate::domain::error::{Error, Result};
@@ -37,6 +39,8 @@ pub struct DryRun {
     /// The generation of the policies the dry run read.
     pub policy_generation: i64,
     pub results: Vec<SampleOutcome>,
+    /// The history replay, when one was asked for.
+    pub replay: Option<Replay>,
 }
 
 fn candidate_policy(tenant: &str, candidate: Candidate, stored: &[Policy], at: OffsetDateTime) -> Result<Policy> {
@@ -67,10 +71,24 @@ fn candidate_policy(tenant: &str, candidate: Candidate, stored: &[Policy], at: O
 }
 
 impl Catalogue {
-    /// Decides `samples` against `tenant`'s policies, without and with `candidate`.
-    pub async fn dry_run_policy(&self, tenant: &str, candidate: Candidate, samples: &[Request]) -> Result<DryRun> {
-        if samples.is_empty() || samples.len() > SAMPLES_MAX {
-            return Err(Error::invalid_field("samples", format!("must hold 1 to {SAMPLES_MAX} requests")));
+    /// Decides `samples` against `tenant`'s policies, without and with `candidate`, and with
+    /// `replay_days` the tenant's reservations of that many days. Samples may be left out only
+    /// when a replay is asked for.
+    pub async fn dry_run_policy(
+        &self,
+        tenant: &str,
+        candidate: Candidate,
+        samples: &[Request],
+        replay_days: Option<i64>,
+    ) -> Result<DryRun> {
+        let least = usize::from(replay_days.is_none());
+        if samples.len() < least || samples.len() > SAMPLES_MAX {
+            return Err(Error::invalid_field("samples", format!("must hold {least} to {SAMPLES_MAX} requests")));
+        }
+        if let Some(days) = replay_days
+            && !(1..=REPLAY_DAYS_MAX).contains(&days)
+        {
+            return Err(Error::invalid_field("replay.days", format!("must be an integer from 1 to {REPLAY_DAYS_MAX}")));
         }
         self.get_tenant(tenant).await?;
         let policy_generation = self.policy_generation(tenant).await?;
@@ -86,6 +104,10 @@ impl Catalogue {
             let candidate = eval::evaluate(&with, s, at).map_err(|e| Error::invalid_field(&field(), e))?;
             results.push(SampleOutcome { current, candidate });
         }
-        Ok(DryRun { candidate, policy_generation, results })
+        let replay = match replay_days {
+            Some(days) => Some(self.replay_history(tenant, days, &stored, &with, at).await?),
+            None => None,
+        };
+        Ok(DryRun { candidate, policy_generation, results, replay })
     }
 }

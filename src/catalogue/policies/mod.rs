@@ -7,6 +7,7 @@
 
 mod dry_run;
 mod publication;
+mod replay;
 mod versions;
 
 use serde_json::json;
@@ -23,6 +24,7 @@ use crate::store::pg::policies::{self as store, Filter};
 use crate::store::pg::{self, PgTx, audit, page, tenants};
 
 pub use dry_run::{Candidate, DryRun};
+pub use replay::{REPLAY_READ_MAX, Replay};
 pub use store::VERSIONS_KEPT;
 
 /// Policies one tenant may hold: every evaluation reads them all, so they stay few.

@@ -8,6 +8,7 @@ pub mod check;
 pub mod eval;
 pub mod kinds;
 pub mod pattern;
+pub mod registry;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
