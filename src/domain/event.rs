@@ -58,6 +58,7 @@ wire_enum!(
         ReservationReleasedViaTenantCascade = "reservation.released_via_tenant_cascade",
         ReservationObservedDenied = "reservation.observed_denied",
         ReservationObservedAllowed = "reservation.observed_allowed",
+        QuotaCounterReset = "quota.counter_reset",
         TenantCreated = "tenant.created",
         TenantUpdated = "tenant.updated",
         TenantSuspended = "tenant.suspended",
