@@ -161,6 +161,9 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/admin/alerts", admin(P::BudgetsRead, &[Loc::Query])),
     ("POST", "/v1/admin/alerts/{alert_id}/resolve", platform(P::BudgetsWrite)),
     ("GET", "/v1/balances", either(P::BudgetsRead, &[Loc::Query])),
+    // The handler checks a tenant key's action_quotas:read (or the deprecated balances:read).
+    ("GET", "/v1/admin/action-quota-counters", either(P::BudgetsRead, &[Loc::Query])),
+    ("POST", "/v1/admin/action-quota-counters/reset", admin(P::BudgetsFund, &[Loc::Body("tenant_id")])),
     ("POST", "/v1/admin/principals", platform(P::PrincipalsAdmin)),
     ("GET", "/v1/admin/principals", admin(P::PrincipalsRead, &[Loc::Query])),
     ("GET", "/v1/admin/principals/{principal_id}", admin(P::PrincipalsRead, PRINCIPAL)),

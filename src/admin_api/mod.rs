@@ -22,6 +22,7 @@ pub mod overview;
 pub mod policies;
 pub mod principals;
 pub mod provision;
+pub mod quota_counters;
 mod refusals;
 pub mod roles;
 pub mod tenants;
@@ -118,6 +119,8 @@ fn spend_routes() -> Router<AppState> {
         .route("/v1/admin/alerts", get(alerts::list))
         .route("/v1/admin/alerts/{alert_id}/resolve", post(alerts::resolve))
         .route("/v1/balances", get(balances::balances))
+        .route("/v1/admin/action-quota-counters", get(quota_counters::list))
+        .route("/v1/admin/action-quota-counters/reset", post(quota_counters::reset))
 }
 
 /// The access-control routes: principals, their roles and tokens, roles and permissions.

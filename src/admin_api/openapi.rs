@@ -112,6 +112,8 @@ use crate::http::openapi as shared;
         super::alerts::list,
         super::alerts::resolve,
         super::balances::balances,
+        super::quota_counters::list,
+        super::quota_counters::reset,
     ),
     components(schemas(shared::ErrorResponse)),
     modifiers(&Security),

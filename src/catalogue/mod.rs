@@ -11,6 +11,7 @@ pub mod key_rotation;
 pub mod policies;
 pub mod principals;
 pub mod provision;
+pub mod quotas;
 mod reads;
 pub mod tenants;
 pub mod tiers;

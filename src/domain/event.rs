@@ -58,6 +58,7 @@ wire_enum!(
         ReservationReleasedViaTenantCascade = "reservation.released_via_tenant_cascade",
         ReservationObservedDenied = "reservation.observed_denied",
         ReservationObservedAllowed = "reservation.observed_allowed",
+        QuotaCounterReset = "quota.counter_reset",
         TenantCreated = "tenant.created",
         TenantUpdated = "tenant.updated",
         TenantSuspended = "tenant.suspended",
@@ -91,9 +92,14 @@ wire_enum!(
 );
 
 impl EventType {
-    /// The category is the type's prefix.
+    /// The category is the type's prefix; the spec names no category for the v0.1.26
+    /// `quota.*` events, which report on policy quotas, so they are `policy` events (operators'
+    /// governance events, like the policies they count against).
     pub fn category(self) -> EventCategory {
         let prefix = self.as_str().split('.').next().unwrap_or_default();
+        if prefix == "quota" {
+            return EventCategory::Policy;
+        }
         EventCategory::parse(prefix).unwrap_or(EventCategory::System)
     }
 }
@@ -180,9 +186,10 @@ mod tests {
 
     #[test]
     fn every_event_type_maps_to_the_category_of_its_prefix() {
-        assert_eq!(EventType::ALL.len(), 55);
+        assert_eq!(EventType::ALL.len(), 56);
         for t in EventType::ALL {
             let prefix = t.as_str().split('.').next().unwrap();
+            let prefix = if prefix == "quota" { "policy" } else { prefix };
             assert_eq!(t.category().as_str(), prefix, "{t}");
         }
         let tenant_visible = EventType::ALL.iter().filter(|t| t.category().tenant_accessible()).count();

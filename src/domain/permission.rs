@@ -34,6 +34,7 @@ wire_enum!(
         AdminWebhooksWrite = "admin:webhooks:write",
         AdminEventsRead = "admin:events:read",
         AdminAuditRead = "admin:audit:read",
+        ActionQuotasRead = "action_quotas:read",
     }
 );
 

@@ -8,6 +8,7 @@ pub mod cascade;
 pub mod import;
 pub mod ops;
 pub mod policies;
+pub mod quotas;
 pub mod reads;
 pub mod reserve;
 pub mod scan;

@@ -20,7 +20,7 @@ const MINUTE_COUNTER_TTL_MS: i64 = 120_000;
 const HOUR_COUNTER_TTL_MS: i64 = 3_660_000;
 const DAY_COUNTER_TTL_MS: i64 = 90_000_000;
 /// `per_run_counter_ttl_ms` when a rule leaves it out (the spec's default, 24 h).
-const RUN_COUNTER_TTL_MS_DEFAULT: i64 = 86_400_000;
+pub const RUN_COUNTER_TTL_MS_DEFAULT: i64 = 86_400_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -48,6 +48,7 @@ mod policy_replay;
 mod policy_rules;
 mod policy_versions;
 mod provision;
+mod quota_counters;
 mod redis_faults;
 mod runtime_amounts;
 mod runtime_basics;

@@ -169,6 +169,11 @@ impl Keys {
         format!("{}:q:{scope}:{what}:{window}:{bucket}", self.tenant_tag(tenant))
     }
 
+    /// The prefix every quota counter key of the tenant starts with ([`Keys::quota`]).
+    pub fn quota_prefix(&self, tenant: &str) -> String {
+        format!("{}:q:", self.tenant_tag(tenant))
+    }
+
     /// The prefix of a policy rate-limit counter of `op` (`reserve`, `commit`) at `scope`; the
     /// scripts append `:<minute>` (minutes since the epoch on the ledger clock), so the key
     /// stays in the tenant's slot and each minute counts apart.

@@ -96,6 +96,8 @@ scripts! {
     budget_restore => "budget_restore.lua",
     budget_read => "budget_read.lua",
     policy_publish => "policy_publish.lua",
+    quota_read => "quota_read.lua",
+    quota_reset => "quota_reset.lua",
 }
 
 impl Default for Scripts {
