@@ -29,17 +29,17 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 #[derive(Debug, Default)]
-struct Model {
-    allocated: i64,
-    spent: i64,
-    reserved: i64,
-    over: bool,
+pub(crate) struct Model {
+    pub(crate) allocated: i64,
+    pub(crate) spent: i64,
+    pub(crate) reserved: i64,
+    pub(crate) over: bool,
     /// ACTIVE reservations: (id, estimate).
-    active: Vec<(String, i64)>,
+    pub(crate) active: Vec<(String, i64)>,
 }
 
 impl Model {
-    fn remaining(&self) -> i64 {
+    pub(crate) fn remaining(&self) -> i64 {
         self.allocated - self.spent - self.reserved
     }
 
@@ -61,7 +61,8 @@ impl Model {
     }
 }
 
-async fn check(fx: &Fx, model: &Model) {
+/// The ledger's balance equals the model's, and satisfies the invariant.
+pub(crate) async fn check(fx: &Fx, model: &Model) {
     let b = fx.ledger("", USD).await;
     assert_invariant(&b);
     let got = (

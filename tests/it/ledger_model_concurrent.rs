@@ -21,8 +21,9 @@ use proptest::prelude::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixture::{Fx, USD, amt, assert_invariant};
+use crate::fixture::{Fx, USD, amt};
 use crate::helpers::{Instance, Reply, TestApp, send};
+use crate::ledger_model::{Model, check};
 
 #[derive(Debug, Clone)]
 enum Settle {
@@ -52,22 +53,6 @@ fn round() -> impl Strategy<Value = Round> {
         3 => prop::collection::vec(settle(), 1..12).prop_map(Round::Settles),
         1 => (0..300_i64).prop_map(Round::Credit),
     ]
-}
-
-#[derive(Debug, Default)]
-struct Model {
-    allocated: i64,
-    spent: i64,
-    reserved: i64,
-    over: bool,
-    /// ACTIVE reservations: (id, estimate).
-    active: Vec<(String, i64)>,
-}
-
-impl Model {
-    fn remaining(&self) -> i64 {
-        self.allocated - self.spent - self.reserved
-    }
 }
 
 struct Pair<'a> {
@@ -182,19 +167,6 @@ impl Pair<'_> {
         }
         assert!(overage <= before.max(0) + freed, "overage {overage} with {before} remaining and {freed} freed");
     }
-}
-
-async fn check(fx: &Fx, m: &Model) {
-    let b = fx.ledger("", USD).await;
-    assert_invariant(&b);
-    let got = (
-        amt(&b, "allocated"),
-        amt(&b, "spent"),
-        amt(&b, "reserved"),
-        amt(&b, "debt"),
-        b["is_over_limit"].as_bool().unwrap(),
-    );
-    assert_eq!(got, (m.allocated, m.spent, m.reserved, 0, m.over), "ledger differs from the model");
 }
 
 async fn run(pair: &Pair<'_>, rounds: &[Round]) {
