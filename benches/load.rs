@@ -27,6 +27,8 @@
 mod flat;
 #[path = "load/idle.rs"]
 mod idle;
+#[path = "load/overhead.rs"]
+mod overhead;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/sweep.rs"]
@@ -179,6 +181,13 @@ struct Args {
     /// Calls of the redis-benchmark yardstick step at 50 clients (0 skips it).
     #[arg(long, default_value_t = 300_000)]
     yardstick_requests: usize,
+    /// Clients of the governance-overhead step (0 skips it): HTTP reserves on a plain tenant,
+    /// one with 100 policies (5 matching) and one whose budgets have periods, in turn.
+    #[arg(long, default_value_t = 50)]
+    overhead_clients: usize,
+    /// Rounds of the governance-overhead step (each measures all three tenants once).
+    #[arg(long, default_value_t = 2)]
+    overhead_rounds: usize,
     /// Also write the results as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -363,6 +372,17 @@ impl Bench {
 
     /// [`Bench::setup_tenant`] under the tenant id `id`.
     async fn setup_tenant_as(&self, id: String, shape: Shape, clients: usize) -> Result<TenantSetup> {
+        self.setup_tenant_with(id, shape, clients, &Value::Null).await
+    }
+
+    /// [`Bench::setup_tenant_as`], each budget's create body merged with the object `budget_extra`.
+    async fn setup_tenant_with(
+        &self,
+        id: String,
+        shape: Shape,
+        clients: usize,
+        budget_extra: &Value,
+    ) -> Result<TenantSetup> {
         self.admin_post(
             "/v1/admin/tenants",
             json!({
@@ -392,10 +412,13 @@ impl Bench {
         for scope in &scopes {
             let (admin, url, key) =
                 (self.admin.clone(), self.args.admin_url.clone(), self.args.admin_key.clone().unwrap_or_default());
-            let body = json!({
+            let mut body = json!({
                 "tenant_id": id, "scope": scope, "unit": UNIT,
                 "allocated": {"unit": UNIT, "amount": ALLOCATION},
             });
+            if let (Some(b), Some(extra)) = (body.as_object_mut(), budget_extra.as_object()) {
+                b.extend(extra.clone());
+            }
             let sem = sem.clone();
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;

@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use super::flat::FlatResult;
 use super::idle::{self, IdleResult};
+use super::overhead::OverheadResult;
 use super::sweep::SweepResult;
 use super::yardstick::{self, YardstickResult};
 use super::{Args, Bench, Phase, Shape, StepResult, find, verdict};
@@ -21,6 +22,7 @@ pub struct Extra {
     pub idle: Option<IdleResult>,
     pub flat: Option<FlatResult>,
     pub sweep: Option<SweepResult>,
+    pub overhead: Option<OverheadResult>,
 }
 
 impl Bench {
@@ -68,6 +70,14 @@ impl Bench {
                 r.reservations, r.seed_s, r.first_after_s, r.sweep_s, r.per_s
             );
             extra.sweep = Some(r);
+        }
+        if a.overhead_clients > 0 {
+            println!();
+            println!(
+                "governance overhead: plain, 100 policies, periods; {} clients, {} rounds",
+                a.overhead_clients, a.overhead_rounds
+            );
+            extra.overhead = Some(self.overhead_step().await?);
         }
         Ok(extra)
     }
@@ -190,6 +200,9 @@ pub fn print_targets(args: &Args, results: &[StepResult], extra: &Extra) {
             Some(s.per_s >= 20_000.0),
         );
     }
+    if let Some(o) = &extra.overhead {
+        overhead_lines(o);
+    }
     let mismatches: usize = results.iter().filter_map(|r| r.ledger.as_ref().ok()).map(|l| l.mismatches).sum();
     let failed = results.iter().filter(|r| r.ledger.is_err()).count();
     line(
@@ -197,5 +210,35 @@ pub fn print_targets(args: &Args, results: &[StepResult], extra: &Extra) {
         "0",
         Some(format!("{mismatches} ({failed} checks failed to run)")),
         Some(mismatches == 0 && failed == 0),
+    );
+}
+
+fn overhead_lines(o: &OverheadResult) {
+    let (plain, pol, per) = (&o.plain, &o.policies, &o.periods);
+    let slow = plain.per_s() / pol.per_s().max(1.0);
+    let clean = |t: &super::overhead::Totals| t.errors == 0 && t.mismatches == 0;
+    line(
+        &format!(
+            "100 policies (5 matching, 2 quotas): reserve/s plain ÷ policies at {} clients, {} rounds",
+            o.clients, o.rounds
+        ),
+        "≤ 1.2",
+        Some(format!("{slow:.2} ({:.0} ÷ {:.0})", plain.per_s(), pol.per_s())),
+        Some(slow <= 1.2 && clean(plain) && clean(pol)),
+    );
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).filter(|(_, b)| *b > 0.0);
+    let cpu = ratio(pol.redis_us(), plain.redis_us());
+    line(
+        "100 policies: Redis CPU per reserve policies ÷ plain",
+        "≤ 1.2",
+        cpu.map(|(p, b)| format!("{:.2} ({p:.1} ÷ {b:.1} µs)", p / b)),
+        cpu.map(|(p, b)| p / b <= 1.2),
+    );
+    let cpu = ratio(per.redis_us(), plain.redis_us());
+    line(
+        "period check: Redis CPU per reserve periods ÷ plain",
+        "≤ 1.05",
+        cpu.map(|(p, b)| format!("{:.2} ({p:.1} ÷ {b:.1} µs)", p / b)),
+        cpu.map(|(p, b)| p / b <= 1.05 && clean(per)),
     );
 }

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::events::{events_of, wait_for_event};
-use crate::fixture::{Fx, USD, amt};
+use crate::fixture::{Fx, USD, amt, on_redis_and_cluster};
 use crate::helpers::{eventually, send};
 use crate::periods::now_ms;
 
@@ -78,38 +78,38 @@ async fn under_auto_release_an_expired_reservation_returns_its_hold_and_a_late_r
     fx.release(&id, "late").await.expect_error(410, "RESERVATION_EXPIRED");
 }
 
-#[tokio::test]
-async fn under_manual_cleanup_an_expired_reservation_keeps_its_hold_until_an_explicit_release_succeeds() {
-    let fx = Fx::new().await;
-    set_policy(&fx, "MANUAL_CLEANUP").await;
-    fx.budget("/workspace:w", 1_000).await;
-    let (id, _) = short(&fx, "manual", 0).await;
-    let e = expired_event(&fx, &id).await;
-    assert_eq!(e["data"]["hold_kept"], true, "{e}");
-    let b = fx.ledger("/workspace:w", USD).await;
-    assert_eq!((amt(&b, "reserved"), amt(&b, "remaining")), (100, 900), "the hold is kept: {b}");
-    fx.get(&format!("/v1/reservations/{id}")).await.expect_error(410, "RESERVATION_EXPIRED");
-    fx.commit(&id, "late-commit", 50).await.expect_error(410, "RESERVATION_EXPIRED");
-    let released = fx.release(&id, "cleanup").await;
-    assert_eq!(released.status, 200, "{}", released.text);
-    let b = fx.ledger("/workspace:w", USD).await;
-    assert_eq!((amt(&b, "reserved"), amt(&b, "remaining")), (0, 1_000), "{b}");
-    fx.release(&id, "again").await.expect_error(409, "RESERVATION_FINALIZED");
+on_redis_and_cluster! {
+    async fn under_manual_cleanup_an_expired_reservation_keeps_its_hold_until_an_explicit_release_succeeds(fx: Fx) {
+        set_policy(&fx, "MANUAL_CLEANUP").await;
+        fx.budget("/workspace:w", 1_000).await;
+        let (id, _) = short(&fx, "manual", 0).await;
+        let e = expired_event(&fx, &id).await;
+        assert_eq!(e["data"]["hold_kept"], true, "{e}");
+        let b = fx.ledger("/workspace:w", USD).await;
+        assert_eq!((amt(&b, "reserved"), amt(&b, "remaining")), (100, 900), "the hold is kept: {b}");
+        fx.get(&format!("/v1/reservations/{id}")).await.expect_error(410, "RESERVATION_EXPIRED");
+        fx.commit(&id, "late-commit", 50).await.expect_error(410, "RESERVATION_EXPIRED");
+        let released = fx.release(&id, "cleanup").await;
+        assert_eq!(released.status, 200, "{}", released.text);
+        let b = fx.ledger("/workspace:w", USD).await;
+        assert_eq!((amt(&b, "reserved"), amt(&b, "remaining")), (0, 1_000), "{b}");
+        fx.release(&id, "again").await.expect_error(409, "RESERVATION_FINALIZED");
+    }
 }
 
-#[tokio::test]
-async fn under_grace_only_the_grace_period_admits_commits_only_then_the_reservation_expires_returning_its_hold() {
-    let fx = Fx::new().await;
-    set_policy(&fx, "GRACE_ONLY").await;
-    fx.budget("/workspace:w", 1_000).await;
-    let (committed, expires) = short(&fx, "grace-a", 5_000).await;
-    let (released, _) = short(&fx, "grace-b", 5_000).await;
-    assert!(eventually(Duration::from_secs(10), || async { now_ms() > expires + 50 }).await);
-    let c = fx.commit(&committed, "in-grace", 60).await;
-    assert_eq!(c.status, 200, "a commit in the grace period is accepted: {}", c.text);
-    fx.release(&released, "in-grace").await.expect_error(410, "RESERVATION_EXPIRED");
-    let e = expired_event(&fx, &released).await;
-    assert_eq!(e["data"]["hold_kept"], false, "{e}");
-    let b = fx.ledger("/workspace:w", USD).await;
-    assert_eq!((amt(&b, "spent"), amt(&b, "reserved"), amt(&b, "remaining")), (60, 0, 940), "{b}");
+on_redis_and_cluster! {
+    async fn under_grace_only_the_grace_period_admits_commits_only_then_the_reservation_expires_returning_its_hold(fx: Fx) {
+        set_policy(&fx, "GRACE_ONLY").await;
+        fx.budget("/workspace:w", 1_000).await;
+        let (committed, expires) = short(&fx, "grace-a", 5_000).await;
+        let (released, _) = short(&fx, "grace-b", 5_000).await;
+        assert!(eventually(Duration::from_secs(10), || async { now_ms() > expires + 50 }).await);
+        let c = fx.commit(&committed, "in-grace", 60).await;
+        assert_eq!(c.status, 200, "a commit in the grace period is accepted: {}", c.text);
+        fx.release(&released, "in-grace").await.expect_error(410, "RESERVATION_EXPIRED");
+        let e = expired_event(&fx, &released).await;
+        assert_eq!(e["data"]["hold_kept"], false, "{e}");
+        let b = fx.ledger("/workspace:w", USD).await;
+        assert_eq!((amt(&b, "spent"), amt(&b, "reserved"), amt(&b, "remaining")), (60, 0, 940), "{b}");
+    }
 }

@@ -44,6 +44,7 @@ mod policies;
 mod policies_walkthrough;
 mod policy_enforcement;
 mod policy_enforcement_quotas;
+mod policy_enforcement_windows;
 mod policy_replay;
 mod policy_rules;
 mod policy_versions;

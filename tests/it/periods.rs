@@ -89,136 +89,136 @@ async fn first_period(fx: &Fx, policy: &str) -> (String, i64) {
     panic!("the first period never held its setup");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_budget_with_a_two_second_period_rolls_under_concurrent_reserves_with_the_exact_arithmetic_of_each_policy() {
-    let fx = Fx::new().await;
-    // allocated 1000 + credit 1000, spent 300, held 100: 1600 unused, one period's allocation 1000.
-    for (policy, carried, allocated) in
-        [("NONE", 0, 1_000), ("CARRY_FORWARD", 1_600, 2_600), ("CAP_AT_ALLOCATED", 1_000, 2_000)]
-    {
-        let (suffix, start) = first_period(&fx, policy).await;
-        wait_for_roll(&fx, &suffix, start).await;
-        let ws = suffix.trim_start_matches("/workspace:").to_string();
-        let reserves = (0..8).map(|i| {
-            let (fx, ws) = (&fx, ws.clone());
-            async move { fx.reserve(&format!("c-{policy}-{i}"), json!({"workspace": ws}), 10).await }
-        });
-        for r in futures_util::future::join_all(reserves).await {
-            assert_eq!(r.status, 200, "{}", r.text);
+on_redis_and_cluster! {
+    async fn a_budget_with_a_two_second_period_rolls_under_concurrent_reserves_with_the_exact_arithmetic_of_each_policy(fx: Fx) {
+        // allocated 1000 + credit 1000, spent 300, held 100: 1600 unused, one period's allocation 1000.
+        for (policy, carried, allocated) in
+            [("NONE", 0, 1_000), ("CARRY_FORWARD", 1_600, 2_600), ("CAP_AT_ALLOCATED", 1_000, 2_000)]
+        {
+            let (suffix, start) = first_period(&fx, policy).await;
+            wait_for_roll(&fx, &suffix, start).await;
+            let ws = suffix.trim_start_matches("/workspace:").to_string();
+            let reserves = (0..8).map(|i| {
+                let (fx, ws) = (&fx, ws.clone());
+                async move { fx.reserve(&format!("c-{policy}-{i}"), json!({"workspace": ws}), 10).await }
+            });
+            for r in futures_util::future::join_all(reserves).await {
+                assert_eq!(r.status, 200, "{}", r.text);
+            }
+            let b = fx.ledger(&suffix, USD).await;
+            assert_invariant(&b);
+            assert_eq!((amt(&b, "spent"), amt(&b, "reserved")), (0, 180), "{b}");
+            let scope = fx.scope(&suffix);
+            let events = wait_for_event(&fx.app, &fx.tenant, "budget.period_rolled").await;
+            let found = eventually(Duration::from_secs(15), || async {
+                !rolls(&events_of(&fx.app, &fx.tenant).await, &scope).is_empty()
+            })
+            .await;
+            assert!(found, "{events:?}");
+            let first = rolls(&events_of(&fx.app, &fx.tenant).await, &scope)[0].clone();
+            let d = &first["data"];
+            assert_eq!(d["rollover_policy"], policy);
+            assert_eq!(ms_of(&d["previous_period_start"]), start);
+            assert_eq!(d["unused_amount"], 1_600, "{first}");
+            assert_eq!(d["carried_amount"], carried, "{first}");
+            assert_eq!(d["forfeited_amount"], 1_600 - carried, "{first}");
+            assert_eq!(d["previous_state"]["spent"], 300, "{first}");
+            assert_eq!(d["new_state"]["allocated"], allocated, "{first}");
+            assert_eq!(d["new_state"]["spent"], 0, "{first}");
+            assert_eq!(d["new_state"]["reserved"], 100, "a hold moves into the new period: {first}");
         }
-        let b = fx.ledger(&suffix, USD).await;
-        assert_invariant(&b);
-        assert_eq!((amt(&b, "spent"), amt(&b, "reserved")), (0, 180), "{b}");
-        let scope = fx.scope(&suffix);
-        let events = wait_for_event(&fx.app, &fx.tenant, "budget.period_rolled").await;
+    }
+}
+
+on_redis_and_cluster! {
+    async fn a_period_crossed_while_idle_shows_rolled_in_balances_and_lookups(fx: Fx) {
+        let start = now_ms();
+        periodic(&fx, "/workspace:idle", 1_000, start, 1_000, "NONE").await;
+        let spent = fx.event("idle-1", json!({"workspace": "idle"}), 400, json!({})).await;
+        assert_eq!(spent.status, 201, "{}", spent.text);
+        let b = wait_for_roll(&fx, "/workspace:idle", start).await;
+        assert_eq!((amt(&b, "allocated"), amt(&b, "spent"), amt(&b, "remaining")), (1_000, 0, 1_000), "{b}");
+        let now_start = ms_of(&b["period_start"]);
+        assert_eq!(ms_of(&b["period_end"]) - now_start, 1_000);
+        let balances = fx.get(&format!("/v1/balances?tenant={}&workspace=idle", fx.tenant)).await;
+        assert_eq!(balances.status, 200, "{}", balances.text);
+        let row = balances.body["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["scope"] == fx.scope("/workspace:idle"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{}", balances.text));
+        assert_eq!((amt(&row, "spent"), amt(&row, "remaining")), (0, 1_000), "{row}");
+        let listed = send(fx.app.admin(Method::GET, "/v1/admin/budgets").query(&[("tenant_id", fx.tenant.clone())])).await;
+        let ledger = listed.body["ledgers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["scope"] == fx.scope("/workspace:idle"))
+            .cloned()
+            .unwrap();
+        assert_eq!(amt(&ledger, "spent"), 0, "{ledger}");
+        // A read writes nothing: no roll event until a script touches the budget.
+        assert!(rolls(&events_of(&fx.app, &fx.tenant).await, &fx.scope("/workspace:idle")).is_empty());
+    }
+}
+
+on_redis_and_cluster! {
+    async fn one_period_rolled_event_is_appended_per_period_crossed_even_when_several_passed_unseen(fx: Fx) {
+        let start = now_ms();
+        periodic(&fx, "/workspace:many", 500, start, 1_000, "CARRY_FORWARD").await;
+        let passed = eventually(Duration::from_secs(30), || async {
+            ms_of(&fx.ledger("/workspace:many", USD).await["period_start"]) >= start + 3_000
+        })
+        .await;
+        assert!(passed);
+        let r = fx.event("many-1", json!({"workspace": "many"}), 1, json!({})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        // Every crossed period carried the whole allocation forward (nothing spent, nothing held).
+        let scope = fx.scope("/workspace:many");
+        let b = fx.ledger("/workspace:many", USD).await;
+        let now_start = ms_of(&b["period_start"]);
+        let crossed = (now_start - start) / 1_000;
+        let all = eventually(Duration::from_secs(15), || async {
+            rolls(&events_of(&fx.app, &fx.tenant).await, &scope).len() as i64 >= crossed
+        })
+        .await;
+        assert!(all);
+        let rolls = rolls(&events_of(&fx.app, &fx.tenant).await, &scope);
+        assert_chain(&rolls, start, now_start, 1_000);
+        let last = &rolls.last().unwrap()["data"];
+        assert_eq!(last["new_state"]["allocated"], 500 * (crossed + 1), "{last}");
+    }
+}
+
+on_redis_and_cluster! {
+    async fn debt_survives_a_roll(fx: Fx) {
+        let start = now_ms();
+        let extra = json!({"period_start": text(start), "period_end": text(start + 1_000), "rollover_policy": "NONE",
+            "overdraft_limit": {"unit": USD, "amount": 1_000}, "commit_overage_policy": "ALLOW_WITH_OVERDRAFT"});
+        assert_eq!(fx.budget_with("/workspace:debt", USD, 1_000, extra).await.status, 201);
+        let r = fx.event("debt-1", json!({"workspace": "debt"}), 1_500, json!({})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let b = wait_for_roll(&fx, "/workspace:debt", start).await;
+        assert_eq!(
+            (amt(&b, "allocated"), amt(&b, "spent"), amt(&b, "debt"), amt(&b, "remaining")),
+            (1_000, 0, 500, 500),
+            "{b}"
+        );
+        // A script that writes the roll keeps the debt too (within the overdraft limit, reserving goes on).
+        fx.reserved("debt-r", json!({"workspace": "debt"}), 1).await;
+        let after = fx.ledger("/workspace:debt", USD).await;
+        assert_eq!((amt(&after, "debt"), amt(&after, "reserved"), amt(&after, "spent")), (500, 1, 0), "{after}");
+        let scope = fx.scope("/workspace:debt");
         let found = eventually(Duration::from_secs(15), || async {
             !rolls(&events_of(&fx.app, &fx.tenant).await, &scope).is_empty()
         })
         .await;
-        assert!(found, "{events:?}");
-        let first = rolls(&events_of(&fx.app, &fx.tenant).await, &scope)[0].clone();
-        let d = &first["data"];
-        assert_eq!(d["rollover_policy"], policy);
-        assert_eq!(ms_of(&d["previous_period_start"]), start);
-        assert_eq!(d["unused_amount"], 1_600, "{first}");
-        assert_eq!(d["carried_amount"], carried, "{first}");
-        assert_eq!(d["forfeited_amount"], 1_600 - carried, "{first}");
-        assert_eq!(d["previous_state"]["spent"], 300, "{first}");
-        assert_eq!(d["new_state"]["allocated"], allocated, "{first}");
-        assert_eq!(d["new_state"]["spent"], 0, "{first}");
-        assert_eq!(d["new_state"]["reserved"], 100, "a hold moves into the new period: {first}");
+        assert!(found);
+        let first = &rolls(&events_of(&fx.app, &fx.tenant).await, &scope)[0]["data"];
+        assert_eq!((first["previous_state"]["debt"].clone(), first["new_state"]["debt"].clone()), (json!(500), json!(500)));
     }
-}
-
-#[tokio::test]
-async fn a_period_crossed_while_idle_shows_rolled_in_balances_and_lookups() {
-    let fx = Fx::new().await;
-    let start = now_ms();
-    periodic(&fx, "/workspace:idle", 1_000, start, 1_000, "NONE").await;
-    let spent = fx.event("idle-1", json!({"workspace": "idle"}), 400, json!({})).await;
-    assert_eq!(spent.status, 201, "{}", spent.text);
-    let b = wait_for_roll(&fx, "/workspace:idle", start).await;
-    assert_eq!((amt(&b, "allocated"), amt(&b, "spent"), amt(&b, "remaining")), (1_000, 0, 1_000), "{b}");
-    let now_start = ms_of(&b["period_start"]);
-    assert_eq!(ms_of(&b["period_end"]) - now_start, 1_000);
-    let balances = fx.get(&format!("/v1/balances?tenant={}&workspace=idle", fx.tenant)).await;
-    assert_eq!(balances.status, 200, "{}", balances.text);
-    let row = balances.body["balances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["scope"] == fx.scope("/workspace:idle"))
-        .cloned()
-        .unwrap_or_else(|| panic!("{}", balances.text));
-    assert_eq!((amt(&row, "spent"), amt(&row, "remaining")), (0, 1_000), "{row}");
-    let listed = send(fx.app.admin(Method::GET, "/v1/admin/budgets").query(&[("tenant_id", fx.tenant.clone())])).await;
-    let ledger = listed.body["ledgers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["scope"] == fx.scope("/workspace:idle"))
-        .cloned()
-        .unwrap();
-    assert_eq!(amt(&ledger, "spent"), 0, "{ledger}");
-    // A read writes nothing: no roll event until a script touches the budget.
-    assert!(rolls(&events_of(&fx.app, &fx.tenant).await, &fx.scope("/workspace:idle")).is_empty());
-}
-
-#[tokio::test]
-async fn one_period_rolled_event_is_appended_per_period_crossed_even_when_several_passed_unseen() {
-    let fx = Fx::new().await;
-    let start = now_ms();
-    periodic(&fx, "/workspace:many", 500, start, 1_000, "CARRY_FORWARD").await;
-    let passed = eventually(Duration::from_secs(30), || async {
-        ms_of(&fx.ledger("/workspace:many", USD).await["period_start"]) >= start + 3_000
-    })
-    .await;
-    assert!(passed);
-    let r = fx.event("many-1", json!({"workspace": "many"}), 1, json!({})).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    // Every crossed period carried the whole allocation forward (nothing spent, nothing held).
-    let scope = fx.scope("/workspace:many");
-    let b = fx.ledger("/workspace:many", USD).await;
-    let now_start = ms_of(&b["period_start"]);
-    let crossed = (now_start - start) / 1_000;
-    let all = eventually(Duration::from_secs(15), || async {
-        rolls(&events_of(&fx.app, &fx.tenant).await, &scope).len() as i64 >= crossed
-    })
-    .await;
-    assert!(all);
-    let rolls = rolls(&events_of(&fx.app, &fx.tenant).await, &scope);
-    assert_chain(&rolls, start, now_start, 1_000);
-    let last = &rolls.last().unwrap()["data"];
-    assert_eq!(last["new_state"]["allocated"], 500 * (crossed + 1), "{last}");
-}
-
-#[tokio::test]
-async fn debt_survives_a_roll() {
-    let fx = Fx::new().await;
-    let start = now_ms();
-    let extra = json!({"period_start": text(start), "period_end": text(start + 1_000), "rollover_policy": "NONE",
-        "overdraft_limit": {"unit": USD, "amount": 1_000}, "commit_overage_policy": "ALLOW_WITH_OVERDRAFT"});
-    assert_eq!(fx.budget_with("/workspace:debt", USD, 1_000, extra).await.status, 201);
-    let r = fx.event("debt-1", json!({"workspace": "debt"}), 1_500, json!({})).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let b = wait_for_roll(&fx, "/workspace:debt", start).await;
-    assert_eq!(
-        (amt(&b, "allocated"), amt(&b, "spent"), amt(&b, "debt"), amt(&b, "remaining")),
-        (1_000, 0, 500, 500),
-        "{b}"
-    );
-    // A script that writes the roll keeps the debt too (within the overdraft limit, reserving goes on).
-    fx.reserved("debt-r", json!({"workspace": "debt"}), 1).await;
-    let after = fx.ledger("/workspace:debt", USD).await;
-    assert_eq!((amt(&after, "debt"), amt(&after, "reserved"), amt(&after, "spent")), (500, 1, 0), "{after}");
-    let scope = fx.scope("/workspace:debt");
-    let found = eventually(Duration::from_secs(15), || async {
-        !rolls(&events_of(&fx.app, &fx.tenant).await, &scope).is_empty()
-    })
-    .await;
-    assert!(found);
-    let first = &rolls(&events_of(&fx.app, &fx.tenant).await, &scope)[0]["data"];
-    assert_eq!((first["previous_state"]["debt"].clone(), first["new_state"]["debt"].clone()), (json!(500), json!(500)));
 }
 
 #[tokio::test]
