@@ -639,7 +639,7 @@ async fn ceiling_iteration(plan: &CeilingPlan, cs: &ClientSubject, idem: &str, o
     let input = ReserveInput {
         tenant: plan.tenant.clone(),
         mode: Mode::Live,
-        observe: false,
+        observe: None,
         action: ActionFacts { kind: action.kind.clone(), ..ActionFacts::default() },
         unit: Unit::UsdMicrocents,
         estimate: Units::new(plan.estimate).unwrap_or(Units::ZERO),

@@ -101,7 +101,8 @@ end
 -- the tenant is unguarded (defaults apply); an unknown status is a corrupt record.
 local function tenant_state(key)
   local v = redis.call('HMGET', key, 'status', 'default_reservation_ttl_ms', 'max_reservation_ttl_ms',
-    'max_reservation_extensions', 'default_commit_overage_policy', 'reservation_expiry_policy', 'policy_gen')
+    'max_reservation_extensions', 'default_commit_overage_policy', 'reservation_expiry_policy', 'policy_gen',
+    'observe_mode')
   local st = v[1]
   if st and st ~= 'ACTIVE' and st ~= 'SUSPENDED' and st ~= 'CLOSED' then return nil end
   return {
@@ -114,6 +115,9 @@ local function tenant_state(key)
     expiry = v[6] or 'AUTO_RELEASE',
     -- The generation of the tenant's published policy set ('0': never had a policy).
     gen = v[7] or '0',
+    -- The tenant's default observe mode (v0.1.26): only OBSERVE changes anything; a mirror
+    -- written before the field existed is ENFORCE.
+    observe = v[8] == 'OBSERVE',
   }
 end
 

@@ -4,8 +4,10 @@
 --
 -- KEYS[1] tenant mirror   KEYS[2] ledger hash    KEYS[3] idempotency record
 -- KEYS[4] reservation     KEYS[5] active-by-deadline zset   KEYS[6] all-by-creation zset
--- KEYS[7] outbox stream   KEYS[8..7+n] quota counters (n = ARGV[20])
--- KEYS[8+n], KEYS[9+n] work signals (dirty set, due index; lib.lua)
+-- KEYS[7] outbox stream   KEYS[8..7+n] quota counters (n = ARGV[24])
+-- KEYS[8+n..7+2n] their threshold markers (set once a counter's window instance has crossed
+--         its threshold, so quota.threshold_approaching is sent once per window instance)
+-- KEYS[8+2n], KEYS[9+2n] work signals (dirty set, due index; lib.lua)
 -- ARGV[1] mode: live | dry | decide     ARGV[2] request hash      ARGV[3] unit
 -- ARGV[4] estimate (decimal int64)      ARGV[5] ttl_ms ('' = tenant default)
 -- ARGV[6] grace_ms                      ARGV[7] overage policy ('' = budget/tenant default)
@@ -15,14 +17,19 @@
 -- ARGV[13] scope path
 -- ARGV[14] the policy generation the engine evaluated   ARGV[15] policy max_extensions ('')
 -- ARGV[16] policy access denial reason ('' = none)      ARGV[17] its DenyDetail (JSON)
--- ARGV[18] caps (JSON, '' = none)       ARGV[19] '1' in observe mode (dry semantics + events)
+-- ARGV[18] caps (JSON, '' = none)
+-- ARGV[19] the request's observe mode: '1' OBSERVE (dry semantics + events), '0' ENFORCE or
+--          DISABLED, '' none given: the tenant mirror's observe_mode decides (live and dry
+--          only; decide never observes). Observing turns a live request into a dry one.
 -- ARGV[20] reservation rate counter prefix ('' = no limit; the script appends ':<minute>')
 -- ARGV[21] its max_reservations_per_minute   ARGV[22] commit rate counter prefix ('' = none),
 -- ARGV[23] its max_commits_per_minute (both stored with the reservation for commit.lua)
--- ARGV[24] n, quota counters; then per counter i, at 25+4(i-1): max_calls, counter TTL ms,
+-- ARGV[24] n, quota counters; then per counter i, at 25+7(i-1): max_calls, counter TTL ms,
 --          '1' when a release or expiry gives the count back (per_run), violation JSON
---          (action_kind, window, window_key, scope, policy_id, risk_class)
--- ARGV[25+4n..] affected scopes in canonical order
+--          (action_kind, window, window_key, scope, policy_id, risk_class), the count at
+--          which the threshold is crossed, the quota.threshold_approaching data (JSON, less
+--          `used`), its correlation id
+-- ARGV[25+7n..] affected scopes in canonical order
 -- The rate counters are named by a prefix from the keys module (tenant tag included), not in
 -- KEYS, because their minute is read from the ledger clock here; they share the slot.
 --
@@ -45,6 +52,8 @@
 -- makes one read of all budgets and one write of all budgets: it is the hot path.
 -- Appends: reservation.denied on a denial (reservation.observed_denied in observe mode,
 -- and reservation.observed_allowed on an observed ALLOW); on a live ALLOW,
+-- quota.threshold_approaching for each quota counter whose count reaches its threshold for
+-- the first time in its window instance (never in observe mode: nothing is counted),
 -- budget.threshold_crossed for each utilization threshold a budget crosses,
 -- budget.exhausted when one reaches 0 remaining, and usage.reserved (Tollgate's own
 -- entry, never an event: the scope path).
@@ -57,13 +66,16 @@ local now = now_ms()
 local replay = idem_check(KEYS[3], hash, now)
 if replay then return replay end
 
-local observe = ARGV[19] == '1'
+local QA = 7 -- ARGV per quota counter
 local nq = tonumber(ARGV[24])
 local scopes = {}
-for i = 25 + 4 * nq, #ARGV do scopes[#scopes + 1] = ARGV[i] end
+for i = 25 + QA * nq, #ARGV do scopes[#scopes + 1] = ARGV[i] end
 
 local tenant = tenant_state(KEYS[1])
 if not tenant then return err('INTERNAL_ERROR', 'tenant record is corrupt') end
+-- Effective observe mode (v0.1.26 precedence): the request's, else the tenant's, else ENFORCE.
+local observe = ARGV[19] == '1' or (ARGV[19] == '' and mode ~= 'decide' and tenant.observe)
+if observe then mode = 'dry' end
 
 local function denied_event(reason, detail)
   detail = detail or {reason_code = reason}
@@ -122,9 +134,10 @@ if mode == 'live' and ARGV[20] ~= '' then
 end
 local quotas = {}
 for i = 1, nq do
-  local a = 24 + 4 * (i - 1)
+  local a = 24 + QA * (i - 1)
   quotas[i] = {key = KEYS[7 + i], limit = tonumber(ARGV[a + 1]), ttl = ARGV[a + 2], per_run = ARGV[a + 3] == '1',
-    v = ARGV[a + 4], used = tonumber(redis.call('GET', KEYS[7 + i]) or '0')}
+    v = ARGV[a + 4], at = tonumber(ARGV[a + 5]), th = ARGV[a + 6], corr = ARGV[a + 7], mark = KEYS[7 + nq + i],
+    used = tonumber(redis.call('GET', KEYS[7 + i]) or '0')}
 end
 for _, q in ipairs(quotas) do
   if q.used >= q.limit then
@@ -208,9 +221,17 @@ for _, q in ipairs(quotas) do
   local n = redis.call('INCR', q.key)
   if q.per_run then
     redis.call('PEXPIRE', q.key, q.ttl)
+    redis.call('PEXPIRE', q.mark, q.ttl)
     taken[#taken + 1] = q.key
   elseif n == 1 then
     redis.call('PEXPIRE', q.key, q.ttl)
+  end
+  -- The count reached the threshold: reported once per window instance (the marker outlives
+  -- a per_run give-back and an operator's reset, which may bring the count back here).
+  if n == q.at and redis.call('SET', q.mark, '1', 'NX', 'PX', q.ttl) then
+    local data = cjson.decode(q.th)
+    data.used = n
+    emit(KEYS[7], 'quota.threshold_approaching', now, data.scope, '', rq, tr, data, q.corr)
   end
 end
 redis.call('HSET', KEYS[4], 'st', 'ACTIVE', 'u', unit, 'e', ARGV[4], 'sc', table.concat(held, '\n'), 'sp', ARGV[13],

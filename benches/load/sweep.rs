@@ -69,7 +69,7 @@ impl Bench {
                     let input = ReserveInput {
                         tenant: tenant.clone(),
                         mode: Mode::Live,
-                        observe: false,
+                        observe: None,
                         action: ActionFacts { kind: action.kind.clone(), ..ActionFacts::default() },
                         unit: Unit::UsdMicrocents,
                         estimate: Units::new(estimate).unwrap_or(Units::ZERO),

@@ -15,7 +15,7 @@ use crate::auth::AdminAuth;
 use crate::catalogue::audit::Actor;
 use crate::catalogue::bulk::{Begun, Bulk, BulkFunding, BulkRequest, TenantAction};
 use crate::domain::amount::de_opt_int;
-use crate::domain::tenant::{TenantId, TenantStatus};
+use crate::domain::tenant::{ObserveMode, TenantId, TenantStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
 use crate::http::extract::JsonBody;
@@ -29,8 +29,6 @@ use crate::store::pg::tenants::Filter;
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
 /// The spec's bound on a budget bulk action's `reason`.
 const REASON_LEN_MAX: usize = 512;
-/// `observe_mode` is accepted and ignored (Tollgate has no observe mode); its length is bounded.
-const OBSERVE_MODE_LEN_MAX: usize = 128;
 
 /// The envelope fields every bulk request shares: a 1..128 character key, a non-negative count.
 pub fn check_envelope(idempotency_key: &str, expected_count: Option<i64>) -> ApiResult<()> {
@@ -114,8 +112,7 @@ pub struct TenantBulkRequest {
     idempotency_key: String,
 }
 
-/// The tenant filter as the list reads it. `observe_mode` is ignored, so a filter naming only
-/// it would match every tenant: it is refused like an empty one.
+/// The tenant filter as the list reads it (`observe_mode` matches the stored value exactly).
 fn tenant_filter(f: &TenantBulkFilter) -> ApiResult<Filter> {
     let status = match f.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -124,19 +121,23 @@ fn tenant_filter(f: &TenantBulkFilter) -> ApiResult<Filter> {
                 .ok_or_else(|| ApiError::invalid_field("filter.status", "must be ACTIVE, SUSPENDED or CLOSED"))?,
         ),
     };
-    if f.observe_mode.as_ref().is_some_and(|m| m.chars().count() > OBSERVE_MODE_LEN_MAX) {
-        let why = format!("must be at most {OBSERVE_MODE_LEN_MAX} characters");
-        return Err(ApiError::invalid_field("filter.observe_mode", why));
-    }
+    let observe_mode =
+        match f.observe_mode.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(m) => Some(ObserveMode::parse(m).ok_or_else(|| {
+                ApiError::invalid_field("filter.observe_mode", "must be DISABLED, OBSERVE or ENFORCE")
+            })?),
+        };
     let search = search_param(f.search.as_deref()).map_err(|e| ApiError::invalid_field("filter.search", e.message))?;
     let parent_tenant_id = f.parent_tenant_id.clone().filter(|p| !p.is_empty());
-    if status.is_none() && parent_tenant_id.is_none() && search.is_none() {
+    if status.is_none() && parent_tenant_id.is_none() && observe_mode.is_none() && search.is_none() {
         return Err(ApiError::invalid_field(
             "filter",
-            "must set at least one of status, parent_tenant_id, search (an empty filter would match every tenant)",
+            "must set at least one of status, parent_tenant_id, observe_mode, search (an empty filter would match \
+             every tenant)",
         ));
     }
-    Ok(Filter { tenant_id: None, status, parent_tenant_id, search })
+    Ok(Filter { tenant_id: None, status, parent_tenant_id, observe_mode, search })
 }
 
 /// `POST /v1/admin/tenants/bulk-action` (platform principals with `tenants:write`).

@@ -105,7 +105,7 @@ pub async fn overview(State(state): State<AppState>, _: AdminAuth) -> ApiResult<
     }
     let (budget_counts, over_limit_scopes, debt_scopes) = budget_part(&docs);
     let (reserves_today, tokens_today, open_alerts) = state.catalogue.platform_stats(as_of.date()).await?;
-    let [total, active, suspended, closed] = c.tenants;
+    let [total, active, suspended, closed, in_observe_mode] = c.tenants;
     let [w_total, w_active, w_disabled, w_failing] = c.webhooks;
     let failing_webhooks = c
         .failing_webhooks
@@ -123,7 +123,10 @@ pub async fn overview(State(state): State<AppState>, _: AdminAuth) -> ApiResult<
     Ok(Json(OverviewBody {
         as_of,
         event_window_seconds: EVENT_WINDOW_SECONDS,
-        tenant_counts: json!({ "total": total, "active": active, "suspended": suspended, "closed": closed }),
+        tenant_counts: json!({
+            "total": total, "active": active, "suspended": suspended, "closed": closed,
+            "in_observe_mode": in_observe_mode,
+        }),
         budget_counts,
         over_limit_scopes,
         debt_scopes,

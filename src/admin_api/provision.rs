@@ -23,7 +23,7 @@ use crate::domain::Permission;
 use crate::domain::api_key as k;
 use crate::domain::clock::now;
 use crate::domain::permission::DEFAULT_PERMISSIONS;
-use crate::domain::tenant::{ExpiryPolicy, Tenant, TenantId, TenantStatus};
+use crate::domain::tenant::{ExpiryPolicy, ObserveMode, Tenant, TenantId, TenantStatus};
 use crate::domain::tier::Tier;
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
@@ -146,6 +146,7 @@ pub async fn provision(
         max_reservation_ttl_ms: d.max_reservation_ttl_ms,
         max_reservation_extensions: d.max_reservation_extensions,
         reservation_expiry_policy: ExpiryPolicy::AutoRelease,
+        observe_mode: ObserveMode::Enforce,
         metadata: req.metadata,
         created_at: at,
         updated_at: at,

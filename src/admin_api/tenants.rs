@@ -13,7 +13,7 @@ use crate::catalogue::audit::Actor;
 use crate::catalogue::tenants::TenantPatch;
 use crate::domain::clock::now;
 use crate::domain::tenant::{
-    self as t, CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantId, TenantStatus, Tier,
+    self as t, CommitOveragePolicy, ExpiryPolicy, ObserveMode, RateLimit, Tenant, TenantId, TenantStatus, Tier,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestCtx;
@@ -48,6 +48,8 @@ pub struct TenantBody {
     max_reservation_ttl_ms: i64,
     max_reservation_extensions: i64,
     reservation_expiry_policy: ExpiryPolicy,
+    /// v0.1.26 governance extension: always present, ENFORCE unless set.
+    observe_mode: ObserveMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<BTreeMap<String, String>>,
     #[serde(with = "time::serde::rfc3339")]
@@ -77,6 +79,7 @@ impl From<Tenant> for TenantBody {
             max_reservation_ttl_ms: t.max_reservation_ttl_ms,
             max_reservation_extensions: t.max_reservation_extensions,
             reservation_expiry_policy: t.reservation_expiry_policy,
+            observe_mode: t.observe_mode,
             metadata: t.metadata,
             created_at: t.created_at,
             updated_at: t.updated_at,
@@ -102,6 +105,8 @@ pub struct CreateTenantRequest {
     max_reservation_ttl_ms: Option<i64>,
     max_reservation_extensions: Option<i64>,
     reservation_expiry_policy: Option<ExpiryPolicy>,
+    /// v0.1.26: the tenant's default observe mode (absent: ENFORCE).
+    observe_mode: Option<ObserveMode>,
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
 }
@@ -119,6 +124,8 @@ pub struct UpdateTenantRequest {
     max_reservation_ttl_ms: Option<i64>,
     max_reservation_extensions: Option<i64>,
     reservation_expiry_policy: Option<ExpiryPolicy>,
+    /// v0.1.26: the tenant's default observe mode; absent leaves it as it is.
+    observe_mode: Option<ObserveMode>,
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
 }
@@ -236,6 +243,7 @@ pub async fn create(
         max_reservation_ttl_ms: max_ttl_ms,
         max_reservation_extensions: req.max_reservation_extensions.unwrap_or(d.max_reservation_extensions),
         reservation_expiry_policy: req.reservation_expiry_policy.unwrap_or(ExpiryPolicy::AutoRelease),
+        observe_mode: req.observe_mode.unwrap_or(ObserveMode::Enforce),
         metadata: req.metadata,
         created_at: at,
         updated_at: at,
@@ -288,6 +296,7 @@ pub async fn update(
         max_reservation_ttl_ms: req.max_reservation_ttl_ms,
         max_reservation_extensions: req.max_reservation_extensions,
         reservation_expiry_policy: req.reservation_expiry_policy,
+        observe_mode: req.observe_mode,
         rate_limit: rate_limit(req.rate_limit_per_second, req.rate_limit_burst)?,
     };
     Ok(Json(state.catalogue.update_tenant(&Actor::admin(ctx), &id, patch).await?.into()))
@@ -300,6 +309,8 @@ pub struct ListQuery {
     tenant_id: Option<String>,
     status: Option<String>,
     parent_tenant_id: Option<String>,
+    /// v0.1.26: tenants whose stored `observe_mode` is this value (DISABLED, OBSERVE or ENFORCE).
+    observe_mode: Option<String>,
     search: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
@@ -336,10 +347,12 @@ pub async fn list(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> ApiResult<Json<ListBody>> {
     let statuses: Vec<&str> = TenantStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let modes: Vec<&str> = ObserveMode::ALL.iter().map(|m| m.as_str()).collect();
     let filter = Filter {
         tenant_id: page::no_nul("tenant_id", q.tenant_id.as_deref())?.filter(|s| !s.is_empty()).map(String::from),
         status: enum_param("status", q.status.as_deref(), TenantStatus::parse, &statuses)?,
         parent_tenant_id: q.parent_tenant_id.filter(|s| !s.is_empty()),
+        observe_mode: enum_param("observe_mode", q.observe_mode.as_deref(), ObserveMode::parse, &modes)?,
         search: search_param(q.search.as_deref())?,
     };
     let (spec, paging) = page::sql(&q.page, SORTS, "created_at", &filter)?;

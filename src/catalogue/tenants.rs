@@ -18,7 +18,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::clock::now;
 use crate::domain::error::{Error, ErrorCode, Result};
 use crate::domain::event::{Event, EventType};
-use crate::domain::tenant::{CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantStatus, Tier};
+use crate::domain::tenant::{CommitOveragePolicy, ExpiryPolicy, ObserveMode, RateLimit, Tenant, TenantStatus, Tier};
 use crate::domain::webhook::WebhookStatus;
 use crate::events;
 use crate::store::pg::{self, PgTx, api_keys, audit, tenants, webhooks};
@@ -35,6 +35,7 @@ pub struct TenantPatch {
     pub max_reservation_ttl_ms: Option<i64>,
     pub max_reservation_extensions: Option<i64>,
     pub reservation_expiry_policy: Option<ExpiryPolicy>,
+    pub observe_mode: Option<ObserveMode>,
     /// `Some(None)` returns the tenant to its tier's default rate limit.
     pub rate_limit: Option<Option<RateLimit>>,
 }
@@ -315,13 +316,14 @@ pub(super) async fn close_locked(
 }
 
 /// Settings whose change is `tenant.settings_changed` ("default overage policy, TTL, or
-/// overdraft limit changed").
-const SETTINGS_FIELDS: [&str; 5] = [
+/// overdraft limit changed"; the v0.1.26 governance extension adds `observe_mode`).
+const SETTINGS_FIELDS: [&str; 6] = [
     "default_commit_overage_policy",
     "default_reservation_ttl_ms",
     "max_reservation_ttl_ms",
     "max_reservation_extensions",
     "reservation_expiry_policy",
+    "observe_mode",
 ];
 
 /// The one event a PATCH emits: the status-typed one when the status moved, else
@@ -367,6 +369,7 @@ fn changed_fields(t: &Tenant, patch: &TenantPatch) -> Vec<String> {
         "reservation_expiry_policy",
         patch.reservation_expiry_policy.is_some_and(|v| v != t.reservation_expiry_policy),
     );
+    check("observe_mode", patch.observe_mode.is_some_and(|v| v != t.observe_mode));
     check("rate_limit", patch.rate_limit.is_some_and(|v| v != t.rate_limit));
     out
 }
@@ -396,6 +399,9 @@ pub(super) fn apply(mut t: Tenant, patch: &TenantPatch) -> Tenant {
     }
     if let Some(v) = patch.reservation_expiry_policy {
         t.reservation_expiry_policy = v;
+    }
+    if let Some(v) = patch.observe_mode {
+        t.observe_mode = v;
     }
     if let Some(v) = patch.rate_limit {
         t.rate_limit = v;

@@ -58,6 +58,7 @@ wire_enum!(
         ReservationReleasedViaTenantCascade = "reservation.released_via_tenant_cascade",
         ReservationObservedDenied = "reservation.observed_denied",
         ReservationObservedAllowed = "reservation.observed_allowed",
+        QuotaThresholdApproaching = "quota.threshold_approaching",
         QuotaCounterReset = "quota.counter_reset",
         TenantCreated = "tenant.created",
         TenantUpdated = "tenant.updated",
@@ -186,7 +187,7 @@ mod tests {
 
     #[test]
     fn every_event_type_maps_to_the_category_of_its_prefix() {
-        assert_eq!(EventType::ALL.len(), 56);
+        assert_eq!(EventType::ALL.len(), 57);
         for t in EventType::ALL {
             let prefix = t.as_str().split('.').next().unwrap();
             let prefix = if prefix == "quota" { "policy" } else { prefix };

@@ -111,6 +111,14 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// `Tenant.observe_mode` (governance extension v0.1.26): the default observe mode of the
+    /// tenant's reservations. OBSERVE evaluates each one fully, holds nothing and reports the
+    /// decision as a `reservation.observed_*` event; DISABLED is the spec's synonym for ENFORCE.
+    /// A request's own `observe_mode` overrides it.
+    ObserveMode { Disabled = "DISABLED", Observe = "OBSERVE", Enforce = "ENFORCE" }
+);
+
 /// Bounds of the tenant TTL settings (admin spec `Tenant`).
 pub const RESERVATION_TTL_MS_MIN: i64 = 1_000;
 pub const RESERVATION_TTL_MS_MAX: i64 = 86_400_000;
@@ -153,6 +161,8 @@ pub struct Tenant {
     pub max_reservation_ttl_ms: i64,
     pub max_reservation_extensions: i64,
     pub reservation_expiry_policy: ExpiryPolicy,
+    /// The default observe mode of the tenant's reservations (mirrored into Redis).
+    pub observe_mode: ObserveMode,
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
     pub created_at: time::OffsetDateTime,
     pub updated_at: time::OffsetDateTime,

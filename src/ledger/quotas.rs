@@ -165,8 +165,7 @@ impl Ledger {
         if let Some((max_calls, _)) = &limit {
             data["limit"] = (*max_calls).into();
         }
-        let correlation =
-            format!("quota:{tenant}:{}:{}:{}:{}", key.scope, key.what(), key.window.as_str(), key.window_key);
+        let correlation = quota_correlation(tenant, &key.scope, &key.what(), key.window.as_str(), &key.window_key);
         let per_run = key.window == QuotaWindow::Run;
         // A per_run counter's TTL starts again as reserve sets it when a rule names none.
         let ttl_ms = super::reserve::RUN_COUNTER_TTL_MS_DEFAULT;
@@ -192,6 +191,13 @@ impl Ledger {
         let counter = Counter { key: key.clone(), used: 0, limit, expires_at_ms };
         Ok(Some(Reset { counter, previous_used }))
     }
+}
+
+/// The correlation id of a counter's `quota.*` events: the same for every event of one window
+/// instance (its threshold crossing, its resets), so a dashboard can join them. `what` is the
+/// kind, or `__risk__:<class>` for a risk-class counter.
+pub fn quota_correlation(tenant: &str, scope: &str, what: &str, window: &str, window_key: &str) -> String {
+    format!("quota:{tenant}:{scope}:{what}:{window}:{window_key}")
 }
 
 /// Escapes Redis glob characters so a key prefix matches only itself.

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::quotas::{RISK, quota_correlation};
 use super::{Balance, Correlation, IDEM_RETENTION_MS, Ledger, Reply};
 use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::{Unit, Units};
@@ -53,8 +54,10 @@ pub struct ActionFacts {
 pub struct ReserveInput {
     pub tenant: String,
     pub mode: Mode,
-    /// Observe mode (v0.1.26): evaluated like a dry run, reported with `reservation.observed_*`.
-    pub observe: bool,
+    /// The request's observe mode (v0.1.26): `Some(true)` OBSERVE (evaluated like a dry run,
+    /// reported with `reservation.observed_*`), `Some(false)` ENFORCE or DISABLED, `None` the
+    /// tenant's `observe_mode` decides, which the script reads from the tenant mirror.
+    pub observe: Option<bool>,
     pub unit: Unit,
     pub estimate: Units,
     pub ttl_ms: Option<i64>,
@@ -109,6 +112,20 @@ fn violation(q: &QuotaUse) -> String {
         "scope": q.scope, "policy_id": q.policy_id,
     });
     if let Some(r) = q.risk_class {
+        v["risk_class"] = json!(r.as_str());
+    }
+    v.to_string()
+}
+
+/// The spec's `EventDataQuotaThresholdApproaching` less `used`, which the script adds.
+fn threshold_data(tenant: &str, q: &QuotaUse) -> String {
+    let mut v = json!({
+        "scope": q.scope, "action_kind": q.action_kind, "window": q.window.as_str(),
+        "window_key": q.window_key, "limit": q.max_calls, "threshold_pct": q.threshold_pct,
+        "policy_id": q.policy_id, "tenant_id": tenant,
+    });
+    if let Some(r) = q.risk_class {
+        v["action_kind"] = json!(RISK);
         v["risk_class"] = json!(r.as_str());
     }
     v.to_string()
@@ -212,7 +229,12 @@ impl Ledger {
             deny_code,
             deny_detail,
             caps,
-            if input.observe { "1" } else { "" }.to_string(),
+            match input.observe {
+                Some(true) => "1",
+                Some(false) => "0",
+                None => "",
+            }
+            .to_string(),
         ];
         self.counter_args(t, out, &mut keys, &mut args);
         args.extend(input.scopes.affected.iter().cloned());
@@ -237,18 +259,24 @@ impl Ledger {
             }
         }
         args.push(out.quotas.len().to_string());
+        let mut markers = Vec::with_capacity(out.quotas.len());
         for q in &out.quotas {
             let what = match q.risk_class {
-                Some(r) => format!("__risk__:{}", r.as_str()),
+                Some(r) => format!("{RISK}:{}", r.as_str()),
                 None => q.action_kind.clone(),
             };
             let bucket = q.window_key.as_deref().unwrap_or("");
             keys.push(k.quota(t, &q.scope, &what, q.window.as_str(), bucket));
+            markers.push(k.quota_threshold(t, &q.scope, &what, q.window.as_str(), bucket));
             args.push(q.max_calls.to_string());
             args.push(counter_ttl_ms(q).to_string());
             args.push(if q.window == QuotaWindow::Run { "1" } else { "" }.to_string());
             args.push(violation(q));
+            args.push(q.threshold_count().to_string());
+            args.push(threshold_data(t, q));
+            args.push(quota_correlation(t, &q.scope, &what, q.window.as_str(), bucket));
         }
+        keys.extend(markers);
     }
 }
 
@@ -258,7 +286,8 @@ fn outcome(input: &ReserveInput, reply: Reply) -> Result<ReserveOutcome> {
         _ => Decision::Allow,
     };
     let expires_at_ms = reply.opt_str("expires_at_ms").and_then(|s| s.parse().ok());
-    if !reply.replay && input.mode == Mode::Live && decision == Decision::Allow {
+    // A live request the tenant's observe mode turned into a dry run holds nothing.
+    if !reply.replay && reply.opt_str("reservation_id").is_some() {
         crate::telemetry::ledger_amount("reserve", input.unit.as_str(), input.estimate.get());
     }
     let caps = match reply.opt_str("caps") {

@@ -43,7 +43,8 @@ pub struct ReserveRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     dry_run: Option<bool>,
     /// v0.1.26: OBSERVE evaluates everything, holds nothing and reports the decision as a
-    /// `reservation.observed_*` event; ENFORCE and DISABLED are the default behaviour.
+    /// `reservation.observed_*` event; ENFORCE and DISABLED enforce. Absent, the tenant's
+    /// `observe_mode` applies.
     #[serde(skip_serializing_if = "Option::is_none")]
     observe_mode: Option<ObserveMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,8 +179,11 @@ pub async fn create(
     let tenant = caller.key.tenant_id.as_str();
     let scopes = req.subject.scopes_for(tenant)?;
     // Observe mode is a dry run that reports itself (v0.1.26 OBSERVE MODE EVALUATION RULES).
-    let observe = req.observe_mode == Some(ObserveMode::Observe);
-    let mode = if req.dry_run.unwrap_or(false) || observe { Mode::DryRun } else { Mode::Live };
+    // Without a request value the tenant's default applies, which only the script knows (it
+    // reads the tenant mirror), so it may still turn a live request into an observed one.
+    let observe = req.observe_mode.map(|m| m == ObserveMode::Observe);
+    let dry = req.dry_run.unwrap_or(false) || observe == Some(true);
+    let mode = if dry { Mode::DryRun } else { Mode::Live };
     let input = ReserveInput {
         tenant: tenant.to_string(),
         mode,
@@ -254,7 +258,7 @@ pub async fn decide(
     let input = ReserveInput {
         tenant: tenant.to_string(),
         mode: Mode::Decide,
-        observe: false,
+        observe: Some(false),
         action: req.action.facts(&req.subject),
         unit: req.estimate.unit,
         estimate: req.estimate.amount,

@@ -198,7 +198,7 @@ async fn bad_tenant_bulk_input_is_400_naming_the_field_and_a_tenant_bound_princi
     };
     let cases = [
         (ok(json!({"filter": {}})), "filter"),
-        (ok(json!({"filter": {"observe_mode": "OBSERVE"}})), "filter"),
+        (ok(json!({"filter": {"observe_mode": "SHADOW"}})), "filter.observe_mode"),
         (ok(json!({"filter": {"status": "GONE"}})), "filter.status"),
         (ok(json!({"filter": {"search": "x".repeat(129)}})), "filter.search"),
         (ok(json!({"action": "PAUSE"})), "action"),

@@ -16,7 +16,7 @@ use crate::domain::clock::now;
 use crate::domain::error::Result;
 use crate::domain::event::EventType;
 use crate::domain::tenant::{
-    self as t, CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantId, TenantStatus, Tier,
+    self as t, CommitOveragePolicy, ExpiryPolicy, ObserveMode, RateLimit, Tenant, TenantId, TenantStatus, Tier,
 };
 use crate::store::pg::{PgTx, page, tenants as store};
 
@@ -44,6 +44,9 @@ pub struct TenantSnap {
     pub max_reservation_ttl_ms: i64,
     pub max_reservation_extensions: i64,
     pub reservation_expiry_policy: ExpiryPolicy,
+    /// Written only when not ENFORCE, so snapshots of tenants that never changed it read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe_mode: Option<ObserveMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +68,7 @@ impl TenantSnap {
             max_reservation_ttl_ms: t.max_reservation_ttl_ms,
             max_reservation_extensions: t.max_reservation_extensions,
             reservation_expiry_policy: t.reservation_expiry_policy,
+            observe_mode: (t.observe_mode != ObserveMode::Enforce).then_some(t.observe_mode),
             metadata: t.metadata.clone(),
             rate_limit_per_second: t.rate_limit.map(|r| r.per_second),
             rate_limit_burst: t.rate_limit.map(|r| r.burst),
@@ -92,6 +96,7 @@ impl TenantSnap {
             max_reservation_ttl_ms: self.max_reservation_ttl_ms,
             max_reservation_extensions: self.max_reservation_extensions,
             reservation_expiry_policy: self.reservation_expiry_policy,
+            observe_mode: self.observe_mode.unwrap_or(ObserveMode::Enforce),
             metadata: self.metadata.clone(),
             created_at: current.map_or(at, |c| c.created_at),
             updated_at: at,
@@ -199,6 +204,7 @@ fn changed(a: &Tenant, b: &Tenant) -> Vec<&'static str> {
     check("max_reservation_ttl_ms", a.max_reservation_ttl_ms != b.max_reservation_ttl_ms);
     check("max_reservation_extensions", a.max_reservation_extensions != b.max_reservation_extensions);
     check("reservation_expiry_policy", a.reservation_expiry_policy != b.reservation_expiry_policy);
+    check("observe_mode", a.observe_mode != b.observe_mode);
     check("rate_limit", a.rate_limit != b.rate_limit);
     out
 }

@@ -88,6 +88,21 @@ pub struct QuotaUse {
     pub scope: String,
     /// A `per_run` rule's counter TTL (`per_run_counter_ttl_ms`), when it sets one.
     pub run_counter_ttl_ms: Option<i64>,
+    /// The share of `max_calls` whose crossing is reported (`threshold_pct`, default 0.80).
+    pub threshold_pct: f64,
+}
+
+/// `threshold_pct` when a quota rule leaves it out (the action-kinds spec's default).
+pub const THRESHOLD_PCT_DEFAULT: f64 = 0.80;
+
+impl QuotaUse {
+    /// The count at which the threshold is crossed: the least n with n / max_calls ≥
+    /// `threshold_pct`, within 1..=max_calls. The product is nudged down by far less than one
+    /// call so that a share such as 0.7 (not exact in binary) still lands on 7 of 10.
+    pub fn threshold_count(&self) -> i64 {
+        let exact = self.threshold_pct * self.max_calls as f64;
+        ((exact - 1e-9).ceil() as i64).clamp(1, self.max_calls.max(1))
+    }
 }
 
 /// A per-minute rate limit of `rate_limits` that applies, and where it counts.
@@ -240,6 +255,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
         max_calls: q.max_calls,
         scope: scope_for(q.window),
         run_counter_ttl_ms: q.per_run_counter_ttl_ms,
+        threshold_pct: q.threshold_pct.unwrap_or(THRESHOLD_PCT_DEFAULT),
     });
     let keys = &req.policy_keys;
     let per_kind = top
@@ -259,6 +275,7 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
             max_calls: q.max_calls,
             scope: scope_for(q.window),
             run_counter_ttl_ms: q.per_run_counter_ttl_ms,
+            threshold_pct: q.threshold_pct.unwrap_or(THRESHOLD_PCT_DEFAULT),
         });
     risk.chain(per_kind).collect()
 }

@@ -239,3 +239,28 @@ fn each_rate_limit_comes_from_the_highest_priority_match_setting_it_at_its_deepe
     let c = out.commits_per_minute.unwrap();
     assert_eq!((c.policy_id.as_str(), c.scope.as_str(), c.per_minute), ("broad", "tenant:acme", 50));
 }
+
+#[test]
+fn the_threshold_count_is_the_least_count_at_or_above_the_share() {
+    let at = |pct: f64, max_calls: i64| {
+        QuotaUse {
+            policy_id: String::new(),
+            action_kind: String::new(),
+            risk_class: None,
+            window: QuotaWindow::Run,
+            window_key: None,
+            max_calls,
+            scope: String::new(),
+            run_counter_ttl_ms: None,
+            threshold_pct: pct,
+        }
+        .threshold_count()
+    };
+    assert_eq!(at(0.8, 10), 8);
+    assert_eq!(at(0.7, 10), 7, "0.7 is not exact in binary");
+    assert_eq!(at(0.81, 10), 9);
+    assert_eq!(at(0.8, 1), 1);
+    assert_eq!(at(0.01, 3), 1);
+    assert_eq!(at(0.99, 100_000), 99_000);
+    assert_eq!(at(0.29, 100), 29);
+}

@@ -13,8 +13,9 @@ pub const TOP_MAX: i64 = 10;
 
 #[derive(Debug, Default, Clone)]
 pub struct Catalogue {
-    /// `[total, active, suspended, closed]`.
-    pub tenants: [i64; 4],
+    /// `[total, active, suspended, closed, in_observe_mode]` (the last: `observe_mode` other
+    /// than ENFORCE, whatever the status).
+    pub tenants: [i64; 5],
     /// `[total, active, disabled, with_failures]`.
     pub webhooks: [i64; 4],
     /// `(subscription_id, url, consecutive_failures, last_failure_at)`.
@@ -48,11 +49,11 @@ pub async fn read(pool: &sqlx::PgPool, since: OffsetDateTime) -> StoreResult<Cat
     let mut out = Catalogue::default();
     let t = sqlx::query(
         "SELECT count(*), count(*) FILTER (WHERE status = 'ACTIVE'), count(*) FILTER (WHERE status = 'SUSPENDED'), \
-         count(*) FILTER (WHERE status = 'CLOSED') FROM tenants",
+         count(*) FILTER (WHERE status = 'CLOSED'), count(*) FILTER (WHERE observe_mode <> 'ENFORCE') FROM tenants",
     )
     .fetch_one(pool)
     .await?;
-    out.tenants = [t.try_get(0)?, t.try_get(1)?, t.try_get(2)?, t.try_get(3)?];
+    out.tenants = [t.try_get(0)?, t.try_get(1)?, t.try_get(2)?, t.try_get(3)?, t.try_get(4)?];
     let w = sqlx::query(
         "SELECT count(*), count(*) FILTER (WHERE status = 'ACTIVE'), count(*) FILTER (WHERE status = 'DISABLED'), \
          count(*) FILTER (WHERE consecutive_failures > 0) FROM webhook_subscriptions",

@@ -7,13 +7,15 @@ use time::OffsetDateTime;
 
 use super::page::{After, Page, PageSpec, after_of, finish};
 use super::{PgTx, like_pattern};
-use crate::domain::tenant::{CommitOveragePolicy, ExpiryPolicy, RateLimit, Tenant, TenantId, TenantStatus, Tier};
+use crate::domain::tenant::{
+    CommitOveragePolicy, ExpiryPolicy, ObserveMode, RateLimit, Tenant, TenantId, TenantStatus, Tier,
+};
 use crate::store::{StoreError, StoreResult};
 
 const COLUMNS: &str = "tenant_id, name, status, tier, parent_tenant_id, default_commit_overage_policy, \
     default_reservation_ttl_ms, max_reservation_ttl_ms, max_reservation_extensions, \
     reservation_expiry_policy, metadata, created_at, updated_at, suspended_at, closed_at, rate_limit_per_second, \
-    rate_limit_burst";
+    rate_limit_burst, observe_mode";
 
 #[derive(FromRow)]
 struct Row {
@@ -34,6 +36,7 @@ struct Row {
     closed_at: Option<OffsetDateTime>,
     rate_limit_per_second: Option<i32>,
     rate_limit_burst: Option<i32>,
+    observe_mode: String,
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
@@ -57,6 +60,8 @@ impl TryFrom<Row> for Tenant {
             max_reservation_extensions: r.max_reservation_extensions,
             reservation_expiry_policy: ExpiryPolicy::parse(&r.reservation_expiry_policy)
                 .ok_or_else(|| corrupt("expiry policy", &r.reservation_expiry_policy))?,
+            observe_mode: ObserveMode::parse(&r.observe_mode)
+                .ok_or_else(|| corrupt("observe mode", &r.observe_mode))?,
             metadata: r.metadata.map(|m| m.0),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -73,8 +78,8 @@ pub async fn insert(tx: &mut PgTx, t: &Tenant) -> StoreResult<bool> {
         "INSERT INTO tenants (tenant_id, name, status, tier, parent_tenant_id, \
          default_commit_overage_policy, default_reservation_ttl_ms, max_reservation_ttl_ms, \
          max_reservation_extensions, reservation_expiry_policy, metadata, created_at, updated_at, \
-         rate_limit_per_second, rate_limit_burst) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (tenant_id) DO NOTHING",
+         rate_limit_per_second, rate_limit_burst, observe_mode) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT (tenant_id) DO NOTHING",
     )
     .bind(t.tenant_id.as_str())
     .bind(&t.name)
@@ -91,6 +96,7 @@ pub async fn insert(tx: &mut PgTx, t: &Tenant) -> StoreResult<bool> {
     .bind(t.updated_at)
     .bind(t.rate_limit.map(|r| r.per_second as i32))
     .bind(t.rate_limit.map(|r| r.burst as i32))
+    .bind(t.observe_mode.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -115,7 +121,7 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
         "UPDATE tenants SET name=$2, status=$3, tier=$4, default_commit_overage_policy=$5, \
          default_reservation_ttl_ms=$6, max_reservation_ttl_ms=$7, max_reservation_extensions=$8, \
          metadata=$9, updated_at=$10, suspended_at=$11, closed_at=$12, rate_limit_per_second=$13, \
-         rate_limit_burst=$14, reservation_expiry_policy=$15 WHERE tenant_id=$1",
+         rate_limit_burst=$14, reservation_expiry_policy=$15, observe_mode=$16 WHERE tenant_id=$1",
     )
     .bind(t.tenant_id.as_str())
     .bind(&t.name)
@@ -132,6 +138,7 @@ pub async fn update(tx: &mut PgTx, t: &Tenant) -> StoreResult<()> {
     .bind(t.rate_limit.map(|r| r.per_second as i32))
     .bind(t.rate_limit.map(|r| r.burst as i32))
     .bind(t.reservation_expiry_policy.as_str())
+    .bind(t.observe_mode.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -142,6 +149,8 @@ pub struct Filter {
     pub tenant_id: Option<String>,
     pub status: Option<TenantStatus>,
     pub parent_tenant_id: Option<String>,
+    /// The stored value exactly (DISABLED and ENFORCE are told apart, as they are stored).
+    pub observe_mode: Option<ObserveMode>,
     pub search: Option<String>,
 }
 
@@ -155,6 +164,9 @@ fn push_filter(qb: &mut QueryBuilder<Postgres>, filter: &Filter) {
     }
     if let Some(parent) = &filter.parent_tenant_id {
         qb.push(" AND parent_tenant_id = ").push_bind(parent.clone());
+    }
+    if let Some(mode) = filter.observe_mode {
+        qb.push(" AND observe_mode = ").push_bind(mode.as_str());
     }
     if let Some(search) = &filter.search {
         let pattern = like_pattern(search);

@@ -169,6 +169,13 @@ impl Keys {
         format!("{}:q:{scope}:{what}:{window}:{bucket}", self.tenant_tag(tenant))
     }
 
+    /// STRING marking that the counter [`Keys::quota`] names with the same fields has crossed
+    /// its threshold in this window instance (`quota.threshold_approaching` was sent). Outside
+    /// the `:q:` prefix, so listing the counters never sees it.
+    pub fn quota_threshold(&self, tenant: &str, scope: &str, what: &str, window: &str, bucket: &str) -> String {
+        format!("{}:qt:{scope}:{what}:{window}:{bucket}", self.tenant_tag(tenant))
+    }
+
     /// The prefix every quota counter key of the tenant starts with ([`Keys::quota`]).
     pub fn quota_prefix(&self, tenant: &str) -> String {
         format!("{}:q:", self.tenant_tag(tenant))

@@ -221,7 +221,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Writes the tenant's status and runtime settings into its mirror hash.
+    /// Writes the tenant's status and runtime settings (its observe mode included) into its
+    /// mirror hash.
     pub async fn mirror_tenant(&self, t: &Tenant) -> StoreResult<()> {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(self.keys.tenant(t.tenant_id.as_str()))
@@ -238,7 +239,9 @@ impl RedisStore {
             .arg("max_reservation_extensions")
             .arg(t.max_reservation_extensions)
             .arg("reservation_expiry_policy")
-            .arg(t.reservation_expiry_policy.as_str());
+            .arg(t.reservation_expiry_policy.as_str())
+            .arg("observe_mode")
+            .arg(t.observe_mode.as_str());
         let _: i64 = self.query(&cmd).await?;
         self.enrol(t.tenant_id.as_str(), t.status.as_str()).await
     }
