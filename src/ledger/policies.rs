@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 
 use super::{Ledger, Reply};
 use crate::domain::error::{Error, Result};
-use crate::domain::policy::{Policy, Rules};
+use crate::domain::policy::pattern::ScopePattern;
+use crate::domain::policy::{Policy, Rules, eval};
 
 /// Tenants whose sets one instance keeps at most; past it the cache starts again empty (each
 /// tenant then costs one reload), so memory stays bounded whatever the number of tenants.
@@ -28,6 +29,15 @@ pub const CACHED_TENANTS_MAX: usize = 100_000;
 pub struct PolicySet {
     pub generation: i64,
     pub policies: Vec<Policy>,
+    /// Each policy's pattern, parsed once for every request the set decides.
+    pub patterns: Vec<Option<ScopePattern>>,
+}
+
+impl PolicySet {
+    pub fn new(generation: i64, policies: Vec<Policy>) -> Self {
+        let patterns = eval::patterns(&policies);
+        Self { generation, policies, patterns }
+    }
 }
 
 static EMPTY: LazyLock<Arc<PolicySet>> = LazyLock::new(Arc::default);
@@ -71,7 +81,7 @@ fn decode(tenant: &str, raw: &str) -> Result<PolicySet> {
             updated_at: s.created_at,
         })
         .collect();
-    Ok(PolicySet { generation, policies })
+    Ok(PolicySet::new(generation, policies))
 }
 
 /// Per tenant, the newest set this instance has seen.
@@ -160,8 +170,8 @@ mod tests {
     #[test]
     fn the_cache_never_goes_back_to_an_older_generation() {
         let cache = PolicyCache::default();
-        cache.put("a", Arc::new(PolicySet { generation: 3, policies: vec![] }));
-        cache.put("a", Arc::new(PolicySet { generation: 2, policies: vec![] }));
+        cache.put("a", Arc::new(PolicySet::new(3, vec![])));
+        cache.put("a", Arc::new(PolicySet::new(2, vec![])));
         assert_eq!(cache.get("a").generation, 3);
         assert_eq!(cache.get("b").generation, 0);
     }

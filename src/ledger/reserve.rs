@@ -132,7 +132,7 @@ fn threshold_data(tenant: &str, q: &QuotaUse) -> String {
 }
 
 /// Evaluates `input` against the tenant's policies as this instance holds them.
-fn evaluate(input: &ReserveInput, policies: &[crate::domain::policy::Policy]) -> Result<Outcome> {
+fn evaluate(input: &ReserveInput, set: &super::policies::PolicySet) -> Result<Outcome> {
     let req = eval::Request {
         scopes: input.scopes.affected.clone(),
         action_kind: input.action.kind.clone(),
@@ -141,7 +141,7 @@ fn evaluate(input: &ReserveInput, policies: &[crate::domain::policy::Policy]) ->
         run_id: input.action.run_id.clone(),
         ttl_ms: input.ttl_ms,
     };
-    let out = eval::evaluate(policies, &req, OffsetDateTime::now_utc())
+    let out = eval::evaluate_parsed(&set.policies, &set.patterns, &req, OffsetDateTime::now_utc())
         .map_err(|e| Error::invalid_field("action.kind", e))?;
     if out.run_id_required {
         return Err(Error::invalid_field(
@@ -162,7 +162,7 @@ impl Ledger {
         let mut set = self.cached_policies(&input.tenant);
         let mut reloaded = false;
         loop {
-            let out = evaluate(input, &set.policies)?;
+            let out = evaluate(input, &set)?;
             let reply = self.reserve_once(input, reservation_id, corr, set.generation, &out).await?;
             if reply.opt_str("stale").is_none() {
                 return outcome(input, reply);

@@ -23,7 +23,7 @@ use std::cmp::Ordering;
 
 use time::OffsetDateTime;
 
-use super::pattern::ScopePattern;
+use super::pattern::{ScopePattern, SplitPath};
 use super::{Caps, Policy, QuotaWindow, RiskClass, kinds};
 use crate::domain::CommitOveragePolicy;
 
@@ -135,14 +135,36 @@ pub struct Outcome {
     pub commits_per_minute: Option<RateUse>,
 }
 
+/// Each policy's `scope_pattern`, parsed (`None` for one that does not parse, which matches
+/// nothing). The runtime parses a tenant's set once and keeps it with the set.
+pub fn patterns(policies: &[Policy]) -> Vec<Option<ScopePattern>> {
+    policies.iter().map(|p| ScopePattern::parse(&p.rules.scope_pattern).ok()).collect()
+}
+
+/// A matching policy with its parsed pattern.
+type Match<'a, 'b> = (&'a Policy, &'b ScopePattern);
+
 /// The policies of `policies` in force at `now` that match `scopes`, in evaluation order.
 pub fn matching<'a>(policies: &'a [Policy], scopes: &[String], now: OffsetDateTime) -> Vec<&'a Policy> {
-    let mut found: Vec<&Policy> = policies
+    let parsed = patterns(policies);
+    matches(policies, &parsed, scopes, now).into_iter().map(|(p, _)| p).collect()
+}
+
+/// [`matching`] with the patterns parsed beforehand (`parsed[i]` is `policies[i]`'s).
+fn matches<'a, 'b>(
+    policies: &'a [Policy],
+    parsed: &'b [Option<ScopePattern>],
+    scopes: &[String],
+    now: OffsetDateTime,
+) -> Vec<Match<'a, 'b>> {
+    let paths = SplitPath::all(scopes);
+    let mut found: Vec<Match<'a, 'b>> = policies
         .iter()
-        .filter(|p| p.rules.in_force(now))
-        .filter(|p| ScopePattern::parse(&p.rules.scope_pattern).is_ok_and(|pat| pat.matches_any(scopes)))
+        .zip(parsed)
+        .filter(|(p, _)| p.rules.in_force(now))
+        .filter_map(|(p, pat)| pat.as_ref().filter(|pat| pat.matches_any(&paths)).map(|pat| (p, pat)))
         .collect();
-    found.sort_by(|a, b| order(a, b));
+    found.sort_by(|a, b| order(a.0, b.0));
     found
 }
 
@@ -153,14 +175,24 @@ fn order(a: &Policy, b: &Policy) -> Ordering {
 /// Decides `req` against `policies` at `now`. `Err` names an undeclared `custom.*` kind, which
 /// the spec refuses with 400 before any policy is consulted.
 pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Result<Outcome, String> {
+    evaluate_parsed(policies, &patterns(policies), req, now)
+}
+
+/// [`evaluate`] with the patterns parsed beforehand ([`patterns`]).
+pub fn evaluate_parsed(
+    policies: &[Policy],
+    parsed: &[Option<ScopePattern>],
+    req: &Request,
+    now: OffsetDateTime,
+) -> Result<Outcome, String> {
     let risk_class = match req.risk_class {
         Some(r) => r,
         None => kinds::risk_class_of(&req.action_kind)?,
     };
-    let matched = matching(policies, &req.scopes, now);
+    let matched = matches(policies, parsed, &req.scopes, now);
     let mut out = Outcome {
         decision: Decision::Allow,
-        matched: matched.iter().map(|p| p.policy_id.clone()).collect(),
+        matched: matched.iter().map(|(p, _)| p.policy_id.clone()).collect(),
         caps: None,
         deny: None,
         quotas: Vec::new(),
@@ -168,11 +200,11 @@ pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Resu
         ttl_ms: req.ttl_ms,
         ttl_capped: false,
         max_extensions: None,
-        commit_overage_policy: matched.iter().find_map(|p| p.rules.commit_overage_policy),
+        commit_overage_policy: matched.iter().find_map(|(p, _)| p.rules.commit_overage_policy),
         reservations_per_minute: rate_use(&matched, &req.scopes, |r| r.max_reservations_per_minute),
         commits_per_minute: rate_use(&matched, &req.scopes, |r| r.max_commits_per_minute),
     };
-    let Some(top) = matched.first() else {
+    let Some(&(top, top_pattern)) = matched.first() else {
         return Ok(out);
     };
     if let Some(deny) = access_control(top, &req.action_kind) {
@@ -180,7 +212,7 @@ pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Resu
         out.deny = Some(deny);
         return Ok(out);
     }
-    out.quotas = quota_uses(top, req, risk_class, now);
+    out.quotas = quota_uses(top, top_pattern, req, risk_class, now);
     out.run_id_required = req.run_id.is_none() && out.quotas.iter().any(|q| q.window == QuotaWindow::Run);
     apply_ttl(&matched, &mut out);
     let caps = merged_caps(&matched);
@@ -193,9 +225,13 @@ pub fn evaluate(policies: &[Policy], req: &Request, now: OffsetDateTime) -> Resu
 
 /// The rate limit `field` of the highest-priority match that sets it, counted at the deepest
 /// scope that policy governs.
-fn rate_use(matched: &[&Policy], scopes: &[String], field: fn(&super::RateLimits) -> Option<i64>) -> Option<RateUse> {
-    let (p, per_minute) = matched.iter().find_map(|p| p.rules.rate_limits.as_ref().and_then(field).map(|n| (*p, n)))?;
-    let pattern = ScopePattern::parse(&p.rules.scope_pattern).ok()?;
+fn rate_use(
+    matched: &[Match<'_, '_>],
+    scopes: &[String],
+    field: fn(&super::RateLimits) -> Option<i64>,
+) -> Option<RateUse> {
+    let (p, pattern, per_minute) =
+        matched.iter().find_map(|(p, pat)| p.rules.rate_limits.as_ref().and_then(field).map(|n| (*p, *pat, n)))?;
     let scope = scopes.iter().rev().find(|s| pattern.matches_path(s))?.clone();
     Some(RateUse { policy_id: p.policy_id.clone(), scope, per_minute })
 }
@@ -237,10 +273,15 @@ fn window_key(window: QuotaWindow, run_id: &Option<String>, now: OffsetDateTime)
 }
 
 /// Steps 2 and 3 for the highest-priority match: the rules the request would count against.
-fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDateTime) -> Vec<QuotaUse> {
-    let pattern = ScopePattern::parse(&top.rules.scope_pattern).ok();
+fn quota_uses(
+    top: &Policy,
+    pattern: &ScopePattern,
+    req: &Request,
+    risk_class: RiskClass,
+    now: OffsetDateTime,
+) -> Vec<QuotaUse> {
     // The most specific scope the policy governs; a per-tenant rule counts at the tenant.
-    let deepest = req.scopes.iter().rev().find(|s| pattern.as_ref().is_some_and(|p| p.matches_path(s)));
+    let deepest = req.scopes.iter().rev().find(|s| pattern.matches_path(s));
     let tenant = req.scopes.first();
     let scope_for = |w: QuotaWindow| {
         let s = if w == QuotaWindow::TenantDay { tenant } else { deepest };
@@ -280,9 +321,9 @@ fn quota_uses(top: &Policy, req: &Request, risk_class: RiskClass, now: OffsetDat
     risk.chain(per_kind).collect()
 }
 
-fn apply_ttl(matched: &[&Policy], out: &mut Outcome) {
+fn apply_ttl(matched: &[Match<'_, '_>], out: &mut Outcome) {
     let field = |f: fn(&super::TtlOverride) -> Option<i64>| {
-        matched.iter().find_map(|p| p.rules.reservation_ttl_override.as_ref().and_then(f))
+        matched.iter().find_map(|(p, _)| p.rules.reservation_ttl_override.as_ref().and_then(f))
     };
     let (default, max) = (field(|t| t.default_ttl_ms), field(|t| t.max_ttl_ms));
     out.max_extensions = field(|t| t.max_extensions);
@@ -297,8 +338,8 @@ fn apply_ttl(matched: &[&Policy], out: &mut Outcome) {
 }
 
 /// Each cap from the highest-priority match that sets it.
-pub fn merged_caps(matched: &[&Policy]) -> Caps {
-    let caps: Vec<&Caps> = matched.iter().filter_map(|p| p.rules.caps.as_ref()).collect();
+fn merged_caps(matched: &[Match<'_, '_>]) -> Caps {
+    let caps: Vec<&Caps> = matched.iter().filter_map(|(p, _)| p.rules.caps.as_ref()).collect();
     let first_list =
         |f: fn(&Caps) -> &Option<Vec<String>>| caps.iter().find_map(|c| f(c).clone().filter(|l| !l.is_empty()));
     Caps {

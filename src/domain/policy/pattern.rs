@@ -86,19 +86,40 @@ impl ScopePattern {
 
     /// Whether the pattern covers `scope` (a canonical path such as `tenant:a/agent:b`).
     pub fn matches_path(&self, scope: &str) -> bool {
-        let segments: Vec<(usize, &str)> = scope
-            .split('/')
-            .filter_map(|s| {
-                let (level, value) = s.split_once(':')?;
-                Some((LEVELS.iter().position(|l| *l == level)?, value))
-            })
-            .collect();
-        covers(&self.segs, &segments)
+        self.matches_split(&SplitPath::of(scope))
+    }
+
+    /// [`ScopePattern::matches_path`] on a path split once for many patterns.
+    pub fn matches_split(&self, path: &SplitPath<'_>) -> bool {
+        covers(&self.segs, &path.0)
     }
 
     /// Whether the pattern matches one of the scopes a request touches.
-    pub fn matches_any(&self, scopes: &[String]) -> bool {
-        scopes.iter().any(|s| self.matches_path(s))
+    pub fn matches_any(&self, scopes: &[SplitPath<'_>]) -> bool {
+        scopes.iter().any(|s| self.matches_split(s))
+    }
+}
+
+/// A scope path split into its (level, value) segments, so that matching it against many
+/// patterns splits it once.
+pub struct SplitPath<'a>(Vec<(usize, &'a str)>);
+
+impl<'a> SplitPath<'a> {
+    pub fn of(scope: &'a str) -> Self {
+        Self(
+            scope
+                .split('/')
+                .filter_map(|s| {
+                    let (level, value) = s.split_once(':')?;
+                    Some((LEVELS.iter().position(|l| *l == level)?, value))
+                })
+                .collect(),
+        )
+    }
+
+    /// Every scope of `scopes`, split.
+    pub fn all(scopes: &'a [String]) -> Vec<Self> {
+        scopes.iter().map(|s| Self::of(s)).collect()
     }
 }
 
