@@ -185,9 +185,9 @@ pub async fn tenant(
     // One rollup query per distinct span of days (the month, and each periodic root budget's).
     let mut rollups: BTreeMap<(Date, Date), BTreeMap<String, Rollup>> = BTreeMap::new();
     for days in std::iter::once(month.days).chain(periods.values().map(|p| p.days)) {
-        if !rollups.contains_key(&days) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = rollups.entry(days) {
             let rows = state.catalogue.usage_by_unit(&id, &root, days.0, days.1).await?;
-            rollups.insert(days, rows.into_iter().collect());
+            slot.insert(rows.into_iter().collect());
         }
     }
     let mut units: Vec<&str> =
