@@ -2,12 +2,13 @@
 //! overage policy, status, rollover policy, period), matched by `<scope>|<unit>`; balances
 //! (spent, reserved, debt) only in an export asked for them. A budget's period is carried as a
 //! create request gives it (its current `period_start` and `period_end`, `period`) plus one
-//! period's allocation, which is all a roll reads, so an imported budget rolls as its source did. Import writes the ledger through
-//! `budget_import.lua` (compare-and-set against the planned values; undone by
-//! `budget_restore.lua`). Imported balances set `spent` and `debt`; `reserved` is never
-//! imported (the reservations that hold it are not part of a snapshot), so a new budget starts
-//! with nothing reserved. `replace` closes a budget the snapshot lacks (CLOSED, the ledger's
-//! terminal status: balances kept, held reservations still settle, nothing new is reserved).
+//! period's allocation, which is all a roll reads, so an imported budget rolls as its source
+//! did. Import writes the ledger through `budget_import.lua` (compare-and-set against the
+//! planned values; undone by `budget_restore.lua`). Imported balances set `spent` and `debt`;
+//! `reserved` is never imported (the reservations that hold it are not part of a snapshot), so
+//! a new budget starts with nothing reserved. `replace` closes a budget the snapshot lacks
+//! (CLOSED, the ledger's terminal status: balances kept, held reservations still settle,
+//! nothing new is reserved).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
