@@ -8,7 +8,7 @@
 -- P1W or P1M; all three '' for a budget without a period). Validated by the caller.
 --
 -- Returns JSON: the budget document {scope, unit, st, a, s, r, d, o, x, p, id, c, u, rp, ps,
--- pe, pl}; or {e, m} in precedence order INTERNAL_ERROR, TENANT_CLOSED, INVALID_REQUEST
+-- pe, pl, pa, psm, pem}; or {e, m} in precedence order INTERNAL_ERROR, TENANT_CLOSED, INVALID_REQUEST
 -- (suspended tenant), DUPLICATE_RESOURCE. Checks precede the writes.
 -- Appends: budget.created, then budget.period_rolled per period already over (lib.lua roll).
 

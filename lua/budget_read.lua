@@ -7,7 +7,7 @@
 -- ARGV[2i-1] scope, ARGV[2i] unit of the i-th budget
 --
 -- Returns JSON: an array with, per budget in order, its document (as budget_doc, {scope, unit,
--- st, a, s, r, d, o, x, p, id, c, u, rp, ps, pe, pl}) or false when it does not exist.
+-- st, a, s, r, d, o, x, p, id, c, u, rp, ps, pe, pl, pa, psm, pem}) or false when it does not exist.
 
 local now = now_ms()
 local out = {}
@@ -17,7 +17,7 @@ for i = 1, #ARGV / 2 do
   if doc then
     local b = read_budget(KEYS[1], scope, unit, false, now)
     doc.a, doc.s = S(b.a), S(b.s)
-    if b.ps then doc.ps, doc.pe = b.ps, b.pe end
+    if b.ps then doc.ps, doc.pe, doc.psm, doc.pem = b.ps, b.pe, b.psm, b.pem end
     out[i] = doc
   else
     out[i] = false

@@ -342,7 +342,7 @@ local function roll(ledger, b, unit, now, outbox)
   end
   b.rem = sub(sub(sub(b.a, b.s), b.r), b.d)
   b.a0, b.u0 = b.a, add(b.s, b.r)
-  b.pem, b.ps, b.pe = ms(pe), rfc3339(ps), rfc3339(pe)
+  b.psm, b.pem, b.ps, b.pe = ms(ps), ms(pe), rfc3339(ps), rfc3339(pe)
   if outbox then
     redis.call('HSET', ledger, p .. 'a', S(b.a), p .. 's', S(b.s), p .. 'psm', ms(ps), p .. 'pem', b.pem,
       p .. 'ps', b.ps, p .. 'pe', b.pe, p .. 'u', ms(now))
@@ -510,8 +510,9 @@ local function check_plans(budgets, E, plans)
   return nil
 end
 
--- Every stored field of one budget, as the admin plane returns it.
-local DOC = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p', 'id', 'c', 'u', 'rp', 'ps', 'pe', 'pl'}
+-- Every stored field of one budget, as the admin plane returns it (and a configuration export
+-- needs to recreate it: pa, psm and pem are what a later roll reads).
+local DOC = {'st', 'a', 's', 'r', 'd', 'o', 'x', 'p', 'id', 'c', 'u', 'rp', 'ps', 'pe', 'pl', 'pa', 'psm', 'pem'}
 local function budget_doc(ledger, scope, unit)
   local p = scope .. '|' .. unit .. '|'
   local f = {}

@@ -1,5 +1,6 @@
 //! Usage rollups (extensions): `GET /v1/admin/tenants/{tenant_id}/usage` (the current period
-//! per unit: the ledger's balances and the rollups' counts), `.../usage/daily?days=N` (one row
+//! per unit, the root budget's own period or else the UTC calendar month: the ledger's
+//! balances and the rollups' counts), `.../usage/daily?days=N` (one row
 //! per UTC day and unit) and `GET /v1/admin/budgets/usage?scope=&unit=` (a budget's period
 //! spend, burn rates and projected exhaustion). The counts come from the rollups the outbox
 //! drain keeps; nothing here scans events.
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
 use super::budgets::unit_param;
@@ -68,6 +70,15 @@ impl From<&Rollup> for Counts {
 #[schema(as = TenantUnitUsage)]
 pub struct UnitUsage {
     unit: String,
+    /// The unit's current period: its root budget's (`tenant:<id>`) when that budget has a
+    /// period, as the budget shows it (`period_end` excluded), else the UTC calendar month.
+    #[serde(with = "time::serde::rfc3339")]
+    period_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_end: OffsetDateTime,
+    /// `budget` or `calendar_month`: where the period comes from.
+    #[schema(example = "budget")]
+    period_source: &'static str,
     /// Summed over the tenant's outermost budgets in this unit (none nested in another).
     allocated: i64,
     spent: i64,
@@ -76,6 +87,8 @@ pub struct UnitUsage {
     remaining: i64,
     /// `(spent + reserved) / allocated × 100`, 0 when nothing is allocated.
     percent_used: f64,
+    /// The rollups of the UTC days the period overlaps (days are the finest rollups that hold
+    /// every count).
     #[serde(flatten)]
     counts: Counts,
 }
@@ -84,6 +97,7 @@ pub struct UnitUsage {
 #[schema(as = TenantUsageResponse)]
 pub struct TenantUsage {
     tenant_id: String,
+    /// The UTC calendar month: the period of every unit without a periodic root budget.
     #[serde(with = "time::serde::rfc3339")]
     period_start: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -99,6 +113,36 @@ fn month_of(now: OffsetDateTime) -> (Date, Date, OffsetDateTime, OffsetDateTime)
     let next = first.checked_add(Duration::days(32)).and_then(|d| d.replace_day(1).ok()).unwrap_or(first);
     let last = next.previous_day().unwrap_or(first);
     (first, last, first.midnight().assume_utc(), next.midnight().assume_utc() - Duration::seconds(1))
+}
+
+/// A unit's current period: the days its rollups are summed over, and its instants.
+#[derive(Clone, Copy)]
+struct Period {
+    days: (Date, Date),
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    source: &'static str,
+}
+
+impl Period {
+    fn month(now: OffsetDateTime) -> Self {
+        let (first, last, start, end) = month_of(now);
+        Self { days: (first, last), start, end, source: "calendar_month" }
+    }
+
+    /// The current period (reads show it rolled) of the tenant's root budget in `unit`, if that
+    /// budget has one and is not CLOSED (a closed budget no longer rolls).
+    fn of_root(docs: &[BudgetDoc], tenant: &str, unit: &str) -> Option<Self> {
+        let root = format!("tenant:{tenant}");
+        let d = docs.iter().find(|d| d.balance.scope == root && d.balance.unit.as_str() == unit)?;
+        if d.period.is_empty() || d.status == "CLOSED" {
+            return None;
+        }
+        let start = OffsetDateTime::parse(&d.period_start, &Rfc3339).ok()?;
+        let end = OffsetDateTime::parse(&d.period_end, &Rfc3339).ok()?;
+        let last = (end - Duration::milliseconds(1)).date();
+        Some(Self { days: (start.date(), last.max(start.date())), start, end, source: "budget" })
+    }
 }
 
 /// Per unit: the tenant's outermost budgets (no budgeted ancestor in the unit), summed.
@@ -131,26 +175,39 @@ pub async fn tenant(
     PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<TenantUsage>> {
     state.catalogue.get_tenant(&id).await?;
-    let now = crate::domain::clock::now();
-    let (first, last, period_start, period_end) = month_of(now);
+    let month = Period::month(crate::domain::clock::now());
     let members = state.ledger.budget_members(&id).await?;
     let docs = state.ledger.budgets(&id, &members).await?;
     let balances = outermost(&docs);
-    let rollups: BTreeMap<String, Rollup> =
-        state.catalogue.usage_by_unit(&id, &format!("tenant:{id}"), first, last).await?.into_iter().collect();
-    let mut units: Vec<&str> = balances.keys().copied().chain(rollups.keys().map(String::as_str)).collect();
+    let root = format!("tenant:{id}");
+    let periods: BTreeMap<&str, Period> =
+        balances.keys().filter_map(|u| Period::of_root(&docs, &id, u).map(|p| (*u, p))).collect();
+    // One rollup query per distinct span of days (the month, and each periodic root budget's).
+    let mut rollups: BTreeMap<(Date, Date), BTreeMap<String, Rollup>> = BTreeMap::new();
+    for days in std::iter::once(month.days).chain(periods.values().map(|p| p.days)) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = rollups.entry(days) {
+            let rows = state.catalogue.usage_by_unit(&id, &root, days.0, days.1).await?;
+            slot.insert(rows.into_iter().collect());
+        }
+    }
+    let mut units: Vec<&str> =
+        balances.keys().copied().chain(rollups[&month.days].keys().map(String::as_str)).collect();
     units.sort_unstable();
     units.dedup();
     let none = Rollup::default();
     let units: Vec<UnitUsage> = units
         .into_iter()
         .map(|unit| {
+            let period = periods.get(unit).copied().unwrap_or(month);
             let [a, s, r, d] = balances.get(unit).copied().unwrap_or_default();
             let percent_used = if a > 0 { (s + r) as f64 / a as f64 * 100.0 } else { 0.0 };
-            let counts = Counts::from(rollups.get(unit).unwrap_or(&none));
+            let counts = Counts::from(rollups.get(&period.days).and_then(|by| by.get(unit)).unwrap_or(&none));
             let remaining = clamp(a - s - r - d);
             UnitUsage {
                 unit: unit.to_string(),
+                period_start: period.start,
+                period_end: period.end,
+                period_source: period.source,
                 allocated: clamp(a),
                 spent: clamp(s),
                 reserved: clamp(r),
@@ -163,8 +220,8 @@ pub async fn tenant(
         .collect();
     Ok(Json(TenantUsage {
         tenant_id: id,
-        period_start,
-        period_end,
+        period_start: month.start,
+        period_end: month.end,
         total_reserves: units.iter().map(|u| u.counts.reserves).sum(),
         total_tokens: units.iter().fold(0i64, |t, u| t.saturating_add(u.counts.tokens)),
         units,

@@ -46,6 +46,29 @@ impl PeriodLength {
         }
     }
 
+    /// The length from its ledger form ([`PeriodLength::stored`]); `None` for anything else.
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        Self::parse(stored).or_else(|| stored.parse().ok().filter(|ms| *ms > 0).map(Self::Fixed))
+    }
+
+    /// Whether periods of this length starting at `a_ms` and at `b_ms` keep one schedule: the
+    /// two starts are a whole number of periods apart (months: the same day and UTC time).
+    pub fn same_schedule(self, a_ms: i64, b_ms: i64) -> bool {
+        let apart = |len: i64| (i128::from(a_ms) - i128::from(b_ms)).rem_euclid(i128::from(len)) == 0;
+        match self {
+            Self::Fixed(ms) => ms > 0 && apart(ms),
+            Self::Day => apart(DAY_MS),
+            Self::Week => apart(7 * DAY_MS),
+            Self::Month => {
+                let at = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok();
+                match (at(a_ms), at(b_ms)) {
+                    (Some(a), Some(b)) => a.day() == b.day() && a.time() == b.time(),
+                    _ => false,
+                }
+            }
+        }
+    }
+
     /// The `period` a budget was created with; `None` for a length given by its boundaries.
     pub fn designator(stored: &str) -> Option<&'static str> {
         ["P1D", "P1W", "P1M"].into_iter().find(|d| *d == stored)
@@ -205,6 +228,20 @@ mod tests {
         assert_eq!(field(validate(Some(datetime!(2026-01-31 00:00 UTC)), None, Some("P1M"), "NONE")), "period_start");
         assert_eq!(field(validate(s, None, None, "NONE")), "period_end");
         assert_eq!(field(validate(None, s, None, "NONE")), "period_start");
+    }
+
+    #[test]
+    fn a_schedule_holds_the_starts_a_whole_number_of_periods_apart() {
+        let jan = datetime!(2026-01-15 06:00 UTC).unix_timestamp() * 1_000;
+        let mar = datetime!(2026-03-15 06:00 UTC).unix_timestamp() * 1_000;
+        assert!(PeriodLength::Month.same_schedule(jan, mar));
+        assert!(!PeriodLength::Month.same_schedule(jan, mar + 1));
+        assert!(PeriodLength::Fixed(1_500).same_schedule(1_000, 7_000));
+        assert!(!PeriodLength::Fixed(1_500).same_schedule(1_000, 7_001));
+        assert!(PeriodLength::Day.same_schedule(mar, jan));
+        assert_eq!(PeriodLength::from_stored("P1W"), Some(PeriodLength::Week));
+        assert_eq!(PeriodLength::from_stored("1500"), Some(PeriodLength::Fixed(1_500)));
+        assert_eq!(PeriodLength::from_stored(""), None);
     }
 
     #[test]

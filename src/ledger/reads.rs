@@ -124,13 +124,16 @@ pub struct BudgetDoc {
     pub period_end: String,
     /// The period length as stored (`domain::period::PeriodLength::stored`); empty without one.
     pub period: String,
+    /// One period's allocation (what a roll starts the next period from); `None` without a period.
+    pub period_allocation: Option<i64>,
 }
 
 /// The budget fields in the order `budget_doc` and the reads use.
-pub const DOC_FIELDS: [&str; 15] = ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe", "pl"];
+pub const DOC_FIELDS: [&str; 18] =
+    ["st", "a", "s", "r", "d", "o", "x", "p", "id", "c", "u", "rp", "ps", "pe", "pl", "pa", "psm", "pem"];
 
 impl BudgetDoc {
-    /// From the 15 fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
+    /// From the fields in [`DOC_FIELDS`] order; `None` when the budget does not exist.
     pub fn from_values(tenant: &str, scope: &str, unit: Unit, v: &[Option<String>]) -> Result<Option<Self>> {
         let get = |i: usize| v.get(i).cloned().flatten().unwrap_or_default();
         if v.first().cloned().flatten().is_none() {
@@ -159,6 +162,7 @@ impl BudgetDoc {
             period_start: get(12),
             period_end: get(13),
             period: get(14),
+            period_allocation: if get(14).is_empty() { None } else { get(15).parse().ok() },
         }))
     }
 
@@ -238,19 +242,31 @@ impl Ledger {
     /// The given budgets that exist, in order, as the reads show them: rolled into their
     /// current period (`lua/budget_read.lua`, the same roll every writing script makes).
     pub async fn budgets(&self, tenant: &str, members: &[(String, Unit)]) -> Result<Vec<BudgetDoc>> {
+        let pairs: Vec<(&str, &str)> = members.iter().map(|(scope, unit)| (scope.as_str(), unit.as_str())).collect();
+        let mut out = Vec::with_capacity(members.len());
+        for doc in self.rolled_docs(tenant, &pairs).await? {
+            if let Value::Object(body) = doc {
+                out.push(BudgetDoc::from_json(tenant, &body)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `budget_read.lua`'s answer for each `(scope, unit)`, in order: the budget's stored
+    /// fields rolled into the current period, or `false` when it does not exist.
+    pub(super) async fn rolled_docs(&self, tenant: &str, members: &[(&str, &str)]) -> Result<Vec<Value>> {
         let mut out = Vec::with_capacity(members.len());
         for chunk in members.chunks(READ_BATCH) {
             let args: Vec<String> =
-                chunk.iter().flat_map(|(scope, unit)| [scope.clone(), unit.as_str().to_string()]).collect();
+                chunk.iter().flat_map(|(scope, unit)| [scope.to_string(), unit.to_string()]).collect();
             let raw: String = self.eval(&self.scripts.budget_read, vec![self.keys().ledger(tenant)], &args).await?;
             let Ok(Value::Array(docs)) = serde_json::from_str::<Value>(&raw) else {
                 return Err(Error::internal("budget_read reply is not an array"));
             };
-            for doc in docs {
-                if let Value::Object(body) = doc {
-                    out.push(BudgetDoc::from_json(tenant, &body)?);
-                }
+            if docs.len() != chunk.len() {
+                return Err(Error::internal("budget_read answered another number of budgets"));
             }
+            out.extend(docs);
         }
         Ok(out)
     }

@@ -38,6 +38,7 @@ mod nul_input;
 mod openapi;
 mod openapi_drift;
 mod overview;
+mod period_snapshots;
 mod periods;
 mod pg_outage;
 mod policies;

@@ -1,5 +1,6 @@
 //! Usage rollups kept by the outbox drain: after concurrent load, each budget's committed
-//! amount equals what its spent moved by, and the counts equal what the clients saw.
+//! amount equals what its spent moved by, and the counts equal what the clients saw; a
+//! tenant's usage covers its root budget's period when that budget has one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::{Fx, USD};
 use crate::helpers::{TestApp, eventually, send};
+use crate::periods::{ms_of, now_ms, periodic, wait_for_roll};
 use crate::token_usage::wait_for_records;
 
 /// The tenant's usage row for `unit`.
@@ -143,4 +145,44 @@ async fn usage_endpoints_refuse_bad_input_naming_the_field() {
     r.expect_error(404, "BUDGET_NOT_FOUND");
     let r = send(fx.app.admin(Method::GET, "/v1/admin/tenants/no-such-tenant/usage")).await;
     r.expect_error(404, "TENANT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_periodic_root_budget_sets_its_units_current_period_and_the_others_keep_the_calendar_month() {
+    let fx = Fx::new().await;
+    periodic(&fx, "", 10_000, now_ms(), 3_600_000, "NONE").await;
+    assert_eq!(fx.budget_with("", "TOKENS", 1_000, json!({})).await.status, 201);
+    let id = fx.reserved("period-r", json!({}), 100).await;
+    assert_eq!(fx.commit(&id, "period-c", 60).await.status, 200);
+    let counted =
+        eventually(Duration::from_secs(20), || async { usage_of(&fx.app, &fx.tenant, USD).await["committed"] == 60 })
+            .await;
+    assert!(counted, "the commit never reached the rollups: {}", usage_of(&fx.app, &fx.tenant, USD).await);
+    let r = send(fx.app.admin(Method::GET, &format!("/v1/admin/tenants/{}/usage", fx.tenant))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let root = fx.ledger("", USD).await;
+    let usd = usage_of(&fx.app, &fx.tenant, USD).await;
+    assert_eq!(usd["period_source"], "budget", "{usd}");
+    assert_eq!(ms_of(&usd["period_start"]), ms_of(&root["period_start"]), "{usd}");
+    assert_eq!(ms_of(&usd["period_end"]), ms_of(&root["period_end"]), "{usd}");
+    assert_eq!((usd["spent"].clone(), usd["commits"].clone()), (json!(60), json!(1)), "{usd}");
+    let tokens = usage_of(&fx.app, &fx.tenant, "TOKENS").await;
+    assert_eq!(tokens["period_source"], "calendar_month", "{tokens}");
+    assert_eq!(tokens["period_start"], r.body["period_start"], "the month, as the response's own period");
+    assert_eq!(tokens["period_end"], r.body["period_end"]);
+
+    // A period that rolls: the usage follows the budget into its next period.
+    let other = Fx::with_tenant(&fx.app).await;
+    let start = now_ms();
+    periodic(&other, "", 1_000, start, 1_000, "NONE").await;
+    let first = usage_of(&other.app, &other.tenant, USD).await;
+    assert_eq!(first["period_source"], "budget", "{first}");
+    wait_for_roll(&other, "", start).await;
+    let follows = eventually(Duration::from_secs(20), || async {
+        let before = other.ledger("", USD).await["period_start"].clone();
+        let u = usage_of(&other.app, &other.tenant, USD).await;
+        ms_of(&u["period_start"]) > start && u["period_start"] == before
+    })
+    .await;
+    assert!(follows, "the usage never showed the rolled period: {}", usage_of(&other.app, &other.tenant, USD).await);
 }

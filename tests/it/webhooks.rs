@@ -426,6 +426,53 @@ async fn a_delivery_is_the_event_envelope_with_headers_that_match_it() {
     assert_eq!(denied["data"]["unit"], USD);
 }
 
+#[tokio::test]
+async fn a_budget_period_rolled_subscription_receives_each_roll_signed_with_the_data_the_log_shows() {
+    let fx = Fx::new().await;
+    let app = &fx.app;
+    allow_loopback(app).await;
+    let rx = Receiver::start().await;
+    let (id, secret) =
+        subscribe(app, Some(&fx.tenant), json!({"url": rx.url, "event_types": ["budget.period_rolled"]})).await;
+    let start = crate::periods::now_ms();
+    crate::periods::periodic(&fx, "", 1_000, start, 1_000, "CARRY_FORWARD").await;
+    crate::periods::wait_for_roll(&fx, "", start).await;
+    // Reads roll in memory only; a write makes the roll and reports each period it crossed.
+    assert_eq!(fx.fund("", "CREDIT", 1).await.status, 200);
+    let hit = rx.wait_for_event("budget.period_rolled", &fx.tenant).await;
+    assert!(signed_with(&hit, &secret), "signed with the subscription's secret");
+    assert_eq!(hit.header("x-cycles-event-type"), "budget.period_rolled");
+    let e = hit.json();
+    assert_eq!((e["category"].as_str(), e["scope"].as_str()), (Some("budget"), Some(fx.scope("").as_str())));
+    let d = &e["data"];
+    assert_eq!(d["rollover_policy"], "CARRY_FORWARD", "{e}");
+    assert_eq!(
+        crate::periods::ms_of(&d["previous_period_start"]),
+        start,
+        "the first roll leaves the first period: {e}"
+    );
+    for field in ["period_start", "period_end", "periods_crossed", "carried_amount", "previous_state", "new_state"] {
+        assert!(!d[field].is_null(), "{field} in {e}");
+    }
+    let stored = send(app.admin(Method::GET, &format!("/v1/admin/events/{}", hit.event_id()))).await;
+    assert_eq!(stored.status, 200, "{}", stored.text);
+    assert_eq!(stored.body, e, "the delivery is the event as the log serves it");
+    // Every roll the log holds is delivered once, and nothing else is.
+    let rolls = || async {
+        ids(&logged(app, &fx.tenant, "budget.period_rolled").await, "event_id").into_iter().collect::<BTreeSet<_>>()
+    };
+    let delivered = eventually(WAIT, || async {
+        let got: BTreeSet<String> = rx.hits().iter().map(Hit::event_id).collect();
+        got == rolls().await && rx.hits().len() == got.len()
+    })
+    .await;
+    let rolls = rolls().await;
+    assert!(delivered, "log {rolls:?}, received {:?}", event_types(&rx.hits()));
+    assert!(rx.hits().iter().all(|h| signed_with(h, &secret)));
+    let finished = wait_finished(app, &id, rolls.len()).await;
+    assert!(finished.iter().all(|d| d["status"] == "SUCCESS"), "{finished:?}");
+}
+
 // --- retries, timeouts, auto-disable ----------------------------------------------------
 
 #[tokio::test]

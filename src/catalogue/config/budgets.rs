@@ -1,11 +1,14 @@
 //! The `budgets` section: every budget's definition (scope, unit, allocated, overdraft limit,
 //! overage policy, status, rollover policy, period), matched by `<scope>|<unit>`; balances
-//! (spent, reserved, debt) only in an export asked for them. Import writes the ledger through
-//! `budget_import.lua` (compare-and-set against the planned values; undone by
-//! `budget_restore.lua`). Imported balances set `spent` and `debt`; `reserved` is never
-//! imported (the reservations that hold it are not part of a snapshot), so a new budget starts
-//! with nothing reserved. `replace` closes a budget the snapshot lacks (CLOSED, the ledger's
-//! terminal status: balances kept, held reservations still settle, nothing new is reserved).
+//! (spent, reserved, debt) only in an export asked for them. A budget's period is carried as a
+//! create request gives it (its current `period_start` and `period_end`, `period`) plus one
+//! period's allocation, which is all a roll reads, so an imported budget rolls as its source
+//! did. Import writes the ledger through `budget_import.lua` (compare-and-set against the
+//! planned values; undone by `budget_restore.lua`). Imported balances set `spent` and `debt`;
+//! `reserved` is never imported (the reservations that hold it are not part of a snapshot), so
+//! a new budget starts with nothing reserved. `replace` closes a budget the snapshot lacks
+//! (CLOSED, the ledger's terminal status: balances kept, held reservations still settle,
+//! nothing new is reserved).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -20,6 +23,7 @@ use crate::domain::CommitOveragePolicy;
 use crate::domain::amount::{Unit, Units};
 use crate::domain::error::Result;
 use crate::domain::event::EventType;
+use crate::domain::period::{self, BudgetPeriod, PeriodLength, boundary_text};
 use crate::domain::scope::{parse_budget_scope, scope_tenant};
 use crate::domain::tenant::TenantStatus;
 use crate::ledger::import::{BudgetWrite, RawBudget};
@@ -54,6 +58,14 @@ pub struct BudgetSnap {
     pub period_start: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_end: Option<String>,
+    /// The calendar period length (`P1D`, `P1W`, `P1M`) the budget was created with; without it
+    /// a period lasts as long as `[period_start, period_end)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// One period's allocation: what each new period starts from (before any carry). Only with
+    /// a period; `allocated` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_allocation: Option<Units>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,35 +77,57 @@ impl BudgetSnap {
         format!("{}|{}", self.scope, self.unit)
     }
 
-    /// The stored fields this snapshot asks for (all but ids, times, `reserved` and
-    /// `is_over_limit`); `s` and `d` only with balances.
-    fn fields(&self) -> Result<BTreeMap<&'static str, String>> {
+    /// The budget's period, checked by the rules of a budget create (400 naming the field).
+    fn period(&self) -> Result<Option<BudgetPeriod>> {
         let id = self.id();
-        let time = |field: &str, v: &Option<String>| -> Result<String> {
+        let time = |field: &str, v: &Option<String>| -> Result<Option<OffsetDateTime>> {
             match v.as_deref().filter(|s| !s.is_empty()) {
-                None => Ok(String::new()),
+                None => Ok(None),
                 Some(s) => OffsetDateTime::parse(s, &Rfc3339)
-                    .ok()
-                    .and_then(|t| t.format(&Rfc3339).ok())
-                    .ok_or_else(|| bad("budgets", &id, field, "must be an RFC 3339 date-time")),
+                    .map(Some)
+                    .map_err(|_| bad("budgets", &id, field, "must be an RFC 3339 date-time")),
             }
         };
-        let (ps, pe) = (time("period_start", &self.period_start)?, time("period_end", &self.period_end)?);
-        if !ps.is_empty()
-            && !pe.is_empty()
-            && OffsetDateTime::parse(&ps, &Rfc3339).ok() > OffsetDateTime::parse(&pe, &Rfc3339).ok()
-        {
-            return Err(bad("budgets", &id, "period_start", "must not be after period_end"));
+        let (start, end) = (time("period_start", &self.period_start)?, time("period_end", &self.period_end)?);
+        let found = period::validate(start, end, self.period.as_deref(), &self.rollover_policy)
+            .map_err(|e| bad("budgets", &id, e.field, e.message))?;
+        if found.is_none() && self.period_allocation.is_some() {
+            return Err(bad(
+                "budgets",
+                &id,
+                "period_allocation",
+                "needs a period (period_start with period_end or period)",
+            ));
         }
+        Ok(found)
+    }
+
+    /// The stored fields this snapshot asks for (all but ids, times, `reserved` and
+    /// `is_over_limit`); `s` and `d` only with balances. A period is stored as budget create
+    /// stores it; without one, the period fields are emptied (one period's allocation, which
+    /// only a roll reads, is then left alone).
+    fn fields(&self) -> Result<BTreeMap<&'static str, String>> {
         let mut f = BTreeMap::from([
             ("st", self.status.clone()),
             ("a", self.allocated.get().to_string()),
             ("o", self.overdraft_limit.get().to_string()),
             ("p", self.commit_overage_policy.map(|p| p.as_str().to_string()).unwrap_or_default()),
             ("rp", self.rollover_policy.clone()),
-            ("ps", ps),
-            ("pe", pe),
         ]);
+        match self.period()? {
+            Some(p) => {
+                let pa = self.period_allocation.unwrap_or(self.allocated);
+                f.extend([
+                    ("ps", boundary_text(p.start_ms)),
+                    ("pe", boundary_text(p.end_ms)),
+                    ("psm", p.start_ms.to_string()),
+                    ("pem", p.end_ms.to_string()),
+                    ("pl", p.length.stored()),
+                    ("pa", pa.get().to_string()),
+                ]);
+            }
+            None => f.extend(["ps", "pe", "psm", "pem", "pl"].map(|k| (k, String::new()))),
+        }
         if let Some(b) = &self.balances {
             f.insert("s", b.spent.get().to_string());
             f.insert("d", b.debt.get().to_string());
@@ -127,7 +161,7 @@ impl BudgetSnap {
         if !ROLLOVER.contains(&self.rollover_policy.as_str()) {
             return Err(bad("budgets", &id, "rollover_policy", "must be NONE, CARRY_FORWARD or CAP_AT_ALLOCATED"));
         }
-        Ok(())
+        self.period().map(|_| ())
     }
 
     fn of(doc: &crate::ledger::reads::BudgetDoc, balances: bool) -> Self {
@@ -144,6 +178,8 @@ impl BudgetSnap {
             rollover_policy: opt(&doc.rollover_policy).unwrap_or_else(|| "NONE".into()),
             period_start: opt(&doc.period_start),
             period_end: opt(&doc.period_end),
+            period: PeriodLength::designator(&doc.period).map(String::from),
+            period_allocation: doc.period_allocation.and_then(Units::new),
             ledger_id: opt(&doc.ledger_id),
             balances: balances.then(|| Balances {
                 spent: Units::new(b.spent).unwrap_or(Units::ZERO),
@@ -180,6 +216,19 @@ fn int(raw: &RawBudget, f: &str) -> i128 {
     raw.get(f).cloned().flatten().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Whether the stored budget `raw` (rolled into its current period) and the snapshot's fields
+/// `want` have one period schedule: the same length, with starts whole periods apart.
+fn same_schedule(raw: &RawBudget, want: &BTreeMap<&'static str, String>) -> bool {
+    let stored = |f: &str| raw.get(f).cloned().flatten().unwrap_or_default();
+    let wanted = |f: &str| want.get(f).cloned().unwrap_or_default();
+    let (Some(length), Ok(a), Ok(b)) =
+        (PeriodLength::from_stored(&wanted("pl")), stored("psm").parse::<i64>(), wanted("psm").parse::<i64>())
+    else {
+        return false;
+    };
+    stored("pl") == wanted("pl") && length.same_schedule(a, b)
+}
+
 /// The write that takes `raw` (a stored budget, or all `None`) to `want`, plus `u` and a
 /// recomputed `x`; `None` when nothing differs.
 fn write_for(m: &str, raw: &RawBudget, mut want: BTreeMap<&'static str, String>, create: bool) -> Option<BudgetWrite> {
@@ -191,7 +240,8 @@ fn write_for(m: &str, raw: &RawBudget, mut want: BTreeMap<&'static str, String>,
         want.insert("id", uuid::Uuid::now_v7().to_string());
         want.insert("c", now_ms.clone());
     }
-    want.retain(|f, v| raw.get(*f).cloned().flatten().as_deref() != Some(v.as_str()));
+    // An absent field and an empty one are the same to the ledger (and to budget_import.lua).
+    want.retain(|f, v| raw.get(*f).cloned().flatten().unwrap_or_default() != *v);
     if want.is_empty() {
         return None;
     }
@@ -244,7 +294,13 @@ pub(super) async fn plan(c: &Catalogue, section: Option<&[BudgetSnap]>, ctx: &Ct
                     "spent + reserved + debt must not exceed 9223372036854775807",
                 ));
             }
-            match write_for(&m, &raw, snap.fields()?, !exists) {
+            let mut want = snap.fields()?;
+            if exists && same_schedule(&raw, &want) {
+                // Its current period is the one the snapshot names, or a later one of the same
+                // schedule: the budget keeps it (and its spent, which belongs to it).
+                want.retain(|f, _| !["ps", "pe", "psm", "pem"].contains(f));
+            }
+            match write_for(&m, &raw, want, !exists) {
                 Some(w) => writes.push((if exists { "update" } else { "create" }, w)),
                 None => plan.unchanged += 1,
             }

@@ -140,21 +140,4 @@ impl RedisStore {
         cmd.arg(self.keys.budget_index(tenant)).arg(0).arg(count - 1);
         self.query(&cmd).await
     }
-
-    /// The values of each field list in the tenant's ledger hash, in order (`None` when
-    /// absent), in one round trip.
-    pub async fn budgets_values(
-        &self,
-        tenant: &str,
-        field_lists: &[Vec<String>],
-    ) -> StoreResult<Vec<Vec<Option<String>>>> {
-        if field_lists.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for fields in field_lists {
-            pipe.cmd("HMGET").arg(self.keys.ledger(tenant)).arg(fields);
-        }
-        self.pipeline(&pipe).await
-    }
 }
