@@ -1,4 +1,5 @@
-//! The steps that run once after the load steps (yardstick, idle, flat cost, expiry sweep)
+//! The steps that run once after the load steps (yardstick, idle, flat cost, expiry sweep,
+//! usage reads)
 //! and the one table of every target with its measured figure, printed last in Markdown so it
 //! can be pasted as it is.
 
@@ -9,6 +10,7 @@ use anyhow::Result;
 use super::flat::FlatResult;
 use super::idle::{self, IdleResult};
 use super::sweep::SweepResult;
+use super::usage::{USAGE_CLIENTS, UsageResult};
 use super::yardstick::{self, YardstickResult};
 use super::{Args, Bench, Phase, Shape, StepResult, find, verdict};
 
@@ -21,6 +23,7 @@ pub struct Extra {
     pub idle: Option<IdleResult>,
     pub flat: Option<FlatResult>,
     pub sweep: Option<SweepResult>,
+    pub usage: Option<UsageResult>,
 }
 
 impl Bench {
@@ -68,6 +71,30 @@ impl Bench {
                 r.reservations, r.seed_s, r.first_after_s, r.sweep_s, r.per_s
             );
             extra.sweep = Some(r);
+        }
+        if a.usage_records > 0 {
+            match &a.database_url {
+                Some(db) => extra.usage = Some(self.usage_step(db).await?),
+                None => println!("\nusage reads: skipped (they seed Postgres: pass --database-url)"),
+            }
+        }
+        if let Some(u) = &extra.usage {
+            println!();
+            println!(
+                "usage reads: {} token usage records over 30 days seeded in {:.1} s; {USAGE_CLIENTS} clients per read",
+                u.records, u.seed_s
+            );
+            for r in &u.reads {
+                println!(
+                    "  {:<36} {:>8.0} req/s  p50 {:>8.2} ms  p99 {:>8.2} ms  {} errors of {}",
+                    r.name,
+                    r.per_s(),
+                    r.latency.p50,
+                    r.latency.p99,
+                    r.errors,
+                    r.requests
+                );
+            }
         }
         Ok(extra)
     }
@@ -189,6 +216,20 @@ pub fn print_targets(args: &Args, results: &[StepResult], extra: &Extra) {
             Some(format!("{:.0}/s", s.per_s)),
             Some(s.per_s >= 20_000.0),
         );
+    }
+    if let Some(u) = &extra.usage {
+        for r in &u.reads {
+            // The issue sets no number: the figure is reported, not judged.
+            println!(
+                "| usage read at {USAGE_CLIENTS} clients, {} records: {} | – | p50 {:.2} ms, p99 {:.2} ms, {:.0} req/s ({} errors) | reported |",
+                u.records,
+                r.name,
+                r.latency.p50,
+                r.latency.p99,
+                r.per_s(),
+                r.errors
+            );
+        }
     }
     let mismatches: usize = results.iter().filter_map(|r| r.ledger.as_ref().ok()).map(|l| l.mismatches).sum();
     let failed = results.iter().filter(|r| r.ledger.is_err()).count();

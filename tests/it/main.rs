@@ -63,6 +63,7 @@ mod small_points;
 mod suspended;
 mod tenants;
 mod tiers;
+mod token_summary;
 mod token_usage;
 mod usage;
 mod usage_crash;
