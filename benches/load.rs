@@ -8,7 +8,7 @@
 //! and every concurrency, three steps run back to back for `--duration-s` each, each on a
 //! fresh tenant:
 //!
-//! - `pair`    the loop: HTTP reserve → commit, closed loop per client;
+//! - `pair`    the client's loop: HTTP reserve → commit, closed loop per client;
 //! - `reserve` HTTP reserve only (the fair counterpart of the ceiling);
 //! - `ceiling` the engine's own reserve script, `Ledger::reserve` → EVALSHA straight on Redis
 //!   from N tasks over one multiplexed connection (what the engine uses), no HTTP, no engine.
@@ -19,7 +19,8 @@
 //! ledger check: the tenant's balances (GET /v1/balances) against what the clients observed.
 //!
 //! Last, the idle step (`idle.rs`) seeds `--idle-tenants` tenants and counts the Redis commands
-//! and Postgres transactions the idle engine makes per second.
+//! and Postgres transactions the idle engine makes per second; the usage step (`usage.rs`)
+//! seeds a month of token usage for one tenant and times the admin plane's usage reads.
 //!
 //! Run under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
@@ -33,6 +34,8 @@ mod overhead;
 mod report;
 #[path = "load/sweep.rs"]
 mod sweep;
+#[path = "load/usage.rs"]
+mod usage;
 #[path = "load/yardstick.rs"]
 mod yardstick;
 
@@ -178,6 +181,9 @@ struct Args {
     /// Reservations the expiry-sweep step expires at once (0 skips it).
     #[arg(long, default_value_t = 50_000)]
     sweep_reservations: usize,
+    /// Token usage records seeded for the usage-read step (0 skips it). Needs --database-url.
+    #[arg(long, default_value_t = 1_000_000)]
+    usage_records: usize,
     /// Calls of the redis-benchmark yardstick step at 50 clients (0 skips it).
     #[arg(long, default_value_t = 300_000)]
     yardstick_requests: usize,

@@ -1,4 +1,5 @@
-//! The steps that run once after the load steps (yardstick, idle, flat cost, expiry sweep)
+//! The steps that run once after the load steps (yardstick, idle, flat cost, expiry sweep,
+//! usage reads)
 //! and the one table of every target with its measured figure, printed last in Markdown so it
 //! can be pasted as it is.
 
@@ -10,6 +11,7 @@ use super::flat::FlatResult;
 use super::idle::{self, IdleResult};
 use super::overhead::OverheadResult;
 use super::sweep::SweepResult;
+use super::usage::{USAGE_CLIENTS, UsageResult};
 use super::yardstick::{self, YardstickResult};
 use super::{Args, Bench, Phase, Shape, StepResult, find, verdict};
 
@@ -23,6 +25,7 @@ pub struct Extra {
     pub flat: Option<FlatResult>,
     pub sweep: Option<SweepResult>,
     pub overhead: Option<OverheadResult>,
+    pub usage: Option<UsageResult>,
 }
 
 impl Bench {
@@ -78,6 +81,30 @@ impl Bench {
                 a.overhead_clients, a.overhead_rounds
             );
             extra.overhead = Some(self.overhead_step().await?);
+        }
+        if a.usage_records > 0 {
+            match &a.database_url {
+                Some(db) => extra.usage = Some(self.usage_step(db).await?),
+                None => println!("\nusage reads: skipped (they seed Postgres: pass --database-url)"),
+            }
+        }
+        if let Some(u) = &extra.usage {
+            println!();
+            println!(
+                "usage reads: {} token usage records over 30 days seeded in {:.1} s; {USAGE_CLIENTS} clients per read",
+                u.records, u.seed_s
+            );
+            for r in &u.reads {
+                println!(
+                    "  {:<36} {:>8.0} req/s  p50 {:>8.2} ms  p99 {:>8.2} ms  {} errors of {}",
+                    r.name,
+                    r.per_s(),
+                    r.latency.p50,
+                    r.latency.p99,
+                    r.errors,
+                    r.requests
+                );
+            }
         }
         Ok(extra)
     }
@@ -202,6 +229,20 @@ pub fn print_targets(args: &Args, results: &[StepResult], extra: &Extra) {
     }
     if let Some(o) = &extra.overhead {
         overhead_lines(o);
+    }
+    if let Some(u) = &extra.usage {
+        for r in &u.reads {
+            // No target is set for these reads: the figures are reported, not judged.
+            println!(
+                "| usage read at {USAGE_CLIENTS} clients, {} records: {} | – | p50 {:.2} ms, p99 {:.2} ms, {:.0} req/s ({} errors) | reported |",
+                u.records,
+                r.name,
+                r.latency.p50,
+                r.latency.p99,
+                r.per_s(),
+                r.errors
+            );
+        }
     }
     let mismatches: usize = results.iter().filter_map(|r| r.ledger.as_ref().ok()).map(|l| l.mismatches).sum();
     let failed = results.iter().filter(|r| r.ledger.is_err()).count();

@@ -1,6 +1,7 @@
 //! `GET /v1/admin/token-usage` and `/v1/admin/token-usage/summary` (extensions): one record per
 //! commit and per usage event, with the tokens, model and latency its `metrics` reported, the
-//! API key that made it and what it charged; the summary totals them by model and unit.
+//! API key that made it and what it charged; the summary totals them by model and unit, from
+//! the hourly token rollup plus the records of the window's partial edge hours.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use crate::http::extract::QueryParams;
 use crate::http::page::{self, ListParams, no_nul};
 use crate::state::AppState;
 use crate::store::pg::page::SortColumn;
-use crate::store::pg::usage::{StoredRecord, TokenFilter};
+use crate::store::pg::token_usage::{StoredRecord, TokenFilter};
 
 /// Longest id or model filter accepted.
 const FILTER_LEN_MAX: usize = 256;
@@ -160,8 +161,15 @@ pub fn window(from: Option<String>, to: Option<String>) -> ApiResult<(Option<Off
     Ok((from, to))
 }
 
+/// An instant cut to the microsecond Postgres stores, so the summary's split into whole hours
+/// and edges sees the same bounds the records are compared with.
+fn micros(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000).unwrap_or(at)
+}
+
 fn filter_of(q: TokenQuery) -> ApiResult<(TokenFilter, ListParams)> {
     let (from, to) = window(q.from, q.to)?;
+    let (from, to) = (from.map(micros), to.map(micros));
     let filter = TokenFilter {
         tenant: text("tenant_id", q.tenant_id)?,
         api_key_id: text("api_key_id", q.api_key_id)?,
@@ -210,10 +218,10 @@ pub async fn summary(
         .map(|m| ModelBody {
             model: m.model,
             unit: m.unit,
-            tokens_input: clamp(m.tokens_input),
-            tokens_output: clamp(m.tokens_output),
-            calls: m.calls,
-            charged: clamp(m.charged),
+            tokens_input: clamp(m.totals.tokens_input),
+            tokens_output: clamp(m.totals.tokens_output),
+            calls: m.totals.calls,
+            charged: clamp(m.totals.charged),
         })
         .collect();
     Ok(Json(SummaryBody { models }))

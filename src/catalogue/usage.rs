@@ -10,16 +10,17 @@ use super::audit::Actor;
 use crate::domain::error::{Error, Result};
 use crate::store::pg::alerts::{self, Alert};
 use crate::store::pg::page::{Page, PageSpec};
-use crate::store::pg::usage::{self, ModelTotals, Rollup, StoredRecord, TokenFilter};
+use crate::store::pg::token_usage::{self, ModelTotals, StoredRecord, TokenFilter};
+use crate::store::pg::usage::{self, Rollup};
 use crate::store::pg::{self, overview};
 
 impl Catalogue {
     pub async fn list_token_usage(&self, filter: &TokenFilter, page: &PageSpec) -> Result<Page<StoredRecord>> {
-        Ok(usage::list_records(self.pg.pool(), filter, page).await?)
+        Ok(token_usage::list_records(self.pg.pool(), filter, page).await?)
     }
 
     pub async fn token_usage_summary(&self, filter: &TokenFilter) -> Result<Vec<ModelTotals>> {
-        Ok(usage::summary(self.pg.pool(), filter).await?)
+        Ok(token_usage::summary(self.pg.pool(), filter).await?)
     }
 
     /// One scope's rollups per unit over the days `[from, to]`.

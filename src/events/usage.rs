@@ -1,6 +1,7 @@
 //! Usage the drain keeps, in the transaction that stores the outbox entries it comes from:
 //! token usage records (one per commit and per usage event) and the rollups per tenant, scope,
-//! unit and UTC day (and hour, for burn rates).
+//! unit and UTC day (and hour, for burn rates), and the records' hourly token rollup per
+//! tenant, API key, model and unit (what the token usage summary reads).
 //!
 //! The runtime scripts append `usage.*` entries (Tollgate's own kinds, never events: a reserve,
 //! a commit, a usage event, a release) beside the spec's events; denials and expiries are
@@ -17,7 +18,8 @@ use time::OffsetDateTime;
 use crate::domain::event::{Event, EventType};
 use crate::store::StoreResult;
 use crate::store::pg::PgTx;
-use crate::store::pg::usage::{self as store, Day, Hour, Rollup, TokenRecord};
+use crate::store::pg::token_usage::{self as tokens_store, TokenHourKey, TokenRecord, TokenTotals};
+use crate::store::pg::usage::{self as store, Day, Hour, Rollup};
 use crate::store::redis::streams::StreamEntry;
 
 /// The entry kinds the scripts append for the drain alone.
@@ -118,6 +120,8 @@ pub fn prefixes(path: &str) -> impl Iterator<Item = &str> {
 pub struct Deltas {
     pub daily: BTreeMap<(String, String, String, Day), Rollup>,
     pub hourly: BTreeMap<(String, String, String, Hour), i128>,
+    /// Token totals of the records this batch stored for the first time.
+    pub tokens: BTreeMap<TokenHourKey, TokenTotals>,
 }
 
 impl Deltas {
@@ -155,6 +159,18 @@ impl Deltas {
         }
     }
 
+    /// A newly stored token usage record, in its hour's token rollup.
+    pub fn add_record(&mut self, r: &TokenRecord<'_>) {
+        let key = (
+            r.tenant_id.to_string(),
+            r.api_key_id.unwrap_or_default().to_string(),
+            r.model.to_string(),
+            r.unit.to_string(),
+            Hour::of(r.occurred_at),
+        );
+        self.tokens.entry(key).or_default().add(r);
+    }
+
     /// Denials and expiries, from their (newly stored) spec events.
     pub fn add_event(&mut self, e: &Event) {
         let bump: fn(&mut Rollup) = match e.event_type {
@@ -188,14 +204,20 @@ pub async fn apply(tx: &mut PgTx, entries: &[UsageEntry], new_events: &[&Event])
         if matches!(u.kind, Kind::Committed | Kind::Applied) {
             let (tokens_input, tokens_output) = tokens(u.metrics.as_ref());
             crate::telemetry::tokens(&u.model, tokens_input.unwrap_or(0), tokens_output.unwrap_or(0));
-            store::insert_record(tx, &record_of(u, tokens_input, tokens_output)).await?;
+            let record = record_of(u, tokens_input, tokens_output);
+            // A record stored before (an entry redelivered after `usage_entries` was pruned)
+            // is already in its hourly row.
+            if tokens_store::insert_record(tx, &record).await? {
+                deltas.add_record(&record);
+            }
         }
         deltas.add_entry(u);
     }
     for e in new_events {
         deltas.add_event(e);
     }
-    store::apply_rollups(tx, &deltas.daily, &deltas.hourly).await
+    store::apply_rollups(tx, &deltas.daily, &deltas.hourly).await?;
+    tokens_store::apply_hourly(tx, &deltas.tokens).await
 }
 
 fn record_of(u: &UsageEntry, tokens_input: Option<i64>, tokens_output: Option<i64>) -> TokenRecord<'_> {

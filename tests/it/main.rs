@@ -67,6 +67,7 @@ mod suspended;
 mod tenant_observe_mode;
 mod tenants;
 mod tiers;
+mod token_summary;
 mod token_usage;
 mod usage;
 mod usage_crash;

@@ -1,6 +1,6 @@
 //! Usage rollups and token records after the engine is killed with SIGKILL mid-load and
 //! restarted: every usage entry counts exactly once, so the rollups equal the ledger and the
-//! token records match the committed reservations one for one.
+//! token records (and their hourly token rollup) match the committed reservations one for one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -107,4 +107,11 @@ async fn rollups_and_token_records_equal_the_ledger_after_an_engine_is_killed_an
         records.iter().map(|r| r["reservation_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(records.len(), committed.len(), "no commit recorded twice");
     assert_eq!(from_records, committed, "token records match the commits one for one");
+    // The hourly token rollup counted each record once too (an unbounded summary reads only it).
+    let r = send(app.admin(Method::GET, "/v1/admin/token-usage/summary").query(&q)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let models = r.body["models"].as_array().unwrap();
+    let calls: i64 = models.iter().map(|m| m["calls"].as_i64().unwrap()).sum();
+    let input: i64 = models.iter().map(|m| m["tokens_input"].as_i64().unwrap()).sum();
+    assert_eq!((calls, input), (committed.len() as i64, committed.len() as i64 * 4), "summary: {}", r.body);
 }

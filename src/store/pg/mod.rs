@@ -20,6 +20,7 @@ pub mod retention;
 pub mod secrets;
 pub mod tenants;
 pub mod tiers;
+pub mod token_usage;
 pub mod usage;
 pub mod webhooks;
 

@@ -1,13 +1,12 @@
-//! SQL for usage: the applied usage entries, token usage records, and the daily and hourly
-//! rollups (written by the outbox drain, in its transaction), and their reads.
+//! SQL for usage: the applied usage entries and the daily and hourly rollups (written by the
+//! outbox drain, in its transaction), and their reads. Token usage records are in `token_usage`.
 
 use std::collections::BTreeMap;
 
-use sqlx::{Postgres, QueryBuilder, Row as _};
+use sqlx::Row as _;
 use time::{Date, OffsetDateTime, Time};
 
 use super::PgTx;
-use super::page::{Page, PageSpec, after_of, finish};
 use crate::store::StoreResult;
 
 /// A UTC day.
@@ -48,53 +47,6 @@ pub async fn claim_entry(tx: &mut PgTx, entry_id: &str, at: OffsetDateTime) -> S
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenRecord<'a> {
-    pub record_id: &'a str,
-    pub tenant_id: &'a str,
-    pub api_key_id: Option<&'a str>,
-    pub source: &'a str,
-    pub reservation_id: Option<&'a str>,
-    pub scope: &'a str,
-    pub unit: &'a str,
-    pub model: &'a str,
-    pub tokens_input: Option<i64>,
-    pub tokens_output: Option<i64>,
-    pub latency_ms: Option<i64>,
-    pub charged: i64,
-    pub occurred_at: OffsetDateTime,
-    pub request_id: Option<&'a str>,
-    pub trace_id: Option<&'a str>,
-    pub metrics: Option<&'a serde_json::Value>,
-}
-
-pub async fn insert_record(tx: &mut PgTx, r: &TokenRecord<'_>) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO token_usage (record_id, tenant_id, api_key_id, source, reservation_id, scope, unit, model, \
-         tokens_input, tokens_output, latency_ms, charged, occurred_at, request_id, trace_id, metrics) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT (record_id) DO NOTHING",
-    )
-    .bind(r.record_id)
-    .bind(r.tenant_id)
-    .bind(r.api_key_id)
-    .bind(r.source)
-    .bind(r.reservation_id)
-    .bind(r.scope)
-    .bind(r.unit)
-    .bind(r.model)
-    .bind(r.tokens_input)
-    .bind(r.tokens_output)
-    .bind(r.latency_ms)
-    .bind(r.charged)
-    .bind(r.occurred_at)
-    .bind(r.request_id)
-    .bind(r.trace_id)
-    .bind(r.metrics)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 type DailyKey = (String, String, String, Day);
@@ -155,7 +107,7 @@ const SUMS: &str = "sum(committed)::text, sum(charged)::text, sum(reserves)::big
     sum(events)::bigint, sum(releases)::bigint, sum(expiries)::bigint, sum(denials)::bigint, \
     sum(tokens_input)::text, sum(tokens_output)::text";
 
-fn big(row: &sqlx::postgres::PgRow, i: usize) -> Result<i128, sqlx::Error> {
+pub(super) fn big(row: &sqlx::postgres::PgRow, i: usize) -> Result<i128, sqlx::Error> {
     let s: Option<String> = row.try_get(i)?;
     Ok(s.and_then(|s| s.parse().ok()).unwrap_or(0))
 }
@@ -278,103 +230,4 @@ pub async fn platform_day(pool: &sqlx::PgPool, day: Date) -> StoreResult<(i64, i
     .fetch_one(pool)
     .await?;
     Ok((row.try_get::<Option<i64>, _>(0)?.unwrap_or(0), big(&row, 1)?))
-}
-
-/// Filters of the token usage list and summary.
-#[derive(Debug, Default, Clone)]
-pub struct TokenFilter {
-    pub tenant: Option<String>,
-    pub api_key_id: Option<String>,
-    pub model: Option<String>,
-    pub from: Option<OffsetDateTime>,
-    pub to: Option<OffsetDateTime>,
-}
-
-fn push_token_filter(qb: &mut QueryBuilder<Postgres>, f: &TokenFilter) {
-    for (column, value) in [("tenant_id", &f.tenant), ("api_key_id", &f.api_key_id), ("model", &f.model)] {
-        if let Some(v) = value {
-            qb.push(format!(" AND {column} = ")).push_bind(v.clone());
-        }
-    }
-    if let Some(from) = f.from {
-        qb.push(" AND occurred_at >= ").push_bind(from);
-    }
-    if let Some(to) = f.to {
-        qb.push(" AND occurred_at <= ").push_bind(to);
-    }
-}
-
-/// A stored token usage record, as read.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
-pub struct StoredRecord {
-    pub record_id: String,
-    pub tenant_id: String,
-    pub api_key_id: Option<String>,
-    pub source: String,
-    pub reservation_id: Option<String>,
-    pub scope: String,
-    pub unit: String,
-    pub model: String,
-    pub tokens_input: Option<i64>,
-    pub tokens_output: Option<i64>,
-    pub latency_ms: Option<i64>,
-    pub charged: i64,
-    pub occurred_at: OffsetDateTime,
-    pub request_id: Option<String>,
-    pub trace_id: Option<String>,
-    pub metrics: Option<serde_json::Value>,
-}
-
-pub async fn list_records(pool: &sqlx::PgPool, f: &TokenFilter, page: &PageSpec) -> StoreResult<Page<StoredRecord>> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT record_id, tenant_id, api_key_id, source, reservation_id, scope, unit, model, tokens_input, \
-         tokens_output, latency_ms, charged, occurred_at, request_id, trace_id, metrics, {} FROM token_usage WHERE TRUE",
-        page.cursor_columns()
-    ));
-    push_token_filter(&mut qb, f);
-    page.push_after(&mut qb);
-    page.push_order_limit(&mut qb);
-    let rows = qb.build().fetch_all(pool).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        use sqlx::FromRow as _;
-        out.push((StoredRecord::from_row(&row)?, after_of(&row)?));
-    }
-    Ok(finish(out, page.limit))
-}
-
-/// Totals per model and unit: input tokens, output tokens, calls, charged.
-#[derive(Debug, Clone)]
-pub struct ModelTotals {
-    pub model: String,
-    pub unit: String,
-    pub tokens_input: i128,
-    pub tokens_output: i128,
-    pub calls: i64,
-    pub charged: i128,
-}
-
-/// Models and units a summary reports at most (a limit on the answer, not on the data).
-pub const SUMMARY_ROWS_MAX: i64 = 1_000;
-
-pub async fn summary(pool: &sqlx::PgPool, f: &TokenFilter) -> StoreResult<Vec<ModelTotals>> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT model, unit, coalesce(sum(tokens_input), 0)::text, coalesce(sum(tokens_output), 0)::text, \
-         count(*)::bigint, sum(charged)::text FROM token_usage WHERE TRUE",
-    );
-    push_token_filter(&mut qb, f);
-    qb.push(" GROUP BY model, unit ORDER BY model, unit LIMIT ").push_bind(SUMMARY_ROWS_MAX);
-    let rows = qb.build().fetch_all(pool).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(ModelTotals {
-            model: row.try_get(0)?,
-            unit: row.try_get(1)?,
-            tokens_input: big(&row, 2)?,
-            tokens_output: big(&row, 3)?,
-            calls: row.try_get(4)?,
-            charged: big(&row, 5)?,
-        });
-    }
-    Ok(out)
 }
