@@ -177,6 +177,7 @@ mod tests {
     #[test]
     fn a_request_matches_when_any_scope_it_touches_matches() {
         let scopes = vec!["tenant:t".to_string(), "tenant:t/agent:bot".to_string()];
+        let scopes = SplitPath::all(&scopes);
         assert!(ScopePattern::parse("tenant:t").unwrap().matches_any(&scopes));
         assert!(ScopePattern::parse("tenant:t/*").unwrap().matches_any(&scopes));
         assert!(!ScopePattern::parse("workspace:*").unwrap().matches_any(&scopes));
