@@ -11,6 +11,7 @@ pub mod auth;
 pub mod balances;
 pub mod budget_fund;
 pub mod budget_list;
+pub mod budget_usage;
 pub mod budgets;
 pub mod bulk;
 pub mod config;
@@ -114,7 +115,7 @@ fn spend_routes() -> Router<AppState> {
         .route("/v1/admin/token-usage/summary", get(token_usage::summary))
         .route("/v1/admin/tenants/{tenant_id}/usage", get(usage::tenant))
         .route("/v1/admin/tenants/{tenant_id}/usage/daily", get(usage::daily))
-        .route("/v1/admin/budgets/usage", get(usage::budget))
+        .route("/v1/admin/budgets/usage", get(budget_usage::budget))
         .route("/v1/admin/overview", get(overview::overview))
         .route("/v1/admin/alerts", get(alerts::list))
         .route("/v1/admin/alerts/{alert_id}/resolve", post(alerts::resolve))

@@ -107,7 +107,7 @@ use crate::http::openapi as shared;
         super::token_usage::summary,
         super::usage::tenant,
         super::usage::daily,
-        super::usage::budget,
+        super::budget_usage::budget,
         super::overview::overview,
         super::alerts::list,
         super::alerts::resolve,

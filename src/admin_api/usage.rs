@@ -1,9 +1,8 @@
 //! Usage rollups (extensions): `GET /v1/admin/tenants/{tenant_id}/usage` (the current period
 //! per unit, the root budget's own period or else the UTC calendar month: the ledger's
-//! balances and the rollups' counts), `.../usage/daily?days=N` (one row
-//! per UTC day and unit) and `GET /v1/admin/budgets/usage?scope=&unit=` (a budget's period
-//! spend, burn rates and projected exhaustion). The counts come from the rollups the outbox
-//! drain keeps; nothing here scans events.
+//! balances and the rollups' counts) and `.../usage/daily?days=N` (one row per UTC day and
+//! unit). The counts come from the rollups the outbox drain keeps; nothing here scans events.
+//! One budget's usage is in `budget_usage`.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +12,9 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, OffsetDateTime};
 
-use super::budgets::unit_param;
 use super::token_usage::clamp;
 use crate::auth::AdminAuth;
-use crate::domain::amount::Unit;
-use crate::domain::scope::{parse_budget_scope, scope_tenant};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{PathParam, QueryParams};
 use crate::ledger::reads::BudgetDoc;
 use crate::state::AppState;
@@ -117,15 +113,15 @@ fn month_of(now: OffsetDateTime) -> (Date, Date, OffsetDateTime, OffsetDateTime)
 
 /// A unit's current period: the days its rollups are summed over, and its instants.
 #[derive(Clone, Copy)]
-struct Period {
-    days: (Date, Date),
-    start: OffsetDateTime,
-    end: OffsetDateTime,
-    source: &'static str,
+pub(super) struct Period {
+    pub days: (Date, Date),
+    pub start: OffsetDateTime,
+    pub end: OffsetDateTime,
+    pub source: &'static str,
 }
 
 impl Period {
-    fn month(now: OffsetDateTime) -> Self {
+    pub fn month(now: OffsetDateTime) -> Self {
         let (first, last, start, end) = month_of(now);
         Self { days: (first, last), start, end, source: "calendar_month" }
     }
@@ -134,7 +130,11 @@ impl Period {
     /// budget has one and is not CLOSED (a closed budget no longer rolls).
     fn of_root(docs: &[BudgetDoc], tenant: &str, unit: &str) -> Option<Self> {
         let root = format!("tenant:{tenant}");
-        let d = docs.iter().find(|d| d.balance.scope == root && d.balance.unit.as_str() == unit)?;
+        Self::of_budget(docs.iter().find(|d| d.balance.scope == root && d.balance.unit.as_str() == unit)?)
+    }
+
+    /// The budget's current period, if it has one and is not CLOSED.
+    pub fn of_budget(d: &BudgetDoc) -> Option<Self> {
         if d.period.is_empty() || d.status == "CLOSED" {
             return None;
         }
@@ -304,92 +304,4 @@ pub async fn daily(
         }
     }
     Ok(Json(Daily { tenant_id: id, days, daily }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct BudgetQuery {
-    scope: Option<String>,
-    unit: Option<String>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = BudgetUsageResponse)]
-pub struct BudgetUsage {
-    tenant_id: String,
-    scope: String,
-    unit: Unit,
-    allocated: i64,
-    spent: i64,
-    reserved: i64,
-    debt: i64,
-    remaining: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    period_start: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    period_end: OffsetDateTime,
-    /// What the budget's spent moved by in the period (the rollups' `committed`).
-    period_spend: i64,
-    /// Spend per hour over the last hour (the current UTC hour and the one before it).
-    burn_rate_last_hour: f64,
-    /// Spend per hour over the last day (the last 24 UTC hours and the current one).
-    burn_rate_last_day: f64,
-    /// When the budget runs out at the last hour's burn (absent when nothing burns or nothing remains).
-    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
-    projected_exhaustion_at: Option<OffsetDateTime>,
-}
-
-/// Spend per hour of what moved since the start of the hour `hours` before the current one.
-async fn burn(state: &AppState, budget: (&str, &str, &str), now: OffsetDateTime, hours: i64) -> ApiResult<f64> {
-    let since = crate::store::pg::usage::Hour::of(now).0 - Duration::hours(hours);
-    let moved = state.catalogue.committed_since(budget, since).await?;
-    let span_h = ((now - since).as_seconds_f64() / 3600.0).max(1.0 / 60.0);
-    Ok(moved as f64 / span_h)
-}
-
-#[utoipa::path(get, path = "/v1/admin/budgets/usage", operation_id = "getBudgetUsage", tag = "Usage",
-    params(BudgetQuery),
-    responses((status = 200, description = "A budget's period spend, burn rates and projected exhaustion (extension)", body = BudgetUsage), crate::http::openapi::E400_401_403_404_500_503)
-)]
-pub async fn budget(
-    State(state): State<AppState>,
-    _: AdminAuth,
-    QueryParams(q): QueryParams<BudgetQuery>,
-) -> ApiResult<Json<BudgetUsage>> {
-    let raw =
-        q.scope.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| ApiError::invalid_field("scope", "is required"))?;
-    let scope = parse_budget_scope(raw).map_err(|e| ApiError::invalid_field("scope", e))?;
-    let unit = unit_param(q.unit.as_deref())?;
-    let tenant = scope_tenant(&scope).to_string();
-    let doc =
-        state.ledger.budget(&tenant, &scope, unit).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::BudgetNotFound, format!("no budget exists for {scope} in {unit}"))
-        })?;
-    let now = crate::domain::clock::now();
-    let (first, last, period_start, period_end) = month_of(now);
-    let budget = (tenant.as_str(), scope.as_str(), unit.as_str());
-    let period = state.catalogue.usage_by_unit(&tenant, &scope, first, last).await?;
-    let period_spend = period.iter().find(|(u, _)| u == unit.as_str()).map_or(0, |(_, r)| clamp(r.committed));
-    let burn_rate_last_hour = burn(&state, budget, now, 1).await?;
-    let burn_rate_last_day = burn(&state, budget, now, 24).await?;
-    let b = &doc.balance;
-    let remaining = b.remaining();
-    let projected_exhaustion_at = (burn_rate_last_hour > 0.0 && remaining > 0)
-        .then(|| now + Duration::seconds_f64((remaining as f64 / burn_rate_last_hour * 3600.0).min(1e11)));
-    Ok(Json(BudgetUsage {
-        tenant_id: tenant.clone(),
-        scope: scope.clone(),
-        unit,
-        allocated: b.allocated,
-        spent: b.spent,
-        reserved: b.reserved,
-        debt: b.debt,
-        remaining,
-        period_start,
-        period_end,
-        period_spend,
-        burn_rate_last_hour,
-        burn_rate_last_day,
-        projected_exhaustion_at,
-    }))
 }

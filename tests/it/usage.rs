@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::fixture::{Fx, USD};
+use crate::fixture::{Fx, USD, amt};
 use crate::helpers::{TestApp, eventually, send};
 use crate::periods::{ms_of, now_ms, periodic, wait_for_roll};
 use crate::token_usage::wait_for_records;
@@ -185,4 +185,34 @@ async fn a_periodic_root_budget_sets_its_units_current_period_and_the_others_kee
     })
     .await;
     assert!(follows, "the usage never showed the rolled period: {}", usage_of(&other.app, &other.tenant, USD).await);
+}
+
+#[tokio::test]
+async fn a_periodic_budgets_usage_reports_its_own_period_and_its_spent_there_and_a_plain_one_the_month() {
+    let fx = Fx::new().await;
+    let start = now_ms();
+    periodic(&fx, "/workspace:p", 1_000, start, 1_000, "NONE").await;
+    let spent = fx.event("bu-1", json!({"workspace": "p"}), 300, json!({})).await;
+    assert_eq!(spent.status, 201, "{}", spent.text);
+    let rolled = wait_for_roll(&fx, "/workspace:p", start).await;
+    let spent = fx.event("bu-2", json!({"workspace": "p"}), 40, json!({})).await;
+    assert_eq!(spent.status, 201, "{}", spent.text);
+    // Read both within one period (a roll between the two reads moves `period_start`).
+    let (u, b) = loop {
+        let u = budget_usage(&fx.app, &fx.scope("/workspace:p")).await;
+        let b = fx.ledger("/workspace:p", USD).await;
+        if ms_of(&u["period_start"]) == ms_of(&b["period_start"]) {
+            break (u, b);
+        }
+    };
+    assert_eq!(u["period_source"], "budget", "{u}");
+    assert!(ms_of(&u["period_start"]) >= ms_of(&rolled["period_start"]), "{u}");
+    assert_eq!(ms_of(&u["period_end"]) - ms_of(&u["period_start"]), 1_000, "{u}");
+    assert_eq!(u["period_spend"], amt(&b, "spent"), "the period spend is the budget's spent in its period: {u}");
+    assert!(u["period_spend"].as_i64().is_some_and(|v| v <= 40), "nothing of the last period: {u}");
+
+    assert_eq!(fx.budget_with("/workspace:plain", USD, 1_000, json!({})).await.status, 201);
+    let plain = budget_usage(&fx.app, &fx.scope("/workspace:plain")).await;
+    assert_eq!(plain["period_source"], "calendar_month", "{plain}");
+    assert_eq!(plain["period_start"].as_str().map(|s| &s[8..]), Some("01T00:00:00Z"), "{plain}");
 }
