@@ -181,7 +181,7 @@ async fn a_periodic_root_budget_sets_its_units_current_period_and_the_others_kee
     let follows = eventually(Duration::from_secs(20), || async {
         let before = other.ledger("", USD).await["period_start"].clone();
         let u = usage_of(&other.app, &other.tenant, USD).await;
-        ms_of(&u["period_start"]) > start && u["period_start"] == before
+        ms_of(&u["period_start"]) > start && ms_of(&u["period_start"]) == ms_of(&before)
     })
     .await;
     assert!(follows, "the usage never showed the rolled period: {}", usage_of(&other.app, &other.tenant, USD).await);
