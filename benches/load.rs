@@ -192,7 +192,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     overhead_clients: usize,
     /// Rounds of the governance-overhead step (each measures all three tenants once).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     overhead_rounds: usize,
     /// Also write the results as JSON here.
     #[arg(long)]

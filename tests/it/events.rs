@@ -38,6 +38,14 @@ pub async fn wait_for_event(app: &TestApp, tenant: &str, kind: &str) -> Vec<Valu
     events_of(app, tenant).await
 }
 
+/// The tenant's events of one type (the first 100), as the admin plane lists them.
+pub async fn events_of_type(fx: &Fx, event_type: &str) -> Vec<Value> {
+    let q = [("tenant_id", fx.tenant.as_str()), ("event_type", event_type), ("limit", "100")];
+    let r = send(fx.app.admin(Method::GET, "/v1/admin/events").query(&q)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["events"].as_array().cloned().unwrap_or_default()
+}
+
 pub fn types(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["event_type"].as_str().unwrap_or_default().to_string()).collect()
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::events::events_of_type;
 use crate::fixture::{Fx, on_redis_and_cluster};
 use crate::helpers::{Reply, eventually, send};
 use crate::policy_enforcement::policy;
@@ -17,17 +18,10 @@ async fn reserve_in_run(fx: &Fx, key: &str, run: &str) -> Reply {
     fx.post("/v1/reservations", body).await
 }
 
-async fn events_of(fx: &Fx, event_type: &str) -> Vec<Value> {
-    let q = [("tenant_id", fx.tenant.as_str()), ("event_type", event_type), ("limit", "100")];
-    let r = send(fx.app.admin(Method::GET, "/v1/admin/events").query(&q)).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["events"].as_array().cloned().unwrap_or_default()
-}
-
 /// Waits until the drain has stored `n` events of `event_type` (the outbox keeps each tenant's
 /// order, so every event appended before them is stored too).
 async fn stored(fx: &Fx, event_type: &str, n: usize) -> bool {
-    eventually(Duration::from_secs(15), || async { events_of(fx, event_type).await.len() >= n }).await
+    eventually(Duration::from_secs(15), || async { events_of_type(fx, event_type).await.len() >= n }).await
 }
 
 on_redis_and_cluster! {
@@ -46,12 +40,12 @@ on_redis_and_cluster! {
                 probe["subject"]["dimensions"] = json!({"run_id": "elsewhere"});
                 fx.post("/v1/reservations", probe).await.expect_error(409, "BUDGET_EXCEEDED");
                 assert!(stored(&fx, "reservation.denied", 1).await);
-                assert!(events_of(&fx, "quota.threshold_approaching").await.is_empty(), "nothing before the 8th call");
+                assert!(events_of_type(&fx, "quota.threshold_approaching").await.is_empty(), "nothing before the 8th call");
             }
         }
         reserve_in_run(&fx, "k11", "run-1").await.expect_error(409, "ACTION_QUOTA_EXCEEDED");
         assert!(stored(&fx, "reservation.denied", 2).await, "the 11th call's denial is stored");
-        let events = events_of(&fx, "quota.threshold_approaching").await;
+        let events = events_of_type(&fx, "quota.threshold_approaching").await;
         assert_eq!(events.len(), 1, "{events:#?}");
         let e = &events[0];
         let d = &e["data"];
@@ -75,7 +69,7 @@ on_redis_and_cluster! {
         }
         reserve_in_run(&fx, "k15", "run-1").await.expect_error(409, "ACTION_QUOTA_EXCEEDED");
         assert!(stored(&fx, "reservation.denied", 3).await);
-        assert_eq!(events_of(&fx, "quota.threshold_approaching").await.len(), 1, "once per window instance");
+        assert_eq!(events_of_type(&fx, "quota.threshold_approaching").await.len(), 1, "once per window instance");
 
         // Another run is another window instance: its own crossing is reported.
         for i in 1..=8 {
@@ -108,7 +102,7 @@ async fn a_risk_class_quota_reports_its_crossing_as_risk_and_observed_calls_repo
     assert_eq!(fx.post("/v1/reservations", with_kind("a", json!({}))).await.status, 200);
     assert_eq!(fx.post("/v1/reservations", with_kind("b", json!({}))).await.status, 200);
     assert!(stored(&fx, "quota.threshold_approaching", 1).await);
-    let events = events_of(&fx, "quota.threshold_approaching").await;
+    let events = events_of_type(&fx, "quota.threshold_approaching").await;
     assert_eq!(events.len(), 1, "observed calls count nothing, so report nothing: {events:#?}");
     let d = &events[0]["data"];
     assert_eq!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::events::events_of_type;
 use crate::fixture::{Fx, USD, amt, on_redis_and_cluster};
 use crate::helpers::{Reply, TestApp, eventually, send, tenant_id};
 use crate::policy_enforcement::{action, policy, post_on};
@@ -31,14 +32,6 @@ async fn reserve_in_run(fx: &Fx, key: &str, run: &str, amount: i64, extra: Value
         b.extend(e);
     }
     fx.post("/v1/reservations", body).await
-}
-
-/// The tenant's events of one type, as the admin plane lists them.
-async fn events_of(fx: &Fx, event_type: &str) -> Vec<Value> {
-    let q = [("tenant_id", fx.tenant.as_str()), ("event_type", event_type), ("limit", "100")];
-    let r = send(fx.app.admin(Method::GET, "/v1/admin/events").query(&q)).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["events"].as_array().cloned().unwrap_or_default()
 }
 
 fn held(r: &Reply) -> bool {
@@ -67,12 +60,12 @@ on_redis_and_cluster! {
         let b = fx.ledger("", USD).await;
         assert_eq!((amt(&b, "reserved"), amt(&b, "remaining")), (0, 100), "nothing held");
         let seen = eventually(Duration::from_secs(15), || async {
-            !events_of(&fx, "reservation.observed_allowed").await.is_empty()
-                && !events_of(&fx, "reservation.observed_denied").await.is_empty()
+            !events_of_type(&fx, "reservation.observed_allowed").await.is_empty()
+                && !events_of_type(&fx, "reservation.observed_denied").await.is_empty()
         })
         .await;
         assert!(seen, "reservation.observed_allowed and reservation.observed_denied are recorded");
-        let observed = events_of(&fx, "reservation.observed_allowed").await;
+        let observed = events_of_type(&fx, "reservation.observed_allowed").await;
         assert_eq!(observed[0]["data"]["observe_mode"], "OBSERVE", "{}", observed[0]);
 
         set_mode(&fx, "ENFORCE").await;
@@ -105,10 +98,10 @@ async fn a_request_observe_mode_overrides_the_tenant_default_and_disabled_means_
     assert_eq!(amt(&fx.ledger("", USD).await, "reserved"), 30, "three reserves held 10 each");
     // Observed: the tenant default (1) and the request's OBSERVE (1); the ENFORCE dry run is silent.
     let counted = eventually(Duration::from_secs(15), || async {
-        events_of(&fx, "reservation.observed_allowed").await.len() == 2
+        events_of_type(&fx, "reservation.observed_allowed").await.len() == 2
     })
     .await;
-    assert!(counted, "two observed reserves: {:?}", events_of(&fx, "reservation.observed_allowed").await);
+    assert!(counted, "two observed reserves: {:?}", events_of_type(&fx, "reservation.observed_allowed").await);
 }
 
 #[tokio::test]
@@ -163,10 +156,11 @@ async fn an_observe_mode_change_is_audited_and_announced_as_tenant_settings_chan
     let entries = fx.app.audit(&format!("tenant_id={}&operation=updateTenant", fx.tenant)).await;
     let fields: Vec<Value> = entries.iter().map(|e| e["metadata"]["changed_fields"].clone()).collect();
     assert!(fields.contains(&json!(["observe_mode"])), "{fields:?}");
-    let seen =
-        eventually(Duration::from_secs(15), || async { events_of(&fx, "tenant.settings_changed").await.len() == 1 })
-            .await;
-    let events = events_of(&fx, "tenant.settings_changed").await;
+    let seen = eventually(Duration::from_secs(15), || async {
+        events_of_type(&fx, "tenant.settings_changed").await.len() == 1
+    })
+    .await;
+    let events = events_of_type(&fx, "tenant.settings_changed").await;
     assert!(seen, "one tenant.settings_changed (the repeat changed nothing): {events:?}");
     assert_eq!(events[0]["data"]["changed_fields"], json!(["observe_mode"]));
 }
