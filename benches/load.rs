@@ -729,7 +729,8 @@ struct StepResult {
     ledger: Result<LedgerCheck, String>,
     error_samples: Vec<String>,
     warmup_errors: u64,
-    /// INFO commandstats deltas: (command, calls, usec), most time first.
+    /// INFO commandstats deltas: (command, calls, usec), most time first (printed with
+    /// `--redis-breakdown`).
     redis_commands: Vec<(String, u64, u64)>,
 }
 
@@ -904,7 +905,8 @@ impl Bench {
                 out
             }));
         }
-        let stats0 = if self.args.redis_breakdown { Some(commandstats(&self.redis).await) } else { None };
+        // Two INFO calls per step: cheap enough to take always (the overhead step uses them).
+        let stats0 = Some(commandstats(&self.redis).await);
         barrier.wait().await;
         let started = Instant::now();
         let cpu0 =
@@ -1042,7 +1044,7 @@ fn pair_row(r: &StepResult) -> Option<String> {
     ))
 }
 
-fn step_notes(r: &StepResult) -> Vec<String> {
+fn step_notes(r: &StepResult, breakdown: bool) -> Vec<String> {
     let mut notes = Vec::new();
     if r.warmup_errors > 0 {
         notes.push(format!("    {} warm-up request(s) failed", r.warmup_errors));
@@ -1067,7 +1069,7 @@ fn step_notes(r: &StepResult) -> Vec<String> {
         }
         Err(e) => notes.push(format!("    ledger check failed: {e}")),
     }
-    if !r.redis_commands.is_empty() && r.reserves_ok > 0 {
+    if breakdown && !r.redis_commands.is_empty() && r.reserves_ok > 0 {
         let parts: Vec<String> = r
             .redis_commands
             .iter()
@@ -1341,7 +1343,7 @@ async fn run(args: Args) -> Result<()> {
                 if let Some(p) = pair_row(&r) {
                     println!("{p}");
                 }
-                for n in step_notes(&r) {
+                for n in step_notes(&r, bench.args.redis_breakdown) {
                     println!("{n}");
                 }
                 results.push(r);

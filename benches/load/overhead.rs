@@ -57,6 +57,9 @@ pub struct Totals {
     pub redis_unknown: bool,
     pub errors: u64,
     pub mismatches: usize,
+    /// Time redis-server spent running scripts (INFO commandstats `evalsha`, the commands a
+    /// script runs included): the reserve scripts, and the drain's if it uses any.
+    pub script_usec: u64,
 }
 
 impl Totals {
@@ -68,11 +71,18 @@ impl Totals {
             None => self.redis_unknown = true,
         }
         self.errors += r.errors;
+        self.script_usec +=
+            r.redis_commands.iter().filter(|(name, _, _)| name == "evalsha").map(|(_, _, us)| us).sum::<u64>();
         self.mismatches += r.ledger.as_ref().map_or(1, |l| l.mismatches);
     }
 
     pub fn per_s(&self) -> f64 {
         if self.elapsed_s > 0.0 { self.reserves as f64 / self.elapsed_s } else { 0.0 }
+    }
+
+    /// Script time per reserve, µs.
+    pub fn script_us(&self) -> Option<f64> {
+        (self.reserves > 0 && self.script_usec > 0).then(|| self.script_usec as f64 / self.reserves as f64)
     }
 
     pub fn redis_us(&self) -> Option<f64> {

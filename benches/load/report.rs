@@ -282,4 +282,18 @@ fn overhead_lines(o: &OverheadResult) {
         cpu.map(|(p, b)| format!("{:.2} ({p:.1} ÷ {b:.1} µs)", p / b)),
         cpu.map(|(p, b)| p / b <= 1.05 && clean(per)),
     );
+    let script = ratio(per.script_us(), plain.script_us());
+    line(
+        "period check: Redis script time per reserve periods ÷ plain (INFO commandstats)",
+        "≤ 1.05",
+        script.map(|(p, b)| format!("{:.2} ({p:.1} ÷ {b:.1} µs)", p / b)),
+        script.map(|(p, b)| p / b <= 1.05 && clean(per)),
+    );
+    let script = ratio(pol.script_us(), plain.script_us());
+    line(
+        "100 policies: Redis script time per reserve policies ÷ plain (INFO commandstats)",
+        "≤ 1.2",
+        script.map(|(p, b)| format!("{:.2} ({p:.1} ÷ {b:.1} µs)", p / b)),
+        script.map(|(p, b)| p / b <= 1.2),
+    );
 }

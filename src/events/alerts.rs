@@ -121,6 +121,12 @@ pub async fn apply(tx: &mut PgTx, new_events: &[&Event]) -> StoreResult<()> {
             EventType::BudgetFunded | EventType::BudgetDebtRepaid | EventType::BudgetUpdated => {
                 resolve_by_state(tx, budget, d.get("new_state").unwrap_or(d), at).await?;
             }
+            EventType::BudgetPeriodRolled => {
+                // A new period: its burn is measured afresh, and what the new state no longer
+                // shows clears (a roll never forgives debt, so a debt alert stays while owed).
+                store::resolve_budget(tx, budget, Which::Kind(BURN_RATE), at).await?;
+                resolve_by_state(tx, budget, d.get("new_state").unwrap_or(d), at).await?;
+            }
             _ => {}
         }
     }
@@ -159,7 +165,7 @@ pub async fn burn_check(
     let now = crate::domain::clock::now();
     let since = Hour::of(now).0 - time::Duration::hours(1);
     let span_h = ((now - since).as_seconds_f64() / 3600.0).max(1.0 / 60.0);
-    let period = format!("{}-{:02}", now.year(), u8::from(now.month()));
+    let month = format!("{}-{:02}", now.year(), u8::from(now.month()));
     let mut eta_min = crate::telemetry::EXHAUSTION_ETA_NONE_SECONDS;
     let mut fast = std::collections::HashSet::new();
     let mut tx = pg.begin().await?;
@@ -173,6 +179,8 @@ pub async fn burn_check(
         let eta_s = remaining as f64 / rate_h * 3600.0;
         eta_min = eta_min.min(eta_s);
         if eta_s < BURN_HORIZON_S {
+            // Once per budget and period: a periodic budget's own, else the calendar month.
+            let period = if doc.period.is_empty() { month.clone() } else { doc.period_start.clone() };
             fast.insert((tenant.clone(), scope.clone(), unit.clone()));
             let budget = (tenant.as_str(), scope.as_str(), unit.as_str());
             let msg = format!("Budget {scope} ({unit}) is empty in {:.0} min at the last hour's burn", eta_s / 60.0);

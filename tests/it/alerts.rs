@@ -100,3 +100,21 @@ async fn a_debt_alert_resolves_on_repayment_and_an_operator_resolve_is_audited()
     let r = send(fx.app.admin(Method::GET, "/v1/admin/alerts").query(&[("resolved", "maybe")])).await;
     assert!(r.expect_error(400, "INVALID_REQUEST").contains("resolved"));
 }
+
+#[tokio::test]
+async fn a_new_period_resolves_the_alerts_its_fresh_state_no_longer_shows() {
+    let fx = Fx::new().await;
+    let start = crate::periods::now_ms();
+    crate::periods::periodic(&fx, "/workspace:p", 100, start, 2_000, "NONE").await;
+    let spent = fx.event("p-1", json!({"workspace": "p"}), 100, json!({})).await;
+    assert_eq!(spent.status, 201, "{}", spent.text);
+    let open = wait_open(&fx.app, &fx.tenant, 4).await;
+    assert!(kinds(&open).contains(&"exhausted:critical:null".to_string()), "{:?}", kinds(&open));
+    crate::periods::wait_for_roll(&fx, "/workspace:p", start).await;
+    // A read shows the roll but writes nothing; the next script that touches the budget rolls it.
+    let touch = fx.event("p-2", json!({"workspace": "p"}), 1, json!({})).await;
+    assert_eq!(touch.status, 201, "{}", touch.text);
+    wait_open(&fx.app, &fx.tenant, 0).await;
+    let resolved = alerts_of(&fx.app, &fx.tenant, &[("resolved", "true")]).await;
+    assert_eq!(resolved.len(), 4, "{:?}", kinds(&resolved));
+}

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::events::events_of_type;
 use crate::fixture::{Fx, on_redis_and_cluster};
-use crate::helpers::{Reply, eventually, send};
+use crate::helpers::{Reply, eventually};
 use crate::policy_enforcement::policy;
 
 async fn reserve_in_run(fx: &Fx, key: &str, run: &str) -> Reply {
